@@ -1,0 +1,37 @@
+"""Name -> model-constructor registry (timm's `create_model`, for Flax linen).
+
+A family module registers each variant with `@register("name")` on a function that takes
+`num_classes` and keyword options and returns a linen Module.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str):
+  def decorator(builder: Callable[..., nn.Module]):
+    if name in _REGISTRY:
+      raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = builder
+    return builder
+
+  return decorator
+
+
+def names() -> list[str]:
+  return sorted(_REGISTRY)
+
+
+def create(name: str, num_classes: int, **options) -> nn.Module:
+  """Builds the registered model `name` for `num_classes` classes."""
+  if name not in _REGISTRY:
+    raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
+  if not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+  try:
+    return _REGISTRY[name](num_classes=num_classes, **options)
+  except TypeError as e:
+    raise ValueError(f"bad options for model {name!r}: {e}") from None

@@ -1,0 +1,47 @@
+"""Test set-up: 8 fake CPU devices (before jax is imported) and tiny datasets written by the tests."""
+
+import os
+
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pathlib  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxcnn import configs  # noqa: E402
+from jaxcnn.data import idx  # noqa: E402
+
+
+def write_idx_dataset(directory: pathlib.Path, num_train: int, num_test: int, seed: int = 0, num_classes: int = 10):
+  """A learnable tiny MNIST-format dataset: each class is a bright square at its own position."""
+  rng = np.random.default_rng(seed)
+  directory.mkdir(parents=True, exist_ok=True)
+  for prefix, n in (("train", num_train), ("t10k", num_test)):
+    labels = rng.integers(0, num_classes, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+      row, col = divmod(int(label), 4)
+      images[i, 2 + 6 * row : 8 + 6 * row, 2 + 6 * col : 8 + 6 * col] = 200
+    idx.write(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+    idx.write(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
+  return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
+  """300 train (of which 60 validation) and 203 test images: 203 divides by no batch used here."""
+  return write_idx_dataset(tmp_path_factory.mktemp("tiny_fashion_mnist"), num_train=300, num_test=203)
+
+
+@pytest.fixture
+def tiny_config(tiny_data_dir):
+  config = configs.get("lenet5")
+  config.data_dir = str(tiny_data_dir)
+  config.validation_size = 60
+  config.batch_size = 32
+  config.eval_batch_size = 64
+  config.num_epochs = 2
+  config.learning_rate = 0.05
+  return config

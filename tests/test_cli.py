@@ -1,0 +1,90 @@
+"""The command line as a user runs it: real subprocesses, one-line errors and non-zero exits."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, extra_env=None):
+  env = {**os.environ, "PYTHONPATH": REPO, **(extra_env or {})}
+  return subprocess.run([sys.executable, "-m", "jaxcnn.main", *args], capture_output=True, text=True, env=env,
+                        timeout=300, cwd=REPO)
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode != 0, result.stdout + result.stderr
+  lines = [line for line in result.stderr.splitlines() if line.startswith("jaxcnn: error:")]
+  assert len(lines) == 1, result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def tiny_args(tiny_data_dir):
+  return [f"--config.data_dir={tiny_data_dir}", "--config.validation_size=60", "--config.batch_size=32",
+          "--config.eval_batch_size=64"]
+
+
+def test_unknown_config_lists_the_known_ones(tmp_path):
+  result = run_cli("--config=lenet6", f"--workdir={tmp_path}")
+  assert_one_line_error(result, "unknown config 'lenet6'", "lenet5")
+
+
+def test_override_of_a_missing_field_is_refused(tmp_path):
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", "--config.learning_rat=0.1"),
+                        "learning_rat")
+
+
+def test_override_of_the_wrong_type_is_refused(tmp_path):
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", "--config.batch_size=big"), "batch_size")
+
+
+def test_missing_data_dir_is_refused(tmp_path):
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", f"--config.data_dir={tmp_path}/none"),
+                        "no fashion_mnist IDX files")
+
+
+def test_batch_not_divisible_by_devices_is_refused(tmp_path, tiny_args):
+  result = run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, "--config.batch_size=30",
+                   extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert_one_line_error(result, "batch size 30 does not divide by the 8 devices")
+
+
+def test_bad_values_are_refused(tmp_path, tiny_args):
+  for override, fragment in (("--config.schedule=linearish", "unknown schedule"),
+                             ("--config.model=lenet7", "unknown model"),
+                             ("--config.dataset=imagenet9", "unknown dataset"),
+                             ("--config.validation_size=300", "validation_size")):
+    assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, override), fragment)
+
+
+def test_eval_without_a_checkpoint_is_refused(tmp_path, tiny_args):
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, "--mode=eval"),
+                        "no checkpoint")
+
+
+@pytest.mark.slow
+def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
+  workdir = tmp_path / "run"
+  result = run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2")
+  assert result.returncode == 0, result.stderr
+  assert "epoch   2" in result.stdout
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["batch_size"] == 32 and config["model"] == "lenet5"
+  assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2
+
+  result = run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval")
+  assert result.returncode == 0, result.stderr
+  results = json.loads((workdir / "eval_results.json").read_text())
+  assert results["num_examples"] == 203 and results["split"] == "test"
+
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval", "--step=3"),
+                        "no checkpoint for step 3")
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval",
+                                "--config.eval_split=validaton"), "no split 'validaton'")

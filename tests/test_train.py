@@ -1,0 +1,105 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import checkpoint, data, evaluate, models, optim, parallel, train
+
+
+def _tree_allclose(a, b, atol):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def _state_and_batch(config):
+  dataset = data.load(config)
+  mean, std = data.channel_stats(dataset.splits["train"])
+  batch = next(data.train_batches(dataset.splits["train"], global_batch=config.batch_size, seed=0, epoch=0,
+                                  mean=mean, std=std))
+  model = models.create(config.model, num_classes=10)
+  state = train.create_train_state(config, model, dataset.image_shape, optim.create(config, steps_per_epoch=10))
+  return state, batch
+
+
+def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tiny_config):
+  state, batch = _state_and_batch(tiny_config)  # batch is [8, 4, ...]
+  eight = jax.pmap(train.train_step, axis_name=parallel.AXIS)
+  one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
+  state8, sums8 = eight(parallel.replicate(state), batch)
+  state1, sums1 = one(parallel.replicate(state, devices=jax.devices()[:1]),
+                      jax.tree.map(lambda x: x.reshape(1, -1, *x.shape[2:]), batch))
+  _tree_allclose(parallel.unreplicate(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
+  assert float(sums8["count"][0]) == float(sums1["count"][0]) == tiny_config.batch_size
+  np.testing.assert_allclose(float(sums8["loss"][0]), float(sums1["loss"][0]), rtol=1e-5)
+  # The step actually moved the weights.
+  assert not np.allclose(np.asarray(parallel.unreplicate(state8).params["c1"]["kernel"]),
+                         np.asarray(state.params["c1"]["kernel"]))
+
+
+def test_checkpoint_round_trip_restores_params_optimizer_step_and_rng(tiny_config, tmp_path):
+  state, batch = _state_and_batch(tiny_config)
+  stepped, _ = parallel.pmap_step(train.train_step, donate_state=False)(parallel.replicate(state), batch)
+  stepped = parallel.unreplicate(stepped)
+  ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+  ckpt.save(1, stepped, {"epoch": 1})
+  ckpt.close()
+  restored, meta = checkpoint.Checkpointer(tmp_path / "ckpt").restore(state)
+  assert meta == {"epoch": 1}
+  assert int(restored.step) == 1
+  for name in ("params", "opt_state", "rng"):
+    for x, y in zip(jax.tree.leaves(getattr(restored, name)), jax.tree.leaves(getattr(stepped, name))):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert jax.tree.structure(restored.opt_state) == jax.tree.structure(stepped.opt_state)
+
+
+def test_restore_of_a_missing_step_names_the_available_ones(tiny_config, tmp_path):
+  state, _ = _state_and_batch(tiny_config)
+  ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+  ckpt.save(3, state, {})
+  ckpt.close()
+  with pytest.raises(ValueError, match=r"no checkpoint for step 5.*\[3\]"):
+    checkpoint.Checkpointer(tmp_path / "ckpt").restore(state, step=5)
+
+
+def _final_params(workdir, config):
+  run = train.Run(config, workdir)
+  run.restore()
+  run.checkpointer.close()
+  return run.state
+
+
+@pytest.mark.slow
+def test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
+  tiny_config.num_epochs = 3
+  full = train.train_and_evaluate(tiny_config, tmp_path / "full")
+
+  train.train_and_evaluate(tiny_config, tmp_path / "resumed", epochs_per_run=1)  # stopped after epoch 1 ...
+  resumed = train.train_and_evaluate(tiny_config, tmp_path / "resumed")  # ... restarted with the full plan
+
+  lines = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in lines] == [1, 2, 3]  # continued at epoch 2, no epoch repeated
+  assert resumed["step"] == full["step"]
+  _tree_allclose(_final_params(tmp_path / "resumed", tiny_config).params,
+                 _final_params(tmp_path / "full", tiny_config).params, atol=1e-6)
+  assert resumed["validation_top1_accuracy"] == full["validation_top1_accuracy"]
+
+
+@pytest.mark.slow
+def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(tiny_config, tmp_path):
+  tiny_config.num_epochs = 3
+  record = train.train_and_evaluate(tiny_config, tmp_path)
+  assert record["validation_top1_accuracy"] > 0.5  # the tiny task is learnable; the model learned it
+
+  tiny_config.eval_split = "validation"
+  results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
+  assert results["top1_accuracy"] == pytest.approx(record["validation_top1_accuracy"], abs=1e-6)
+  assert results["loss"] == pytest.approx(record["validation_loss"], rel=1e-5)
+
+  tiny_config.eval_split = "test"  # 203 examples, eval batch 64: the last batch is padded and masked
+  results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
+  assert results["num_examples"] == 203
+  written = json.loads((tmp_path / "eval_results.json").read_text())
+  assert {"split", "step", "num_examples", "loss", "top1_accuracy", "top5_accuracy"} <= set(written)
+  assert written["split"] == "test" and written["step"] == record["step"]
+  assert 0.0 <= written["top1_accuracy"] <= written["top5_accuracy"] <= 1.0
