@@ -5,6 +5,7 @@ Data flows one way: config -> input pipeline -> train step -> checkpoint/metrics
 sums are reduced over `parallel.AXIS`, so the update equals a single-device step on the global batch.
 """
 
+import functools
 import json
 import pathlib
 import time
@@ -48,15 +49,25 @@ def metric_sums(logits, labels, mask=None) -> dict:
   }
 
 
-def train_step(state: TrainState, batch: dict):
-  """One SGD step on this device's slice; gradients are averaged over every device."""
+def cross_entropy(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+
+
+def train_step(state: TrainState, batch: dict, aux_loss_weight: float = 0.0):
+  """One SGD step on this device's slice; gradients are averaged over every device.
+
+  Models with auxiliary classifiers (GoogLeNet) `sow` their logits into the `aux_logits` collection
+  during training; each adds `aux_loss_weight` times its cross-entropy to the loss.
+  """
   dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(parallel.AXIS))
 
   def loss_fn(params):
-    # Asking for `batch_stats` as mutable is harmless for models without BatchNorm: nothing comes back.
+    # Collections a model does not use come back empty, so every model takes the same path.
     logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-                                     rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), batch["label"]).mean()
+                                     rngs={"dropout": dropout_rng}, mutable=["batch_stats", "aux_logits"])
+    loss = cross_entropy(logits, batch["label"])
+    for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
+      loss = loss + aux_loss_weight * cross_entropy(aux_logits, batch["label"])
     return loss, (logits, updates)
 
   grads, (logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
@@ -125,6 +136,8 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   limit; the next invocation in the same workdir continues exactly where this one stopped.
   Returns the last epoch's record (also the last line of WORKDIR/metrics.jsonl).
   """
+  if epochs_per_run is not None and epochs_per_run < 1:
+    raise ValueError(f"epochs_per_run must be >= 1, got {epochs_per_run}")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if reporting.is_reporter():
@@ -139,10 +152,9 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
           f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s), "
           f"epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
-  if epochs_per_run is not None and epochs_per_run < 1:
-    raise ValueError(f"epochs_per_run must be >= 1, got {epochs_per_run}")
 
-  p_train_step = parallel.pmap_step(train_step, donate_state=True)
+  p_train_step = parallel.pmap_step(functools.partial(train_step, aux_loss_weight=config.aux_loss_weight),
+                                    donate_state=True)
   p_eval_step = parallel.pmap_step(eval_step, donate_state=False)
   state = parallel.replicate(run.state)
   metrics_log = reporting.MetricsLog(workdir)

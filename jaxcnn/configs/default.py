@@ -13,6 +13,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Model.
   c.model = "lenet5"
   c.model_options = ml_collections.ConfigDict()  # keyword options of the model's builder (models.create)
+  c.aux_loss_weight = 0.3  # weight of auxiliary classifiers' losses (GoogLeNet, Section 5); unused by others
   # Optimisation. batch_size is global: it is split over every device of every process.
   c.batch_size = 128
   c.eval_batch_size = 1000
