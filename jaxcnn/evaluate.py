@@ -3,7 +3,7 @@
 import json
 import pathlib
 
-from jaxcnn import parallel, reporting, train
+from jaxcnn import reporting, train
 
 
 def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
@@ -15,8 +15,7 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   run = train.Run(config, workdir)
   run.restore(step)
   split = config.eval_split
-  metrics = train.evaluate(parallel.pmap_step(train.eval_step, donate_state=False), parallel.replicate(run.state),
-                           run.eval_batches(split), "eval")
+  metrics = run.evaluate(run.strategy.put_state(run.state), split, "eval")
   expected = len(run.dataset.split(split))
   if metrics["eval_num_examples"] != expected:
     raise RuntimeError(f"evaluated {metrics['eval_num_examples']} examples of the {expected} in split {split!r}")

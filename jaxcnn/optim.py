@@ -1,41 +1,171 @@
-"""Optimizers and learning-rate schedules built from a config."""
+"""Optimizers, learning-rate schedules and the host-side training controls, all from config fields.
 
+The papers' recipes as config values:
+- AlexNet (Sec. 5): SGD, momentum 0.9, coupled weight decay 5e-4, lr 0.01 divided by 10 when the
+  validation error stops improving (three times): `schedule="plateau"`.
+- VGG (Sec. 3.1): the same rule with lr 1e-2. ResNet (Sec. 3.4): lr 0.1, /10 on plateau, wd 1e-4;
+  CIFAR (Sec. 4.2): /10 at 32k and 48k iterations (`schedule="step"`, `lr_boundaries_steps`), and
+  ResNet-110's 0.01 warm-up for about 400 iterations (`warmup_mode="constant"`).
+- GoogLeNet (Sec. 6): lr decreased by 4% every 8 epochs (`schedule="exponential"`) and Polyak
+  averaging of the weights (`ema_decay`).
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
+
+SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+def base_learning_rate(config) -> float:
+  """`learning_rate`, scaled linearly with the batch size when `lr_reference_batch_size` is set."""
+  if config.lr_reference_batch_size:
+    return config.learning_rate * config.batch_size / config.lr_reference_batch_size
+  return config.learning_rate
 
 
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-  """The schedule named by `config.schedule`, after `config.warmup_epochs` of linear warm-up."""
-  base = config.learning_rate
+  """The schedule named by `config.schedule`, after `config.warmup_epochs` of warm-up.
+
+  Boundaries are counted from step 0 of the run (the warm-up included), as the papers count them.
+  For `plateau`, this is the constant base rate; the divisions come from `ReduceOnPlateau`.
+  """
+  base = base_learning_rate(config)
+  if config.schedule not in SCHEDULES:
+    raise ValueError(f"unknown schedule {config.schedule!r}; known schedules: {', '.join(SCHEDULES)}")
+  if base <= 0:
+    raise ValueError(f"learning_rate must be > 0, got {config.learning_rate}")
   total_steps = config.num_epochs * steps_per_epoch
-  warmup_steps = int(round(config.warmup_epochs * steps_per_epoch))
-  if config.schedule == "constant":
+  warmup_steps = int(round(config.warmup_epochs * steps_per_epoch)) + config.warmup_steps
+  if config.schedule in ("constant", "plateau"):
     main = optax.constant_schedule(base)
   elif config.schedule == "cosine":
     main = optax.cosine_decay_schedule(base, decay_steps=max(total_steps - warmup_steps, 1))
-  elif config.schedule == "step":
-    if not config.lr_boundaries_epochs:
-      raise ValueError("schedule 'step' needs lr_boundaries_epochs, e.g. --config.lr_boundaries_epochs='(30, 60)'")
-    boundaries = {int(round(e * steps_per_epoch)) - warmup_steps: config.lr_decay_factor for e in config.lr_boundaries_epochs}
-    main = optax.piecewise_constant_schedule(base, boundaries)
+  elif config.schedule == "exponential":
+    main = optax.exponential_decay(base, transition_steps=int(round(config.lr_decay_every_epochs * steps_per_epoch)),
+                                   decay_rate=config.lr_decay_factor, staircase=True)
   else:
-    raise ValueError(f"unknown schedule {config.schedule!r}; known schedules: constant, cosine, step")
+    boundaries = [int(round(e * steps_per_epoch)) for e in config.lr_boundaries_epochs] + list(config.lr_boundaries_steps)
+    if not boundaries:
+      raise ValueError("schedule 'step' needs lr_boundaries_epochs or lr_boundaries_steps, e.g. "
+                       "--config.lr_boundaries_epochs='(30, 60)'")
+    main = optax.piecewise_constant_schedule(base, {b: config.lr_decay_factor for b in sorted(boundaries)})
   if not warmup_steps:
     return main
-  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup_steps), main], [warmup_steps])
+  if config.warmup_mode == "linear":
+    warmup = optax.linear_schedule(config.warmup_init_lr, base, warmup_steps)
+  elif config.warmup_mode == "constant":
+    warmup = optax.constant_schedule(config.warmup_init_lr)
+  else:
+    raise ValueError(f"unknown warmup_mode {config.warmup_mode!r}; known: linear, constant")
+  # join_schedules restarts the count at the boundary; the main schedule must keep the run's count.
+  return lambda step: jnp.where(step < warmup_steps, warmup(step), main(step))
+
+
+class LrFactorState(NamedTuple):
+  lr_factor: jax.Array  # multiplies every update; lowered by ReduceOnPlateau
+
+
+def scale_by_lr_factor() -> optax.GradientTransformation:
+  def init(params):
+    del params
+    return LrFactorState(lr_factor=jnp.ones((), jnp.float32))
+
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u: u * state.lr_factor.astype(u.dtype), updates), state
+
+  return optax.GradientTransformation(init, update)
+
+
+def lr_factor(opt_state) -> float:
+  return float(optax.tree_utils.tree_get(opt_state, "lr_factor"))
+
+
+def set_lr_factor(opt_state, value: float):
+  return optax.tree_utils.tree_set(opt_state, lr_factor=jnp.asarray(value, jnp.float32))
+
+
+def _decay_mask(params):
+  """True for the weights that weight decay applies to when biases and norm parameters are exempt."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
 def create(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with momentum and the papers' coupled weight decay.
+  """The optimizer of `config.optimizer` with the schedule, decay, clipping and plateau factor.
 
-  The papers' update is v <- m*v - lr*(wd*w + grad): the L2 term joins the gradient before the
-  momentum trace, which is what `add_decayed_weights` ahead of `sgd` computes.
+  Coupled decay (the papers'): v <- m*v - lr*(wd*w + grad), the L2 term joins the gradient before
+  the momentum trace. Decoupled decay (Loshchilov & Hutter): the decay skips the momentum/Adam
+  statistics and is scaled by the learning rate alone.
   """
+  if config.optimizer not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; known optimizers: {', '.join(OPTIMIZERS)}")
+  if config.weight_decay < 0:
+    raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay}")
+  if config.weight_decay_mode not in ("coupled", "decoupled"):
+    raise ValueError(f"unknown weight_decay_mode {config.weight_decay_mode!r}; known: coupled, decoupled")
   schedule = learning_rate_schedule(config, steps_per_epoch)
-  if config.optimizer != "sgd":
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; known optimizers: sgd")
-  if config.weight_decay < 0 or config.learning_rate <= 0:
-    raise ValueError(f"need learning_rate > 0 and weight_decay >= 0, got {config.learning_rate} and {config.weight_decay}")
+  mask = None if config.decay_biases_and_norms else _decay_mask
+  decay = optax.add_decayed_weights(config.weight_decay, mask=mask)
+  if config.optimizer == "sgd":
+    direction = optax.trace(decay=config.momentum, nesterov=config.nesterov) if config.momentum else optax.identity()
+  else:  # adam / adamw differ only in the default decay mode of their configs
+    direction = optax.scale_by_adam(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+  coupled = config.weight_decay_mode == "coupled"
   return optax.chain(
-      optax.add_decayed_weights(config.weight_decay),
-      optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov),
+      optax.clip_by_global_norm(config.grad_clip_norm) if config.grad_clip_norm else optax.identity(),
+      decay if coupled else optax.identity(),
+      direction,
+      optax.identity() if coupled else decay,
+      optax.scale_by_learning_rate(schedule),
+      scale_by_lr_factor(),
   )
+
+
+@dataclasses.dataclass
+class ReduceOnPlateau:
+  """Divides the learning rate when a validation metric stops improving (AlexNet Sec. 5, VGG 3.1).
+
+  Lower is better (`validation_top1_error`, `validation_loss`). State is plain numbers, stored in the
+  checkpoint metadata so a resumed run continues the same count.
+  """
+
+  factor: float
+  patience: int
+  min_delta: float
+  max_reductions: int
+  best: float = float("inf")
+  bad_epochs: int = 0
+  reductions: int = 0
+
+  def update(self, value: float) -> bool:
+    """Records one epoch's metric; True when the rate should be divided now."""
+    if value < self.best - self.min_delta:
+      self.best, self.bad_epochs = value, 0
+      return False
+    self.bad_epochs += 1
+    if self.bad_epochs > self.patience and (self.max_reductions <= 0 or self.reductions < self.max_reductions):
+      self.bad_epochs, self.reductions = 0, self.reductions + 1
+      return True
+    return False
+
+
+@dataclasses.dataclass
+class EarlyStopping:
+  """Stops training when the validation loss has not improved for `patience` epochs (the tutorials')."""
+
+  patience: int
+  min_delta: float
+  best: float = float("inf")
+  bad_epochs: int = 0
+
+  def update(self, value: float) -> bool:
+    if value < self.best - self.min_delta:
+      self.best, self.bad_epochs = value, 0
+    else:
+      self.bad_epochs += 1
+    return self.bad_epochs >= self.patience

@@ -1,14 +1,82 @@
-"""Data parallelism over the local devices with `jax.pmap`; the step functions reduce over AXIS."""
+"""Data parallelism: one step function, two ways to run it over every device.
+
+The step functions in train.py are written for one device's slice of the global batch and reduce
+over the named axis AXIS (gradients with `pmean`, metric sums with `psum`, BatchNorm statistics with
+`axis_name=AXIS`). Both strategies bind that axis, so they compute the same update:
+
+- `pmap`: `jax.pmap` over the local devices; state replicated with a leading device axis. The
+  classic form, in maintenance mode since JAX 0.8 (it is built on `shard_map` now).
+- `shard_map`: `jax.jit(jax.shard_map(...))` over a one-axis mesh of every device of every process;
+  state a `NamedSharding(mesh, P())` array, batch `P(AXIS)` on its leading axis. The form JAX
+  recommends for new code; it needs no leading device axis on the state.
+"""
 
 import flax.jax_utils
 import jax
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 AXIS = "batch"
 
-replicate = flax.jax_utils.replicate
-unreplicate = flax.jax_utils.unreplicate
+
+class Pmap:
+  """`jax.pmap` over the local devices (the devices of every process join the same collectives)."""
+
+  name = "pmap"
+
+  def put_state(self, state):
+    return flax.jax_utils.replicate(state)
+
+  def get_state(self, state):
+    """One copy of the state, as saved in checkpoints."""
+    return flax.jax_utils.unreplicate(state)
+
+  def put_batch(self, batch: dict) -> dict:
+    return batch  # already [local_devices, per_device, ...]; pmap splits the leading axis
+
+  def compile(self, step_fn, *, donate_state: bool):
+    return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
+
+  def host_metrics(self, metrics: dict) -> dict:
+    return {k: np.asarray(v)[0] for k, v in metrics.items()}
 
 
-def pmap_step(step_fn, *, donate_state: bool):
-  """`step_fn(state, batch)` run on every local device, each on its [per_device, ...] slice."""
-  return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
+class ShardMap:
+  """`jit` of `shard_map` over a mesh of all devices; arrays carry `NamedSharding`s."""
+
+  name = "shard_map"
+
+  def __init__(self):
+    # Auto axis types: jax >= 0.11 defaults to explicit ones, under which the integer-label
+    # cross-entropy's scatter fails to trace (see ../shared/reference/jax-stack.md).
+    self.mesh = jax.make_mesh((jax.device_count(),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
+
+  def put_state(self, state):
+    return jax.device_put(state, self.replicated)
+
+  def get_state(self, state):
+    return jax.device_put(state, jax.local_devices()[0])
+
+  def put_batch(self, batch: dict) -> dict:
+    # [local_devices, per_device, ...] -> this process's rows of the global [devices * per_device, ...].
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v.reshape(-1, *v.shape[2:]))
+            for k, v in batch.items()}
+
+  def compile(self, step_fn, *, donate_state: bool):
+    mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)
+    return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())
+
+  def host_metrics(self, metrics: dict) -> dict:
+    return {k: np.asarray(v) for k, v in metrics.items()}
+
+
+STRATEGIES = {"pmap": Pmap, "shard_map": ShardMap}
+
+
+def strategy(name: str):
+  if name not in STRATEGIES:
+    raise ValueError(f"unknown parallelism {name!r}; known: {', '.join(STRATEGIES)}")
+  return STRATEGIES[name]()

@@ -1,17 +1,18 @@
 """Train state, the train and eval steps, and the epoch loop.
 
-Data flows one way: config -> input pipeline -> train step -> checkpoint/metrics. The steps run under
-`jax.pmap` (see parallel.py): each device sees its slice of the global batch, and gradients and metric
-sums are reduced over `parallel.AXIS`, so the update equals a single-device step on the global batch.
+Data flows one way: config -> input pipeline -> train step -> checkpoint/metrics. The steps are
+written for one device's slice of the global batch and reduce over `parallel.AXIS` (gradients with
+`pmean`, metric sums with `psum`), so the update equals a single-device step on the global batch;
+parallel.py runs them under `pmap` or `jit(shard_map)`.
 """
 
+import dataclasses
 import functools
 import json
 import pathlib
 import time
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,20 +27,51 @@ from jaxcnn import checkpoint, data, models, optim, parallel, reporting
 class TrainState(train_state.TrainState):
   batch_stats: Any  # BatchNorm running statistics ({} for models without BatchNorm)
   rng: jax.Array  # raw uint32 PRNG key; dropout keys are folded from it by step and device
+  ema_params: Any  # moving average of params when config.ema_decay > 0, else {}
 
 
 def create_train_state(config, model, image_shape, tx) -> TrainState:
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   variables = jax.jit(model.init, static_argnames="train")(init_rng, jnp.zeros((1, *image_shape)), train=False)
-  state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                            batch_stats=variables.get("batch_stats", {}), rng=state_rng)
+  params = variables["params"]
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=variables.get("batch_stats", {}),
+                            rng=state_rng, ema_params=params if config.ema_decay else {})
   return state.replace(step=jnp.zeros((), jnp.int32))  # an array, so that checkpoints hold it like every leaf
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+  """The config fields a train step needs, hashable so the compiled step can close over them."""
+
+  aux_loss_weight: float = 0.0
+  label_smoothing: float = 0.0
+  grad_accum_steps: int = 1
+  ema_decay: float = 0.0
+  compute_dtype: str = "float32"
+
+  @classmethod
+  def from_config(cls, config) -> "StepOptions":
+    if config.compute_dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"compute_dtype must be float32 or bfloat16, got {config.compute_dtype!r}")
+    if config.grad_accum_steps < 1:
+      raise ValueError(f"grad_accum_steps must be >= 1, got {config.grad_accum_steps}")
+    if not 0 <= config.label_smoothing < 1 or not 0 <= config.ema_decay < 1:
+      raise ValueError("label_smoothing and ema_decay must be in [0, 1)")
+    return cls(config.aux_loss_weight, config.label_smoothing, config.grad_accum_steps, config.ema_decay,
+               config.compute_dtype)
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+  """Mean softmax cross-entropy in float32, on one-hot targets (smoothed when asked)."""
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
 
 
 def metric_sums(logits, labels, mask=None) -> dict:
   """Per-batch sums (not means), so that padded examples and uneven batches average correctly."""
   mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  logits = logits.astype(jnp.float32)
+  losses = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
   top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
   return {
       "loss": jnp.sum(losses * mask),
@@ -49,73 +81,119 @@ def metric_sums(logits, labels, mask=None) -> dict:
   }
 
 
-def cross_entropy(logits, labels):
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+def _cast_floats(tree, dtype):
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def train_step(state: TrainState, batch: dict, aux_loss_weight: float = 0.0):
-  """One SGD step on this device's slice; gradients are averaged over every device.
+def train_step(state: TrainState, batch: dict, options: StepOptions = StepOptions()):
+  """One optimizer step on this device's slice; gradients are averaged over every device.
 
   Models with auxiliary classifiers (GoogLeNet) `sow` their logits into the `aux_logits` collection
-  during training; each adds `aux_loss_weight` times its cross-entropy to the loss.
+  during training; each adds `aux_loss_weight` times its cross-entropy to the loss. With bfloat16
+  compute, params and images are cast for the forward pass only: the gradient flows back through
+  the cast to the float32 params, and the loss is taken in float32.
   """
-  dropout_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(parallel.AXIS))
+  dtype = jnp.dtype(options.compute_dtype)
+  device_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(parallel.AXIS))
 
-  def loss_fn(params):
+  def loss_fn(params, batch_stats, images, labels, micro_step):
     # Collections a model does not use come back empty, so every model takes the same path.
-    logits, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-                                     rngs={"dropout": dropout_rng}, mutable=["batch_stats", "aux_logits"])
-    loss = cross_entropy(logits, batch["label"])
+    logits, updates = state.apply_fn({"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
+                                     images.astype(dtype), train=True,
+                                     rngs={"dropout": jax.random.fold_in(device_rng, micro_step)},
+                                     mutable=["batch_stats", "aux_logits"])
+    loss = cross_entropy(logits, labels, options.label_smoothing)
     for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
-      loss = loss + aux_loss_weight * cross_entropy(aux_logits, batch["label"])
-    return loss, (logits, updates)
+      loss = loss + options.aux_loss_weight * cross_entropy(aux_logits, labels, options.label_smoothing)
+    return loss, (metric_sums(logits, labels), updates.get("batch_stats", batch_stats))
 
-  grads, (logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  if options.grad_accum_steps == 1:
+    grads, (sums, batch_stats) = grad_fn(state.params, state.batch_stats, batch["image"], batch["label"], 0)
+  else:
+    # Micro-batches in sequence: the same mean gradient as the whole slice at a fraction of the memory.
+    k = options.grad_accum_steps
+    micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
+
+    def accumulate(carry, inputs):
+      grads_sum, sums_sum, batch_stats = carry
+      i, images, labels = inputs
+      grads, (sums, batch_stats) = grad_fn(state.params, batch_stats, images, labels, i)
+      return (jax.tree.map(jnp.add, grads_sum, grads), jax.tree.map(jnp.add, sums_sum, sums), batch_stats), None
+
+    zeros = jax.tree.map(jnp.zeros_like, state.params)
+    zero_sums = {k_: jnp.zeros((), jnp.float32) for k_ in ("loss", "top1", "top5", "count")}
+    (grads, sums, batch_stats), _ = jax.lax.scan(accumulate, (zeros, zero_sums, state.batch_stats),
+                                                 (jnp.arange(k), micro["image"], micro["label"]))
+    grads = jax.tree.map(lambda g: g / k, grads)
   grads = jax.lax.pmean(grads, parallel.AXIS)
-  state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
-  return state, jax.lax.psum(metric_sums(logits, batch["label"]), parallel.AXIS)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if options.ema_decay:
+    new_state = new_state.replace(ema_params=jax.tree.map(
+        lambda e, p: options.ema_decay * e + (1 - options.ema_decay) * p, state.ema_params, new_state.params))
+  return new_state, jax.lax.psum(sums, parallel.AXIS)
 
 
-def eval_step(state: TrainState, batch: dict) -> dict:
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
+  params = state.ema_params if use_ema else state.params
+  logits = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=False)
   return jax.lax.psum(metric_sums(logits, batch["label"], batch["mask"]), parallel.AXIS)
 
 
 def summarize(sums: list[dict], prefix: str) -> dict:
-  """Means from a list of replicated metric sums (one host transfer for the whole list)."""
-  totals = {k: float(np.sum([np.asarray(s[k])[0] for s in sums])) for k in sums[0]} if sums else {}
+  """Means from a list of per-batch metric sums already on the host."""
+  totals = {k: float(np.sum([s[k] for s in sums])) for k in sums[0]} if sums else {}
   count = max(totals.get("count", 0.0), 1.0)
+  top1 = totals.get("top1", 0.0) / count
   return {f"{prefix}_loss": totals.get("loss", 0.0) / count,
-          f"{prefix}_top1_accuracy": totals.get("top1", 0.0) / count,
+          f"{prefix}_top1_accuracy": top1,
+          f"{prefix}_top1_error": 1.0 - top1,
           f"{prefix}_top5_accuracy": totals.get("top5", 0.0) / count,
           f"{prefix}_num_examples": int(totals.get("count", 0.0))}
 
 
-def evaluate(p_eval_step, replicated_state, batches, prefix: str) -> dict:
-  return summarize(jax.device_get([p_eval_step(replicated_state, batch) for batch in batches]), prefix)
-
-
 class Run:
-  """Everything a train or eval run derives from its config: data, model, optimizer, state template."""
+  """Everything a train or eval run derives from its config: data, model, optimizer, state, steps."""
 
   def __init__(self, config, workdir):
     self.config = config
     self.workdir = pathlib.Path(workdir)
+    self.strategy = parallel.strategy(config.parallelism)
+    self.step_options = StepOptions.from_config(config)
     self.dataset = data.load(config)
     train_split = self.dataset.split("train")
     self.mean, self.std = data.channel_stats(train_split)
     data.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
     data.batch_layout(config.eval_batch_size)
+    if config.batch_size % (jax.device_count() * config.grad_accum_steps):
+      raise ValueError(f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
+                       f"on each of {jax.device_count()} devices")
     self.steps_per_epoch = data.num_batches(len(train_split), config.batch_size, drop_remainder=True)
     if self.steps_per_epoch == 0:
       raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_split)} training examples")
+    if config.schedule == "plateau" or config.early_stopping_patience:
+      self.dataset.split("validation")  # both watch the validation split
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     self.state = create_train_state(config, self.model, self.dataset.image_shape, optim.create(config, self.steps_per_epoch))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep)
 
-  def eval_batches(self, split: str):
-    return data.eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size, mean=self.mean, std=self.std)
+  @functools.cached_property
+  def compiled_eval_steps(self) -> dict:
+    """{"": raw weights, "ema_": averaged weights (when kept)} -> compiled eval step."""
+    variants = {"": False, **({"ema_": True} if self.config.ema_decay else {})}
+    return {prefix: self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False)
+            for prefix, use_ema in variants.items()}
+
+  def evaluate(self, device_state, split: str, prefix: str) -> dict:
+    """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...`."""
+    results = {}
+    for variant, step in self.compiled_eval_steps.items():
+      batches = data.eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size,
+                                  mean=self.mean, std=self.std)
+      sums = [step(device_state, self.strategy.put_batch(batch)) for batch in batches]
+      results.update(summarize([self.strategy.host_metrics(s) for s in jax.device_get(sums)], variant + prefix))
+    return results
 
   def restore(self, step: int | None = None) -> dict:
     """Loads a checkpoint into self.state, checking it belongs to this model and dataset."""
@@ -127,6 +205,20 @@ class Run:
                          f"but the config asks for {expected!r}")
     self.state = state
     return meta
+
+
+def _controls(config, saved: dict) -> dict:
+  """The host-side controls (plateau, early stopping), continued from a checkpoint's saved state."""
+  controls = {}
+  if config.schedule == "plateau":
+    controls["plateau"] = optim.ReduceOnPlateau(config.plateau_factor, config.plateau_patience,
+                                                config.plateau_min_delta, config.plateau_max_reductions)
+  if config.early_stopping_patience:
+    controls["early_stopping"] = optim.EarlyStopping(config.early_stopping_patience, config.early_stopping_min_delta)
+  for name, control in controls.items():
+    for field, value in saved.get(name, {}).items():
+      setattr(control, field, value)
+  return controls
 
 
 def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> dict:
@@ -143,20 +235,22 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   if reporting.is_reporter():
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   run = Run(config, workdir)
-  start_epoch, record = 0, {}
+  start_epoch, record, saved_controls = 0, {}, {}
   if run.checkpointer.latest_step() is not None:
     meta = run.restore()
-    start_epoch, record = meta["epoch"], meta["record"]
+    start_epoch, record, saved_controls = meta["epoch"], meta["record"], meta.get("controls", {})
     logging.info("Resuming from step %d (epoch %d done) in %s", int(run.state.step), start_epoch, workdir)
+  controls = _controls(config, saved_controls)
+  if record.get("stopped_early"):
+    start_epoch = config.num_epochs
   if reporting.is_reporter():
     print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
-          f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s), "
-          f"epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
+          f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
+          f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
 
-  p_train_step = parallel.pmap_step(functools.partial(train_step, aux_loss_weight=config.aux_loss_weight),
-                                    donate_state=True)
-  p_eval_step = parallel.pmap_step(eval_step, donate_state=False)
-  state = parallel.replicate(run.state)
+  strategy = run.strategy
+  p_train_step = strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
+  state = strategy.put_state(run.state)
   metrics_log = reporting.MetricsLog(workdir)
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
   for epoch in range(start_epoch, end_epoch):
@@ -165,28 +259,44 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
                                  epoch=epoch, mean=run.mean, std=run.std)
     start, sums = time.perf_counter(), []
     for i, batch in enumerate(batches, start=1):
-      state, step_sums = p_train_step(state, batch)
+      state, step_sums = p_train_step(state, strategy.put_batch(batch))
       sums.append(step_sums)
       if i % config.log_every_steps == 0 or i == run.steps_per_epoch:
-        running = summarize(jax.device_get(sums), "train")
+        running = summarize([strategy.host_metrics(s) for s in jax.device_get(sums)], "train")
         bar.update(i, i * config.batch_size, loss=running["train_loss"], acc=running["train_top1_accuracy"])
-    train_metrics = summarize(jax.device_get(sums), "train")
+    train_metrics = summarize([strategy.host_metrics(s) for s in jax.device_get(sums)], "train")
     seconds = time.perf_counter() - start
     bar.close()
-    step = int(parallel.unreplicate(state.step))
-    record = {"epoch": epoch + 1, "step": step, "learning_rate": float(run.schedule(step - 1)), **train_metrics,
-              "images_per_sec": run.steps_per_epoch * config.batch_size / seconds, "epoch_seconds": seconds}
+    host_state = strategy.get_state(state)
+    step = int(host_state.step)
+    record = {"epoch": epoch + 1, "step": step,
+              "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
+              **train_metrics, "images_per_sec": run.steps_per_epoch * config.batch_size / seconds,
+              "epoch_seconds": seconds}
     if "validation" in run.dataset.splits:
-      record.update(evaluate(p_eval_step, state, run.eval_batches("validation"), "validation"))
+      record.update(run.evaluate(state, "validation", "validation"))
+    if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
+      factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
+      host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))
+      state = strategy.put_state(host_state)
+      record["lr_reduced_to"] = float(run.schedule(step)) * factor
+    if "early_stopping" in controls and controls["early_stopping"].update(record["validation_loss"]):
+      record["stopped_early"] = True
     metrics_log.write(record)
     if reporting.is_reporter():
       print(reporting.epoch_line(record), flush=True)
-    run.checkpointer.save(step, parallel.unreplicate(state), checkpoint_meta(config, run, epoch + 1, record))
+    meta = checkpoint_meta(config, run, epoch + 1, record, controls)
+    run.checkpointer.save(step, host_state, meta)
+    if record.get("stopped_early"):
+      if reporting.is_reporter():
+        print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
+      break
   run.checkpointer.close()
   return record
 
 
-def checkpoint_meta(config, run: Run, epoch: int, record: dict) -> dict:
+def checkpoint_meta(config, run: Run, epoch: int, record: dict, controls: dict) -> dict:
   return {"epoch": epoch, "record": record, "model": config.model, "dataset": config.dataset,
           "num_classes": run.dataset.num_classes, "jaxcnn_version": jaxcnn.__version__,
+          "controls": {name: dataclasses.asdict(control) for name, control in controls.items()},
           "config": json.loads(config.to_json_best_effort())}

@@ -1,5 +1,6 @@
 import json
 
+import flax.jax_utils
 import jax
 import numpy as np
 import pytest
@@ -24,23 +25,24 @@ def _state_and_batch(config):
 
 def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tiny_config):
   state, batch = _state_and_batch(tiny_config)  # batch is [8, 4, ...]
-  eight = jax.pmap(train.train_step, axis_name=parallel.AXIS)
+  strategy = parallel.Pmap()
+  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
   one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
-  state8, sums8 = eight(parallel.replicate(state), batch)
-  state1, sums1 = one(parallel.replicate(state, devices=jax.devices()[:1]),
+  state1, sums1 = one(flax.jax_utils.replicate(state, devices=jax.devices()[:1]),
                       jax.tree.map(lambda x: x.reshape(1, -1, *x.shape[2:]), batch))
-  _tree_allclose(parallel.unreplicate(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
+  _tree_allclose(strategy.get_state(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
   assert float(sums8["count"][0]) == float(sums1["count"][0]) == tiny_config.batch_size
   np.testing.assert_allclose(float(sums8["loss"][0]), float(sums1["loss"][0]), rtol=1e-5)
   # The step actually moved the weights.
-  assert not np.allclose(np.asarray(parallel.unreplicate(state8).params["c1"]["kernel"]),
+  assert not np.allclose(np.asarray(strategy.get_state(state8).params["c1"]["kernel"]),
                          np.asarray(state.params["c1"]["kernel"]))
 
 
 def test_checkpoint_round_trip_restores_params_optimizer_step_and_rng(tiny_config, tmp_path):
   state, batch = _state_and_batch(tiny_config)
-  stepped, _ = parallel.pmap_step(train.train_step, donate_state=False)(parallel.replicate(state), batch)
-  stepped = parallel.unreplicate(stepped)
+  strategy = parallel.Pmap()
+  stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
+  stepped = strategy.get_state(stepped)
   ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
   ckpt.save(1, stepped, {"epoch": 1})
   ckpt.close()

@@ -14,19 +14,44 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = "lenet5"
   c.model_options = ml_collections.ConfigDict()  # keyword options of the model's builder (models.create)
   c.aux_loss_weight = 0.3  # weight of auxiliary classifiers' losses (GoogLeNet, Section 5); unused by others
-  # Optimisation. batch_size is global: it is split over every device of every process.
-  c.batch_size = 128
+  # Optimisation (see optim.py for how each paper's recipe maps onto these).
+  c.batch_size = 128  # global: split over every device of every process
   c.eval_batch_size = 1000
   c.num_epochs = 10
-  c.optimizer = "sgd"
+  c.optimizer = "sgd"  # sgd | adam | adamw
   c.learning_rate = 0.05
+  c.lr_reference_batch_size = 0  # > 0: lr scales with batch_size / this (linear scaling rule)
   c.momentum = 0.9
   c.nesterov = False
-  c.weight_decay = 5e-4  # coupled L2: added to the gradient before momentum, as in the papers
-  c.schedule = "cosine"  # constant | cosine | step
-  c.lr_boundaries_epochs = ()  # for schedule=step: multiply by lr_decay_factor at each epoch listed
-  c.lr_decay_factor = 0.1
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-8
+  c.weight_decay = 5e-4
+  c.weight_decay_mode = "coupled"  # coupled: L2 added to the gradient before momentum, as in the papers
+  c.decay_biases_and_norms = True  # the papers decay every weight; False exempts biases and norm scales
+  c.grad_clip_norm = 0.0  # > 0: clip the global gradient norm
+  c.label_smoothing = 0.0
+  c.grad_accum_steps = 1  # > 1: each device's batch runs as this many micro-batches, one update
+  c.ema_decay = 0.0  # > 0: keep an exponential moving (Polyak) average of the weights, evaluated too
+  c.schedule = "cosine"  # constant | step | exponential | cosine | plateau
+  c.lr_boundaries_epochs = ()  # schedule=step: multiply by lr_decay_factor at each epoch listed ...
+  c.lr_boundaries_steps = ()  # ... or at each step listed
+  c.lr_decay_factor = 0.1  # step and exponential schedules
+  c.lr_decay_every_epochs = 8.0  # exponential schedule (GoogLeNet: 0.96 every 8 epochs)
+  c.plateau_metric = "validation_top1_error"  # or validation_loss; lower is better
+  c.plateau_factor = 0.1
+  c.plateau_patience = 2  # epochs without improvement before dividing
+  c.plateau_min_delta = 0.0
+  c.plateau_max_reductions = 0  # 0 = no limit (AlexNet reduced 3 times)
+  c.early_stopping_patience = 0  # > 0: stop after this many epochs without a better validation loss
+  c.early_stopping_min_delta = 0.0
   c.warmup_epochs = 0.0
+  c.warmup_steps = 0  # added to warmup_epochs
+  c.warmup_mode = "linear"  # linear: warmup_init_lr -> lr; constant: hold warmup_init_lr (ResNet-110)
+  c.warmup_init_lr = 0.0
+  # Execution.
+  c.parallelism = "pmap"  # pmap | shard_map (jit over a device mesh); same update either way
+  c.compute_dtype = "float32"  # or bfloat16: activations and matmuls; params and optimizer stay float32
   # Bookkeeping.
   c.seed = 0
   c.checkpoint_max_to_keep = 3

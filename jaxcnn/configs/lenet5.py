@@ -11,8 +11,8 @@ from jaxcnn.configs import default
 def get_config():
   config = default.get_config()
   config.model = "lenet5"
-  config.model_options.activation = "tanh"
-  config.model_options.pooling = "avg"
+  config.model_options.activation = "relu"
+  config.model_options.pooling = "max"
   config.num_epochs = 12
   config.batch_size = 128
   config.learning_rate = 0.05
