@@ -18,6 +18,11 @@ flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if WORKDIR
 flags.DEFINE_integer("step", None, "For --mode=eval: the checkpoint step to evaluate (default: the latest).")
 flags.DEFINE_integer("epochs_per_run", None, "For --mode=train: stop after this many epochs; rerun to continue "
                      "(for schedulers with time limits).", lower_bound=1)
+flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0's coordinator.")
+flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.", lower_bound=1)
+flags.DEFINE_integer("process_id", None, "Multi-process: this process's index in [0, num_processes).", lower_bound=0)
+flags.DEFINE_integer("heartbeat_timeout", 30, "Multi-process: seconds of silence after which a peer counts as dead.",
+                     lower_bound=1)
 _CONFIG = config_flags.DEFINE_config_file("config", str(configs.path_of("lenet5")), "Experiment name or config file.")
 
 
@@ -51,9 +56,11 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
-  from jaxcnn import evaluate, train  # after flag parsing, so that --help stays fast
+  from jaxcnn import evaluate, parallel, train  # after flag parsing, so that --help stays fast
 
   try:
+    parallel.initialize_multihost(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                                  FLAGS.heartbeat_timeout)
     if FLAGS.mode == "train":
       train.train_and_evaluate(_CONFIG.value, FLAGS.workdir, FLAGS.epochs_per_run)
     else:

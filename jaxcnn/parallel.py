@@ -11,6 +11,8 @@ over the named axis AXIS (gradients with `pmean`, metric sums with `psum`, Batch
   recommends for new code; it needs no leading device axis on the state.
 """
 
+import os
+
 import flax.jax_utils
 import jax
 import numpy as np
@@ -28,9 +30,9 @@ class Pmap:
   def put_state(self, state):
     return flax.jax_utils.replicate(state)
 
-  def get_state(self, state):
-    """One copy of the state, as saved in checkpoints."""
-    return flax.jax_utils.unreplicate(state)
+  def to_host(self, tree):
+    """NumPy copy of a replicated tree: this process's first device's replica (any process works)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
   def put_batch(self, batch: dict) -> dict:
     return batch  # already [local_devices, per_device, ...]; pmap splits the leading axis
@@ -38,8 +40,6 @@ class Pmap:
   def compile(self, step_fn, *, donate_state: bool):
     return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
 
-  def host_metrics(self, metrics: dict) -> dict:
-    return {k: np.asarray(v)[0] for k, v in metrics.items()}
 
 
 class ShardMap:
@@ -57,8 +57,9 @@ class ShardMap:
   def put_state(self, state):
     return jax.device_put(state, self.replicated)
 
-  def get_state(self, state):
-    return jax.device_put(state, jax.local_devices()[0])
+  def to_host(self, tree):
+    """NumPy copy of a replicated tree (readable on every process, unlike `jax.device_get`)."""
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
   def put_batch(self, batch: dict) -> dict:
     # [local_devices, per_device, ...] -> this process's rows of the global [devices * per_device, ...].
@@ -69,9 +70,6 @@ class ShardMap:
     mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())
 
-  def host_metrics(self, metrics: dict) -> dict:
-    return {k: np.asarray(v) for k, v in metrics.items()}
-
 
 STRATEGIES = {"pmap": Pmap, "shard_map": ShardMap}
 
@@ -80,3 +78,25 @@ def strategy(name: str):
   if name not in STRATEGIES:
     raise ValueError(f"unknown parallelism {name!r}; known: {', '.join(STRATEGIES)}")
   return STRATEGIES[name]()
+
+
+def initialize_multihost(coordinator_address: str | None, num_processes: int | None, process_id: int | None,
+                         heartbeat_timeout_seconds: int = 30) -> None:
+  """Joins this process to a multi-process run through `jax.distributed`, before any device is used.
+
+  Explicit arguments win; otherwise JAX's cluster detection reads the environment (SLURM's
+  SLURM_NTASKS/SLURM_PROCID/..., Open MPI, Kubernetes). A single process without either does nothing.
+  A process that stops sending heartbeats for `heartbeat_timeout_seconds` makes every other process
+  fail with an error instead of waiting forever in a collective.
+  """
+  explicit = [coordinator_address, num_processes, process_id]
+  if any(v is not None for v in explicit) and any(v is None for v in explicit):
+    raise ValueError("multi-process runs need all of --coordinator_address, --num_processes and --process_id "
+                     "(or none of them, under SLURM)")
+  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  if coordinator_address is None and not slurm:
+    return
+  # CPU collectives across processes need gloo; on GPUs this setting is unused (NCCL carries them).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                             process_id=process_id, heartbeat_timeout_seconds=heartbeat_timeout_seconds)

@@ -192,7 +192,7 @@ class Run:
       batches = data.eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size,
                                   mean=self.mean, std=self.std)
       sums = [step(device_state, self.strategy.put_batch(batch)) for batch in batches]
-      results.update(summarize([self.strategy.host_metrics(s) for s in jax.device_get(sums)], variant + prefix))
+      results.update(summarize(self.strategy.to_host(sums), variant + prefix))
     return results
 
   def restore(self, step: int | None = None) -> dict:
@@ -257,17 +257,18 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
     batches = data.train_batches(run.dataset.split("train"), global_batch=config.batch_size, seed=config.seed,
                                  epoch=epoch, mean=run.mean, std=run.std)
-    start, sums = time.perf_counter(), []
+    start, host_sums, pending = time.perf_counter(), [], []
     for i, batch in enumerate(batches, start=1):
       state, step_sums = p_train_step(state, strategy.put_batch(batch))
-      sums.append(step_sums)
+      pending.append(step_sums)
       if i % config.log_every_steps == 0 or i == run.steps_per_epoch:
-        running = summarize([strategy.host_metrics(s) for s in jax.device_get(sums)], "train")
+        host_sums, pending = host_sums + strategy.to_host(pending), []  # waits for the steps so far
+        running = summarize(host_sums, "train")
         bar.update(i, i * config.batch_size, loss=running["train_loss"], acc=running["train_top1_accuracy"])
-    train_metrics = summarize([strategy.host_metrics(s) for s in jax.device_get(sums)], "train")
+    train_metrics = summarize(host_sums + strategy.to_host(pending), "train")
     seconds = time.perf_counter() - start
     bar.close()
-    host_state = strategy.get_state(state)
+    host_state = strategy.to_host(state)
     step = int(host_state.step)
     record = {"epoch": epoch + 1, "step": step,
               "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),

@@ -140,7 +140,7 @@ def _run(strategy, state, batches, options=train.StepOptions()):
   device_state = strategy.put_state(state)
   for batch in batches:
     device_state, _ = step(device_state, strategy.put_batch(batch))
-  return strategy.get_state(device_state)
+  return strategy.to_host(device_state)
 
 
 def _single_device(state, batches, options=train.StepOptions()):

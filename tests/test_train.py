@@ -30,11 +30,11 @@ def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tin
   one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
   state1, sums1 = one(flax.jax_utils.replicate(state, devices=jax.devices()[:1]),
                       jax.tree.map(lambda x: x.reshape(1, -1, *x.shape[2:]), batch))
-  _tree_allclose(strategy.get_state(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
+  _tree_allclose(strategy.to_host(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
   assert float(sums8["count"][0]) == float(sums1["count"][0]) == tiny_config.batch_size
   np.testing.assert_allclose(float(sums8["loss"][0]), float(sums1["loss"][0]), rtol=1e-5)
   # The step actually moved the weights.
-  assert not np.allclose(np.asarray(strategy.get_state(state8).params["c1"]["kernel"]),
+  assert not np.allclose(np.asarray(strategy.to_host(state8).params["c1"]["kernel"]),
                          np.asarray(state.params["c1"]["kernel"]))
 
 
@@ -42,7 +42,7 @@ def test_checkpoint_round_trip_restores_params_optimizer_step_and_rng(tiny_confi
   state, batch = _state_and_batch(tiny_config)
   strategy = parallel.Pmap()
   stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
-  stepped = strategy.get_state(stepped)
+  stepped = strategy.to_host(stepped)
   ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
   ckpt.save(1, stepped, {"epoch": 1})
   ckpt.close()
