@@ -1,51 +1,107 @@
-"""Orbax checkpoints of the full train state (params, optimizer state, step, RNG) plus JSON metadata.
+"""Orbax checkpoints of the full train state (params, optimizer state, step, RNG, EMA) plus JSON metadata.
 
-The state is saved unreplicated (one host copy), so a checkpoint does not depend on the device count
-it was written with; the caller replicates it again after restoring.
+The state is saved as one host (NumPy) copy, so a checkpoint does not depend on the device count it
+was written with; the caller places it on its own devices after restoring. Saves are asynchronous:
+training continues while Orbax writes, and `close()` waits for the last one.
+
+Which checkpoints are kept: the newest `max_to_keep`, plus the best `keep_best` by a validation
+metric (Orbax's AnyPreservationPolicy of LatestN and BestN; `best_fn` with `max_to_keep` would drop
+the newest, see ../shared/reference/jax-stack.md).
 """
 
 import pathlib
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
+
+# Checkpoints written by another major.minor of jaxcnn may hold another state layout.
+COMPATIBLE_VERSION_PREFIX = 2  # compare the first two version components
 
 
 class Checkpointer:
-  """Keeps the newest `max_to_keep` checkpoints of a run under `directory`."""
+  """The checkpoints of one run, under `directory`."""
 
-  def __init__(self, directory: pathlib.Path, max_to_keep: int = 3):
-    if max_to_keep < 1:
-      raise ValueError(f"checkpoint_max_to_keep must be >= 1, got {max_to_keep}")
+  def __init__(self, directory: pathlib.Path, max_to_keep: int = 3, keep_best: int = 0,
+               best_metric: str = "validation_top1_error"):
+    if max_to_keep < 1 or keep_best < 0:
+      raise ValueError(f"need checkpoint_max_to_keep >= 1 and checkpoint_keep_best >= 0, got {max_to_keep}, {keep_best}")
     self.directory = pathlib.Path(directory).absolute()
+    policies = [ocp.checkpoint_managers.LatestN(n=max_to_keep)]
+    if keep_best:
+      # Lower is better for errors and losses; BestN keeps the largest values, hence the minus.
+      # Mid-epoch checkpoints carry no metric: LatestN alone decides about them.
+      policies.append(ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: -metrics[best_metric], n=keep_best,
+                                                    keep_checkpoints_without_metrics=False))
+    self._warn_about_incomplete_saves()
     self._manager = ocp.CheckpointManager(
         self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            create=True, preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies)),
         item_names=("state", "meta"),
     )
+
+  def _warn_about_incomplete_saves(self) -> None:
+    for partial in sorted(self.directory.glob("*.orbax-checkpoint-tmp*")):
+      logging.warning("ignoring %s: a checkpoint that was still being written when its process stopped", partial)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def steps(self) -> list[int]:
-    return list(self._manager.all_steps())
+    return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state, meta: dict) -> None:
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+  def save(self, step: int, state, meta: dict, metrics: dict | None = None) -> None:
+    """Starts an asynchronous save of `state` (a host copy) with its metadata."""
+    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                       metrics=metrics, force=True)
 
-  def restore(self, template_state, step: int | None = None):
-    """(state, meta) of `step` (default: the latest), shaped and placed like `template_state`."""
+  def restore(self, template_state, step: int | None = None, check_meta=None):
+    """(state, meta) of `step`, shaped and placed like `template_state`.
+
+    `check_meta(meta, path)` may refuse a checkpoint (another model, an old version) by raising
+    ValueError. Without a step, the newest checkpoint that reads back completely is taken: a damaged
+    one (truncated or corrupt files) is skipped, with a warning naming it, in favour of the one before.
+    """
     available = self.steps()
     if not available:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    step = self.latest_step() if step is None else step
-    if step not in available:
-      raise ValueError(f"no checkpoint for step {step} in {self.directory}; available steps: {sorted(available)}")
+    if step is not None and step not in available:
+      raise ValueError(f"no checkpoint for step {step} in {self.directory}; available steps: {available}")
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template_state)
-    restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    return restored.state, restored.meta
+    problems = []
+    for candidate in [step] if step is not None else available[::-1]:
+      path = self.directory / str(candidate)
+      try:
+        meta = self._manager.restore(candidate, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+      except Exception as e:  # noqa: BLE001  (any read failure means this checkpoint is damaged)
+        problems.append(f"{path}: {_first_line(e)}")
+      else:
+        if check_meta is not None:
+          check_meta(meta, path)
+        try:
+          state = self._manager.restore(candidate, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+        except Exception as e:  # noqa: BLE001
+          problems.append(f"{path}: {_first_line(e)}")
+        else:
+          return state, meta
+      logging.warning("skipping damaged checkpoint %s", problems[-1])
+    raise ValueError(f"no readable checkpoint in {self.directory}: {'; '.join(problems)}")
 
   def close(self) -> None:
     """Waits for pending (asynchronous) saves, then releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def check_version(meta: dict, current: str, where: pathlib.Path) -> None:
+  """Refuses a checkpoint written by a jaxcnn whose major.minor differs from `current`."""
+  saved = str(meta.get("jaxcnn_version", "unknown"))
+  if saved.split(".")[:COMPATIBLE_VERSION_PREFIX] != current.split(".")[:COMPATIBLE_VERSION_PREFIX]:
+    raise ValueError(f"checkpoint in {where} was written by jaxcnn {saved}; this is jaxcnn {current}, "
+                     f"which reads only {'.'.join(current.split('.')[:COMPATIBLE_VERSION_PREFIX])}.x checkpoints")
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"

@@ -65,7 +65,7 @@ def main(argv):
       train.train_and_evaluate(_CONFIG.value, FLAGS.workdir, FLAGS.epochs_per_run)
     else:
       evaluate.evaluate_checkpoint(_CONFIG.value, FLAGS.workdir, FLAGS.step)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, FileNotFoundError, train.NonFiniteLossError) as e:
     sys.exit(f"jaxcnn: error: {' '.join(str(e).split())}")
 
 

@@ -8,8 +8,11 @@ parallel.py runs them under `pmap` or `jit(shard_map)`.
 
 import dataclasses
 import functools
+import itertools
 import json
 import pathlib
+import signal
+import threading
 import time
 from typing import Any
 
@@ -19,6 +22,7 @@ import numpy as np
 import optax
 from absl import logging
 from flax.training import train_state
+from jax.experimental import multihost_utils
 
 import jaxcnn
 from jaxcnn import checkpoint, data, models, optim, parallel, reporting
@@ -48,6 +52,7 @@ class StepOptions:
   grad_accum_steps: int = 1
   ema_decay: float = 0.0
   compute_dtype: str = "float32"
+  skip_nonfinite: bool = False
 
   @classmethod
   def from_config(cls, config) -> "StepOptions":
@@ -58,7 +63,7 @@ class StepOptions:
     if not 0 <= config.label_smoothing < 1 or not 0 <= config.ema_decay < 1:
       raise ValueError("label_smoothing and ema_decay must be in [0, 1)")
     return cls(config.aux_loss_weight, config.label_smoothing, config.grad_accum_steps, config.ema_decay,
-               config.compute_dtype)
+               config.compute_dtype, config.nan_policy == "skip")
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
@@ -131,7 +136,14 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   if options.ema_decay:
     new_state = new_state.replace(ema_params=jax.tree.map(
         lambda e, p: options.ema_decay * e + (1 - options.ema_decay) * p, state.ema_params, new_state.params))
-  return new_state, jax.lax.psum(sums, parallel.AXIS)
+  sums = jax.lax.psum(sums, parallel.AXIS)
+  if options.skip_nonfinite:
+    # Keep the previous weights and statistics (the step count still advances with the data).
+    finite = jnp.isfinite(optax.global_norm(grads)) & jnp.isfinite(sums["loss"])
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step),
+                             state).replace(step=new_state.step)
+    sums = {k: jnp.where(finite, v, 0.0) for k, v in sums.items()} | {"skipped": 1.0 - finite}
+  return new_state, sums
 
 
 def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
@@ -176,7 +188,8 @@ class Run:
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     self.state = create_train_state(config, self.model, self.dataset.image_shape, optim.create(config, self.steps_per_epoch))
-    self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep)
+    self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep,
+                                                config.checkpoint_keep_best, config.checkpoint_best_metric)
 
   @functools.cached_property
   def compiled_eval_steps(self) -> dict:
@@ -196,14 +209,16 @@ class Run:
     return results
 
   def restore(self, step: int | None = None) -> dict:
-    """Loads a checkpoint into self.state, checking it belongs to this model and dataset."""
-    state, meta = self.checkpointer.restore(self.state, step)
-    for key in ("model", "dataset", "num_classes"):
-      expected = self.dataset.num_classes if key == "num_classes" else self.config[key]
-      if meta.get(key) != expected:
-        raise ValueError(f"checkpoint in {self.checkpointer.directory} has {key}={meta.get(key)!r}, "
-                         f"but the config asks for {expected!r}")
-    self.state = state
+    """Loads a checkpoint into self.state, refusing one of another model, dataset or jaxcnn version."""
+
+    def check_meta(meta: dict, path):
+      checkpoint.check_version(meta, jaxcnn.__version__, path)
+      for key, expected in (("model", self.config.model), ("dataset", self.config.dataset),
+                            ("num_classes", self.dataset.num_classes)):
+        if meta.get(key) != expected:
+          raise ValueError(f"checkpoint {path} has {key}={meta.get(key)!r}, but the config asks for {expected!r}")
+
+    self.state, meta = self.checkpointer.restore(self.state, step, check_meta)
     return meta
 
 
@@ -221,25 +236,69 @@ def _controls(config, saved: dict) -> dict:
   return controls
 
 
-def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> dict:
-  """Trains up to config.num_epochs epochs (resuming from the latest checkpoint), checkpointing every epoch.
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite (config.nan_policy="stop")."""
 
-  `epochs_per_run` stops this invocation after that many epochs, e.g. for a job scheduler's time
-  limit; the next invocation in the same workdir continues exactly where this one stopped.
-  Returns the last epoch's record (also the last line of WORKDIR/metrics.jsonl).
+
+class _StopRequests:
+  """SIGTERM/SIGINT (preemption, Ctrl-C) ask the loop to checkpoint at the next step boundary and exit.
+
+  In a multi-process run the processes agree on stopping through an all-gather every
+  `sync_every` steps, so that all of them save the same step together.
+  """
+
+  def __init__(self, sync_every: int):
+    self.signal_name = None
+    self.sync_every = sync_every if jax.process_count() > 1 else 1
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signal_name = signal.Signals(signum).name
+
+  def should_stop(self, step: int) -> bool:
+    if step % self.sync_every:
+      return False
+    if jax.process_count() == 1:
+      return self.signal_name is not None
+    return bool(np.any(multihost_utils.process_allgather(np.int32(self.signal_name is not None))))
+
+
+def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> dict:
+  """Trains up to config.num_epochs epochs, resuming from the latest checkpoint in `workdir`.
+
+  Checkpoints are written at every epoch's end and every `config.checkpoint_every_steps` steps; a
+  resumed run continues at the exact batch (the epoch's order is a function of seed and epoch).
+  SIGTERM/SIGINT save a checkpoint at the next step and return. `epochs_per_run` stops this
+  invocation after that many epochs (job time limits). Returns the last epoch's record (also the
+  last line of WORKDIR/metrics.jsonl).
   """
   if epochs_per_run is not None and epochs_per_run < 1:
     raise ValueError(f"epochs_per_run must be >= 1, got {epochs_per_run}")
+  if config.nan_policy not in ("stop", "skip"):
+    raise ValueError(f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   if reporting.is_reporter():
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   run = Run(config, workdir)
-  start_epoch, record, saved_controls = 0, {}, {}
+  start_epoch, batches_done, record, saved_controls = 0, 0, {}, {}
   if run.checkpointer.latest_step() is not None:
     meta = run.restore()
-    start_epoch, record, saved_controls = meta["epoch"], meta["record"], meta.get("controls", {})
-    logging.info("Resuming from step %d (epoch %d done) in %s", int(run.state.step), start_epoch, workdir)
+    start_epoch, batches_done = meta["epoch"], meta.get("batches_done", 0)
+    record, saved_controls = meta["record"], meta.get("controls", {})
+    logging.info("Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), start_epoch + 1,
+                 batches_done, workdir)
   controls = _controls(config, saved_controls)
   if record.get("stopped_early"):
     start_epoch = config.num_epochs
@@ -253,47 +312,84 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   state = strategy.put_state(run.state)
   metrics_log = reporting.MetricsLog(workdir)
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
-  for epoch in range(start_epoch, end_epoch):
-    bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
-    batches = data.train_batches(run.dataset.split("train"), global_batch=config.batch_size, seed=config.seed,
-                                 epoch=epoch, mean=run.mean, std=run.std)
-    start, host_sums, pending = time.perf_counter(), [], []
-    for i, batch in enumerate(batches, start=1):
-      state, step_sums = p_train_step(state, strategy.put_batch(batch))
-      pending.append(step_sums)
-      if i % config.log_every_steps == 0 or i == run.steps_per_epoch:
-        host_sums, pending = host_sums + strategy.to_host(pending), []  # waits for the steps so far
-        running = summarize(host_sums, "train")
-        bar.update(i, i * config.batch_size, loss=running["train_loss"], acc=running["train_top1_accuracy"])
-    train_metrics = summarize(host_sums + strategy.to_host(pending), "train")
-    seconds = time.perf_counter() - start
-    bar.close()
-    host_state = strategy.to_host(state)
-    step = int(host_state.step)
-    record = {"epoch": epoch + 1, "step": step,
-              "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
-              **train_metrics, "images_per_sec": run.steps_per_epoch * config.batch_size / seconds,
-              "epoch_seconds": seconds}
-    if "validation" in run.dataset.splits:
-      record.update(run.evaluate(state, "validation", "validation"))
-    if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
-      factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
-      host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))
-      state = strategy.put_state(host_state)
-      record["lr_reduced_to"] = float(run.schedule(step)) * factor
-    if "early_stopping" in controls and controls["early_stopping"].update(record["validation_loss"]):
-      record["stopped_early"] = True
-    metrics_log.write(record)
-    if reporting.is_reporter():
-      print(reporting.epoch_line(record), flush=True)
-    meta = checkpoint_meta(config, run, epoch + 1, record, controls)
-    run.checkpointer.save(step, host_state, meta)
-    if record.get("stopped_early"):
+
+  def save(host_state, epoch_done: int, batches: int, record: dict, metrics=None):
+    meta = checkpoint_meta(config, run, epoch_done, record, controls) | {"batches_done": batches}
+    run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
+
+  with _StopRequests(config.log_every_steps) as stop_requests:
+    for epoch in range(start_epoch, end_epoch):
+      bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
+      batches = data.train_batches(run.dataset.split("train"), global_batch=config.batch_size, seed=config.seed,
+                                   epoch=epoch, mean=run.mean, std=run.std)
+      skip = batches_done if epoch == start_epoch else 0
+      first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
+      start, host_sums, pending = time.perf_counter(), [], []
+      for i, batch in enumerate(itertools.islice(batches, skip, None), start=skip + 1):
+        state, step_sums = p_train_step(state, strategy.put_batch(batch))
+        pending.append(step_sums)
+        step = epoch * run.steps_per_epoch + i
+        stopping = stop_requests.should_stop(step)
+        periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
+        if i % config.log_every_steps == 0 or i == run.steps_per_epoch or stopping or periodic:
+          new_sums = strategy.to_host(pending)  # waits for the steps so far
+          _check_finite(new_sums, first_step + len(host_sums), run, config.nan_policy)
+          host_sums, pending = host_sums + new_sums, []
+          running = summarize(host_sums, "train")
+          bar.update(i - skip, (i - skip) * config.batch_size, loss=running["train_loss"],
+                     acc=running["train_top1_accuracy"])
+        if (stopping or periodic) and i < run.steps_per_epoch:
+          save(strategy.to_host(state), epoch, i, record)
+        if stopping:
+          bar.close()
+          run.checkpointer.close()
+          if reporting.is_reporter():
+            print(f"{stop_requests.signal_name}: saved step {step} (epoch {epoch + 1}, batch {i}); "
+                  f"run the same command to continue", flush=True)
+          return record
+      bar.close()
+      seconds = time.perf_counter() - start
+      host_state = strategy.to_host(state)
+      step = int(host_state.step)
+      record = {"epoch": epoch + 1, "step": step,
+                "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
+                **summarize(host_sums, "train"), "images_per_sec": len(host_sums) * config.batch_size / seconds,
+                "epoch_seconds": seconds}
+      if "validation" in run.dataset.splits:
+        record.update(run.evaluate(state, "validation", "validation"))
+      if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
+        factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
+        host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))
+        state = strategy.put_state(host_state)
+        record["lr_reduced_to"] = float(run.schedule(step)) * factor
+      if "early_stopping" in controls and controls["early_stopping"].update(record["validation_loss"]):
+        record["stopped_early"] = True
+      metrics_log.write(record)
       if reporting.is_reporter():
-        print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
-      break
+        print(reporting.epoch_line(record), flush=True)
+      best_metric = config.checkpoint_best_metric
+      save(host_state, epoch + 1, 0, record, {best_metric: record[best_metric]} if best_metric in record else None)
+      if record.get("stopped_early"):
+        if reporting.is_reporter():
+          print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
+        break
   run.checkpointer.close()
   return record
+
+
+def _check_finite(step_sums: list[dict], first_step: int, run: Run, nan_policy: str) -> None:
+  """Stops at the first step whose loss is not finite; the checkpoints written before it stay intact."""
+  for offset, sums in enumerate(step_sums):
+    if nan_policy == "stop" and not np.isfinite(sums["loss"]):
+      run.checkpointer.close()
+      latest = run.checkpointer.latest_step()
+      raise NonFiniteLossError(f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped. "
+                               f"The last good checkpoint is step {latest} in {run.checkpointer.directory}"
+                               if latest is not None else
+                               f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped "
+                               f"before any checkpoint was written")
+    if nan_policy == "skip" and sums.get("skipped", 0):
+      logging.warning("step %d: non-finite loss or gradient, update skipped", first_step + offset)
 
 
 def checkpoint_meta(config, run: Run, epoch: int, record: dict, controls: dict) -> dict:

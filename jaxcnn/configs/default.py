@@ -54,6 +54,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.compute_dtype = "float32"  # or bfloat16: activations and matmuls; params and optimizer stay float32
   # Bookkeeping.
   c.seed = 0
-  c.checkpoint_max_to_keep = 3
+  c.checkpoint_max_to_keep = 3  # the newest N ...
+  c.checkpoint_keep_best = 1  # ... plus the best K by checkpoint_best_metric (lower is better)
+  c.checkpoint_best_metric = "validation_top1_error"
+  c.checkpoint_every_steps = 0  # > 0: also checkpoint every N steps (epoch ends are always saved)
+  c.nan_policy = "stop"  # a non-finite loss stops the run ("stop") or its update is dropped ("skip")
   c.log_every_steps = 50
   return c
