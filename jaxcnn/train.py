@@ -77,7 +77,17 @@ def train_step(state: TrainState, batch: dict, aux_loss_weight: float = 0.0):
 
 
 def eval_step(state: TrainState, batch: dict) -> dict:
-  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+  """Metric sums of one eval batch. Images of [per_device, views, H, W, C] (e.g. AlexNet's ten crops) are
+  scored by their views' averaged softmax, returned as log-probabilities so the loss stays a cross-entropy."""
+  images = batch["image"]
+  if images.ndim == 5:
+    per_device, views = images.shape[:2]
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                            images.reshape(per_device * views, *images.shape[2:]), train=False)
+    probs = jax.nn.softmax(logits.astype(jnp.float32)).reshape(per_device, views, -1).mean(axis=1)
+    logits = jnp.log(probs)
+  else:
+    logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
   return jax.lax.psum(metric_sums(logits, batch["label"], batch["mask"]), parallel.AXIS)
 
 
@@ -103,7 +113,7 @@ class Run:
     self.workdir = pathlib.Path(workdir)
     self.dataset = data.load(config)
     train_split = self.dataset.split("train")
-    self.mean, self.std = data.channel_stats(train_split)
+    self.input = data.InputPipeline(config, self.dataset)
     data.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
     data.batch_layout(config.eval_batch_size)
     self.steps_per_epoch = data.num_batches(len(train_split), config.batch_size, drop_remainder=True)
@@ -111,11 +121,11 @@ class Run:
       raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_split)} training examples")
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
-    self.state = create_train_state(config, self.model, self.dataset.image_shape, optim.create(config, self.steps_per_epoch))
+    self.state = create_train_state(config, self.model, self.input.image_shape, optim.create(config, self.steps_per_epoch))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep)
 
   def eval_batches(self, split: str):
-    return data.eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size, mean=self.mean, std=self.std)
+    return self.input.eval_batches(split)
 
   def restore(self, step: int | None = None) -> dict:
     """Loads a checkpoint into self.state, checking it belongs to this model and dataset."""
@@ -161,8 +171,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
   for epoch in range(start_epoch, end_epoch):
     bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
-    batches = data.train_batches(run.dataset.split("train"), global_batch=config.batch_size, seed=config.seed,
-                                 epoch=epoch, mean=run.mean, std=run.std)
+    batches = run.input.train_batches(epoch)
     start, sums = time.perf_counter(), []
     for i, batch in enumerate(batches, start=1):
       state, step_sums = p_train_step(state, batch)
