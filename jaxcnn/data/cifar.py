@@ -6,6 +6,7 @@ builds what they contain (dicts, lists, strings, bytes, numbers and NumPy uint8 
 for anything else, e.g. a function to call, is refused rather than run.
 """
 
+import codecs
 import dataclasses
 import io
 import pathlib
@@ -40,7 +41,9 @@ LAYOUTS = {
 }
 
 _RECONSTRUCT, _ = np.ndarray(0).__reduce__()[:2]
+# NumPy arrays and dtypes, and the bytes-from-latin-1 helper of protocol-2 pickles written by Python 3.
 _ALLOWED = {
+    ("_codecs", "encode"): codecs.encode,
     ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
     ("numpy", "ndarray"): np.ndarray,

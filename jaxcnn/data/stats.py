@@ -17,6 +17,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image
 
+from jaxcnn.data import folder
 from jaxcnn.data.sources import Dataset, FileSplit, Split
 
 STATS_FILE = "jaxcnn_stats.json"
@@ -49,9 +50,12 @@ class _Moments:
 
 
 def _read_rgb(path: str) -> np.ndarray:
-  with Image.open(path) as image:
-    image.draft("RGB", (256, 256))  # JPEG: decode at reduced size, enough for colour statistics
-    return np.asarray(image.convert("RGB"))
+  try:
+    with Image.open(path) as image:
+      image.draft("RGB", (256, 256))  # JPEG: decode at reduced size, enough for colour statistics
+      return np.asarray(image.convert("RGB"))
+  except (OSError, SyntaxError, ValueError) as e:
+    raise folder.BadImageError(f"{path}: cannot decode image ({e})") from None
 
 
 def compute(split, max_images: int | None = None, seed: int = 0) -> dict:

@@ -53,15 +53,17 @@ def batches(split: TfdsSplit, chain, mean, std, global_batch: int, *, seed: int 
     plan = chain.plan(rng, [height], [width])
     return (plan.windows[0], plan.flips[0], *(p[0] for p in plan.photometric))
 
+  not_pil = tf.constant(False)  # TFDS re-encoded every image in a format TensorFlow reads
+
   def example(position, ex):
     data = ex["data"]
     hw = tf.cond(tf.io.is_jpeg(data), lambda: tf.image.extract_jpeg_shape(data)[:2],
-                 lambda: tf.shape(tf_ops.decode(data, False))[:2])
+                 lambda: tf.shape(tf_ops.decode(data, not_pil))[:2])
     window, flip, *photometric = tf.numpy_function(plan_row, [position, hw[0], hw[1]],
                                                    [tf.int32, tf.bool, *photometric_types], stateful=False)
     row = {"window": tf.ensure_shape(window, (views, 4)), "flip": tf.ensure_shape(flip, (views,)),
            **{f"photometric{i}": p for i, p in enumerate(photometric)}}
-    image = tf_ops.finish_example(tf_ops.views_of_file(data, False, row, out_hw, views), row, chain, mean, std)
+    image = tf_ops.finish_example(tf_ops.views_of_file(data, not_pil, row, out_hw, views), row, chain, mean, std)
     return {"image": image, "label": ex["label"], "mask": ex["mask"]}
 
   def layout(batch):
