@@ -147,8 +147,17 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
 
 
 def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
-  params = state.ema_params if use_ema else state.params
-  logits = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+  """Metric sums of one eval batch. Images of [per_device, views, H, W, C] (e.g. AlexNet's ten crops) are
+  scored by their views' averaged softmax, returned as log-probabilities so the loss stays a cross-entropy."""
+  variables = {"params": state.ema_params if use_ema else state.params, "batch_stats": state.batch_stats}
+  images = batch["image"]
+  if images.ndim == 5:
+    per_device, views = images.shape[:2]
+    logits = state.apply_fn(variables, images.reshape(per_device * views, *images.shape[2:]), train=False)
+    probs = jax.nn.softmax(logits.astype(jnp.float32)).reshape(per_device, views, -1).mean(axis=1)
+    logits = jnp.log(probs)
+  else:
+    logits = state.apply_fn(variables, images, train=False)
   return jax.lax.psum(metric_sums(logits, batch["label"], batch["mask"]), parallel.AXIS)
 
 
@@ -174,7 +183,7 @@ class Run:
     self.step_options = StepOptions.from_config(config)
     self.dataset = data.load(config)
     train_split = self.dataset.split("train")
-    self.mean, self.std = data.channel_stats(train_split)
+    self.input = data.InputPipeline(config, self.dataset)
     data.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
     data.batch_layout(config.eval_batch_size)
     if config.batch_size % (jax.device_count() * config.grad_accum_steps):
@@ -187,7 +196,7 @@ class Run:
       self.dataset.split("validation")  # both watch the validation split
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
-    self.state = create_train_state(config, self.model, self.dataset.image_shape, optim.create(config, self.steps_per_epoch))
+    self.state = create_train_state(config, self.model, self.input.image_shape, optim.create(config, self.steps_per_epoch))
     self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep,
                                                 config.checkpoint_keep_best, config.checkpoint_best_metric)
 
@@ -202,9 +211,7 @@ class Run:
     """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...`."""
     results = {}
     for variant, step in self.compiled_eval_steps.items():
-      batches = data.eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size,
-                                  mean=self.mean, std=self.std)
-      sums = [step(device_state, self.strategy.put_batch(batch)) for batch in batches]
+      sums = [step(device_state, self.strategy.put_batch(batch)) for batch in self.input.eval_batches(split)]
       results.update(summarize(self.strategy.to_host(sums), variant + prefix))
     return results
 
@@ -320,8 +327,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   with _StopRequests(config.log_every_steps) as stop_requests:
     for epoch in range(start_epoch, end_epoch):
       bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
-      batches = data.train_batches(run.dataset.split("train"), global_batch=config.batch_size, seed=config.seed,
-                                   epoch=epoch, mean=run.mean, std=run.std)
+      batches = run.input.train_batches(epoch)
       skip = batches_done if epoch == start_epoch else 0
       first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
       start, host_sums, pending = time.perf_counter(), [], []

@@ -1,6 +1,8 @@
-"""Input pipelines: sources (arrays in memory) -> tf.data assembly -> [devices, per_device, ...] batches."""
+"""Input pipelines: sources (in memory or files) -> augmentation plan -> tf.data or JAX -> [devices, per_device, ...]."""
 
-from jaxcnn.data.pipeline import batch_layout, channel_stats, eval_batches, num_batches, train_batches
-from jaxcnn.data.sources import Dataset, Split, load
+from jaxcnn.data.pipeline import (InputPipeline, batch_layout, channel_stats, eval_batches, num_batches, shard,
+                                  train_batches)
+from jaxcnn.data.sources import Dataset, FileSplit, Split, TfdsSplit, load
 
-__all__ = ["Dataset", "Split", "load", "batch_layout", "channel_stats", "train_batches", "eval_batches", "num_batches"]
+__all__ = ["Dataset", "Split", "FileSplit", "TfdsSplit", "load", "InputPipeline", "batch_layout", "channel_stats",
+           "shard", "train_batches", "eval_batches", "num_batches"]

@@ -1,18 +1,29 @@
-"""tf.data assembly: index order (seeded, per epoch) -> gather -> normalise -> [devices, per_device, ...].
+"""Batches for the train loop: index order (seeded, per epoch) -> augmentation plan -> pixels -> batches.
 
-The order of examples is drawn with NumPy from (seed, epoch), so epoch k's batches are the same
-whether the run started at epoch 0 or resumed at k, and the same whatever the TF version. Every
-process draws the same global order and keeps its own slice of each global batch, so the global batch
-is identical for any process count.
+The order of examples and every augmentation's random numbers are drawn with NumPy from (seed, epoch)
+for the whole global batch, so epoch k's batches are the same whether the run started at epoch 0 or
+resumed at k, whatever the TF version, and whichever pipeline makes the pixels. Every process draws the
+same global order and keeps its own columns of each global batch (`shard`): the processes read disjoint
+examples (files) that together cover the epoch, and the global batch is identical for any process count.
+
+Two pipelines make the pixels: tf.data (`pipeline="tfdata"`; any source, files decoded in parallel) and
+a NumPy host loader whose batches are augmented on the devices in JAX (`pipeline="jax"`, in-memory
+sources only, no TensorFlow needed). `auto` takes tf.data when TensorFlow is installed.
+
+Batches are dicts of `image` [local_devices, per_device, (views,) H, W, C] float32, `label`
+[local_devices, per_device] int32 and, in evaluation, `mask` (False on the padding of the last batch).
 """
 
+import importlib.util
 from typing import Iterator
 
 import jax
 import numpy as np
 
-from jaxcnn.data import tf_import
-from jaxcnn.data.sources import Split
+from jaxcnn.data import augment, folder, host, stats, tf_import, tf_ops
+from jaxcnn.data.sources import Dataset, FileSplit, Split, TfdsSplit
+
+PIPELINES = ("auto", "tfdata", "jax")
 
 
 def batch_layout(global_batch: int) -> tuple[int, int, int]:
@@ -28,53 +39,186 @@ def batch_layout(global_batch: int) -> tuple[int, int, int]:
 
 def channel_stats(split: Split) -> tuple[np.ndarray, np.ndarray]:
   """Per-channel mean and std of the images in [0, 1] (computed on the training split)."""
-  pixels = split.images.reshape(-1, split.images.shape[-1]).astype(np.float64) / 255.0
-  return pixels.mean(axis=0).astype(np.float32), pixels.std(axis=0).astype(np.float32)
+  computed = stats.compute(split)
+  return np.float32(computed["mean"]), np.float32(computed["std"])
 
 
 def num_batches(num_examples: int, global_batch: int, *, drop_remainder: bool) -> int:
   return num_examples // global_batch if drop_remainder else -(-num_examples // global_batch)
 
 
-def _local_slices(order: np.ndarray, global_batch: int) -> np.ndarray:
-  """[steps, local_batch] indices: this process's columns of each global batch."""
-  local_batch, _, _ = batch_layout(global_batch)
-  start = jax.process_index() * local_batch
+def shard(order: np.ndarray, global_batch: int, process_index: int | None = None,
+          process_count: int | None = None) -> np.ndarray:
+  """[steps, local_batch]: process `process_index`'s columns of each global batch of `order`."""
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if global_batch % process_count:
+    raise ValueError(f"batch size {global_batch} does not divide by {process_count} processes")
+  local_batch = global_batch // process_count
+  start = process_index * local_batch
   return order.reshape(-1, global_batch)[:, start : start + local_batch]
 
 
-def _dataset(split: Split, index_batches: np.ndarray, masks: np.ndarray | None, mean, std, global_batch: int):
-  tf = tf_import.tensorflow()
-  _, local_devices, per_device = batch_layout(global_batch)
-  images, labels = tf.constant(split.images), tf.constant(split.labels)
-  mean, std = tf.constant(np.asarray(mean, np.float32)), tf.constant(np.asarray(std, np.float32))
+def train_order(num_examples: int, global_batch: int, seed: int, epoch: int) -> np.ndarray:
+  """Epoch `epoch`'s example order, cut to whole global batches."""
+  steps = num_batches(num_examples, global_batch, drop_remainder=True)
+  if steps == 0:
+    raise ValueError(f"batch size {global_batch} is larger than the {num_examples} training examples")
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)[: steps * global_batch]
 
-  def assemble(indices, mask=None):
-    image = (tf.cast(tf.gather(images, indices), tf.float32) / 255.0 - mean) / std
-    batch = {"image": image, "label": tf.gather(labels, indices)}
-    if mask is not None:
-      batch["mask"] = mask
+
+def _source_sizes(split, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  if isinstance(split, Split):
+    return np.full(len(order), split.images.shape[1]), np.full(len(order), split.images.shape[2])
+  return split.sizes[order, 0], split.sizes[order, 1]
+
+
+def _local(order, plan: augment.Plan, global_batch: int, mask=None):
+  """This process's (indices, plan, mask) rows, [steps, local_batch] each."""
+  rows = np.arange(len(order))
+  local = shard(rows, global_batch)
+  return order[local], plan.rows(local), None if mask is None else mask[local]
+
+
+def _tf_batches(split, indices, plan: augment.Plan, mask, chain, mean, std, global_batch: int, out_hw):
+  """A tf.data pipeline over this process's rows, yielding [local_devices, per_device, ...] batches.
+
+  Each batch also carries `index` (the examples' indices in the split), which the caller removes: it
+  names the files of a batch that fails to decode.
+  """
+  tf = tf_import.tensorflow()
+  local_batch, local_devices, per_device = batch_layout(global_batch)
+  mean, std = tf.constant(np.float32(mean)), tf.constant(np.float32(std))
+  columns = {"index": indices.reshape(-1), **{k: v.reshape(-1, *v.shape[2:]) for k, v in plan.as_dict().items()}}
+  if mask is not None:
+    columns["mask"] = mask.reshape(-1)
+  labels = tf.constant(split.labels)
+
+  def layout(batch):
+    batch = {k: batch[k] for k in ("index", "image", "mask") if k in batch}
+    batch["label"] = tf.gather(labels, batch["index"])
     return {k: tf.reshape(v, (local_devices, per_device, *v.shape[1:])) for k, v in batch.items()}
 
-  tensors = (index_batches,) if masks is None else (index_batches, masks)
-  ds = tf.data.Dataset.from_tensor_slices(tensors).map(assemble, num_parallel_calls=tf.data.AUTOTUNE)
-  return ds.prefetch(tf.data.AUTOTUNE)
+  if isinstance(split, Split):
+    images = tf.constant(split.images)
+    if chain.is_identity:  # plain normalisation of whole images: one gather per batch
+      def whole(batch):
+        return {**batch, "image": (tf.cast(tf.gather(images, batch["index"]), tf.float32) / 255.0 - mean) / std}
+
+      ds = tf.data.Dataset.from_tensor_slices(columns).batch(local_batch).map(whole, tf.data.AUTOTUNE)
+      return ds.map(layout, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def pixels(row):
+      return tf_ops.views_of_image(tf.gather(images, row["index"]), row, out_hw)
+  else:
+    paths, use_pil = tf.constant(split.paths.astype(str)), tf.constant(split.use_pil)
+
+    def pixels(row):
+      data = tf.io.read_file(tf.gather(paths, row["index"]))
+      return tf_ops.views_of_file(data, tf.gather(use_pil, row["index"]), row, out_hw, chain.num_views or 1)
+
+  def example(row):
+    return {**row, "image": tf_ops.finish_example(pixels(row), row, chain, mean, std)}
+
+  ds = tf.data.Dataset.from_tensor_slices(columns).map(example, tf.data.AUTOTUNE).batch(local_batch)
+  return ds.map(layout, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def train_batches(split: Split, *, global_batch: int, seed: int, epoch: int, mean, std) -> Iterator[dict]:
-  """One epoch of shuffled training batches; the incomplete last batch is dropped."""
-  steps = num_batches(len(split), global_batch, drop_remainder=True)
-  if steps == 0:
-    raise ValueError(f"batch size {global_batch} is larger than the {len(split)} training examples")
-  order = np.random.default_rng([seed, epoch]).permutation(len(split))[: steps * global_batch]
-  return _dataset(split, _local_slices(order, global_batch), None, mean, std, global_batch).as_numpy_iterator()
+def _naming_bad_files(split, indices: np.ndarray, batches) -> Iterator[dict]:
+  """Yields the batches without `index`; a decode failure becomes an error naming the file."""
+  tf = tf_import.tensorflow()
+  iterator = batches.as_numpy_iterator()
+  step = 0
+  while True:
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.InvalidArgumentError as e:
+      if not isinstance(split, FileSplit):
+        raise
+      # tf.data keeps the order, so the failing batch is the one after the last delivered.
+      raise folder.undecodable(split.paths[indices[step]], e) from None
+    step += 1
+    batch.pop("index")
+    yield batch
 
 
-def eval_batches(split: Split, *, global_batch: int, mean, std) -> Iterator[dict]:
+def _backend(pipeline: str, split) -> str:
+  if pipeline not in PIPELINES:
+    raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
+  if pipeline == "auto":
+    pipeline = "tfdata" if importlib.util.find_spec("tensorflow") is not None else "jax"
+  if pipeline == "jax" and not isinstance(split, Split):
+    raise ValueError("pipeline=jax reads in-memory datasets only (IDX, CIFAR, synthetic, small TFDS); files "
+                     "and large TFDS datasets need pipeline=tfdata (TensorFlow)")
+  return pipeline
+
+
+def _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline):
+  out_hw = chain.output_size(split.images.shape[1:3] if isinstance(split, Split) else (None, None))
+  indices, plan, mask = _local(order, plan, global_batch, mask)
+  if _backend(pipeline, split) == "jax":
+    return host.batches(split, indices, plan, mask, chain, mean, std, batch_layout(global_batch), out_hw)
+  return _naming_bad_files(split, indices, _tf_batches(split, indices, plan, mask, chain, mean, std, global_batch,
+                                                       out_hw))
+
+
+def train_batches(split, *, global_batch: int, seed: int, epoch: int, mean, std, augment_chain=None,
+                  pipeline: str = "auto") -> Iterator[dict]:
+  """One epoch of shuffled, augmented training batches; the incomplete last batch is dropped."""
+  chain = augment_chain or augment.Chain("", train=True)
+  if isinstance(split, TfdsSplit):
+    from jaxcnn.data import tfds_stream
+
+    return tfds_stream.batches(split, chain, mean, std, global_batch, seed=seed, epoch=epoch)
+  order = train_order(len(split), global_batch, seed, epoch)
+  src_h, src_w = _source_sizes(split, order)
+  # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa.
+  plan = chain.plan(np.random.default_rng([seed, epoch, 1]), src_h, src_w)
+  return _batches(split, order, plan, None, chain, mean, std, global_batch, pipeline)
+
+
+def eval_batches(split, *, global_batch: int, mean, std, augment_chain=None, pipeline: str = "auto") -> Iterator[dict]:
   """Every example exactly once, in order; the last batch is padded and its padding masked out."""
+  chain = augment_chain or augment.Chain("", train=False)
+  if isinstance(split, TfdsSplit):
+    from jaxcnn.data import tfds_stream
+
+    return tfds_stream.batches(split, chain, mean, std, global_batch)
   steps = num_batches(len(split), global_batch, drop_remainder=False)
   padded = np.arange(steps * global_batch)
   mask = padded < len(split)
   order = np.where(mask, padded, 0)
-  return _dataset(split, _local_slices(order, global_batch), _local_slices(mask, global_batch), mean, std,
-                  global_batch).as_numpy_iterator()
+  src_h, src_w = _source_sizes(split, order)
+  plan = chain.plan(np.random.default_rng(0), src_h, src_w)
+  return _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline)
+
+
+class InputPipeline:
+  """The train loop's view of the data: statistics, augmentation chains, model input shape, batches."""
+
+  def __init__(self, config, dataset: Dataset):
+    self.config, self.dataset = config, dataset
+    self.stats = stats.for_dataset(config, dataset)
+    self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
+    kwargs = dict(image_size=config.image_size, stats=self.stats)
+    self.train_chain = augment.Chain(config.train_augment, train=True, **kwargs)
+    self.eval_chain = augment.Chain(config.eval_augment, train=False, **kwargs)
+    source_hw, channels = dataset.image_shape[:2], dataset.image_shape[2]
+    for chain in (self.train_chain, self.eval_chain):
+      chain.check_channels(channels)
+    train_hw, eval_hw = self.train_chain.output_size(source_hw), self.eval_chain.output_size(source_hw)
+    if train_hw != eval_hw:
+      raise ValueError(f"training images are {train_hw} ({self.train_chain.spec!r}) but evaluation images are "
+                       f"{eval_hw} ({self.eval_chain.spec!r}); the model needs one size")
+    self.image_shape = (*train_hw, channels)
+
+  def train_batches(self, epoch: int) -> Iterator[dict]:
+    return train_batches(self.dataset.split("train"), global_batch=self.config.batch_size, seed=self.config.seed,
+                         epoch=epoch, mean=self.mean, std=self.std, augment_chain=self.train_chain,
+                         pipeline=self.config.pipeline)
+
+  def eval_batches(self, split: str) -> Iterator[dict]:
+    return eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size, mean=self.mean,
+                        std=self.std, augment_chain=self.eval_chain, pipeline=self.config.pipeline)

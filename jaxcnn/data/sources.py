@@ -1,4 +1,12 @@
-"""Dataset sources: each returns the whole dataset as uint8 NHWC arrays in host memory.
+"""Dataset sources, chosen by `config.dataset`. In-memory splits hold uint8 NHWC arrays; file-backed
+splits hold paths (and each file's size) and are streamed from disk by tf.data.
+
+  fashion_mnist, mnist    IDX files (in memory)
+  cifar10, cifar100       the distributed pickles or binary files (in memory)
+  synthetic               random images of `config.synthetic.image_shape` (in memory)
+  image_folder            one sub-folder per class, under `config.data_dir` (streamed)
+  any other TFDS name     `tfds.load` from config.data_dir or by download (in memory when its images have
+                          one fixed shape and fit in memory, else streamed)
 
 Where the files come from (first that has them): `config.data_dir`, `$JAXCNN_DATA_DIR`, Debian's
 `/usr/share/datasets/<name>` (package `dataset-fashion-mnist`), then a TFDS download. A directory
@@ -12,7 +20,7 @@ import pathlib
 import numpy as np
 from absl import logging
 
-from jaxcnn.data import idx
+from jaxcnn.data import cifar, folder, idx
 
 DATA_DIR_ENV = "JAXCNN_DATA_DIR"
 # The validation split must not move when the training seed changes, so runs with different seeds
@@ -22,26 +30,66 @@ VALIDATION_SPLIT_SEED = 20260101
 
 @dataclasses.dataclass(frozen=True)
 class Split:
+  """Images in host memory: the fast gather path of both pipelines."""
+
   images: np.ndarray  # uint8 [N, H, W, C]
   labels: np.ndarray  # int32 [N]
 
   def __len__(self) -> int:
     return len(self.labels)
 
+  def subset(self, indices: np.ndarray) -> "Split":
+    return Split(self.images[indices], self.labels[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSplit:
+  """Image files that stay on disk; tf.data reads and decodes the ones each batch needs."""
+
+  paths: np.ndarray  # object [N] of str
+  labels: np.ndarray  # int32 [N]
+  sizes: np.ndarray  # int32 [N, 2]: (height, width) from each file's header
+  use_pil: np.ndarray  # bool [N]: decoded through Pillow (formats TensorFlow decodes wrongly)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def subset(self, indices: np.ndarray) -> "FileSplit":
+    return FileSplit(self.paths[indices], self.labels[indices], self.sizes[indices], self.use_pil[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSplit:
+  """A TFDS split too large or too irregular for memory, streamed from its prepared files."""
+
+  builder: object  # tfds.core.DatasetBuilder
+  split: str
+  num_examples: int
+
+  def __len__(self) -> int:
+    return self.num_examples
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   name: str
-  splits: dict[str, Split]
+  splits: dict[str, Split | FileSplit | TfdsSplit]
   class_names: tuple[str, ...]
+  root: pathlib.Path | None = None  # where the files are: the default home of the dataset's statistics
 
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
 
   @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return self.splits["train"].images.shape[1:]
+  def image_shape(self) -> tuple:
+    """The source's (H, W, C); None where sizes vary (files, whose pipelines always give RGB)."""
+    train = self.splits["train"]
+    return tuple(train.images.shape[1:]) if isinstance(train, Split) else (None, None, 3)
+
+  @property
+  def in_memory(self) -> bool:
+    return all(isinstance(s, Split) for s in self.splits.values())
 
   def split(self, name: str) -> Split:
     if name not in self.splits:
@@ -65,8 +113,15 @@ _IDX_DATASETS = {
 }
 
 
+_CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_LOCAL = sorted([*_IDX_DATASETS, *cifar.LAYOUTS, "image_folder", "synthetic"])
+# Above this many bytes of pixels a TFDS split is streamed rather than held in host memory.
+_TFDS_IN_MEMORY_BYTES = 4 << 30
+
+
 def names() -> list[str]:
-  return sorted(_IDX_DATASETS)
+  """jaxcnn's own dataset names; any other name is looked up in TFDS."""
+  return _LOCAL
 
 
 def _user_data_dir(data_dir: str) -> tuple[str, str] | None:
@@ -78,66 +133,148 @@ def _user_data_dir(data_dir: str) -> tuple[str, str] | None:
   return None
 
 
-def _load_idx(name: str, spec: _IdxDataset, data_dir: str) -> dict[str, Split]:
+def _find_local(name: str, data_dir: str, debian_dir: str, find, what: str):
+  """(root, what `find` returned) for the first candidate directory holding the files; None to try TFDS."""
   user_dir = _user_data_dir(data_dir)
   if user_dir:
     root = pathlib.Path(user_dir[0])
     candidates = [root, root / name, root / name.replace("_", "-")]
   else:
-    candidates = [pathlib.Path(spec.debian_dir)]
+    candidates = [pathlib.Path(debian_dir)]
   for directory in candidates:
-    if idx.find_file(directory, "train-images-idx3-ubyte") is not None:
-      logging.info("Reading %s IDX files from %s", name, directory)
-      return {split: Split(*idx.load_split(directory, prefix)) for split, prefix in (("train", "train"), ("test", "t10k"))}
+    found = find(directory)
+    if found is not None:
+      logging.info("Reading %s from %s", name, directory)
+      return directory, found
   if user_dir:
     # A directory the user named that lacks the files is a mistake to report, not a reason to download.
-    raise FileNotFoundError(f"no {name} IDX files (train-images-idx3-ubyte[.gz], ...) in {user_dir[0]} "
-                            f"(from {user_dir[1]}) or its sub-directory {name}/")
-  return _load_tfds(name, spec.tfds_name, [str(d) for d in candidates])
+    raise FileNotFoundError(f"no {name} {what} in {user_dir[0]} (from {user_dir[1]}) or its sub-directory {name}/")
+  return None
 
 
-def _load_tfds(name: str, tfds_name: str, tried: list[str]) -> dict[str, Split]:
-  from jaxcnn.data import tf_import  # TensorFlow only when this fallback is taken.
+def _load_idx(name: str, data_dir: str):
+  spec = _IDX_DATASETS[name]
+  found = _find_local(name, data_dir, spec.debian_dir, lambda d: idx.find_file(d, "train-images-idx3-ubyte"),
+                      "IDX files (train-images-idx3-ubyte[.gz], ...)")
+  if found is None:
+    hint = (f"Install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or point "
+            f"--config.data_dir / ${DATA_DIR_ENV} at the IDX files.")
+    return _load_tfds(spec.tfds_name, "", f"no IDX files in {spec.debian_dir}", hint)
+  directory = found[0]
+  splits = {split: Split(*idx.load_split(directory, prefix)) for split, prefix in (("train", "train"), ("test", "t10k"))}
+  return splits, spec.class_names, directory
+
+
+def _load_cifar(name: str, data_dir: str):
+  found = _find_local(name, data_dir, f"/usr/share/datasets/{name}", lambda d: cifar.find(d, name),
+                      "files (cifar-10-batches-py/, cifar-10-batches-bin/ or the CIFAR-100 equivalents)")
+  if found is None:
+    return _load_tfds(name, "", f"no local {name} files", f"Point --config.data_dir at the extracted {name} archive.")
+  directory, binary = found[1]
+  arrays, class_names = cifar.load(directory, name, binary)
+  num_classes = 10 if name == "cifar10" else 100
+  if not class_names:
+    class_names = _CIFAR_CLASSES if name == "cifar10" else tuple(str(i) for i in range(num_classes))
+  return {split: Split(*a) for split, a in arrays.items()}, class_names, directory
+
+
+def _load_folder(config):
+  user_dir = _user_data_dir(config.data_dir)
+  if not user_dir:
+    raise ValueError(f"dataset=image_folder needs --config.data_dir (or ${DATA_DIR_ENV}): the folder of class folders")
+  root = pathlib.Path(user_dir[0])
+  scanned, class_names, _ = folder.scan(root, skip_bad_images=config.skip_bad_images)
+  return {split: FileSplit(*arrays) for split, arrays in scanned.items()}, class_names, root
+
+
+def _load_synthetic(config):
+  spec = config.synthetic
+  rng = np.random.default_rng(VALIDATION_SPLIT_SEED)
+  splits = {split: Split(rng.integers(0, 256, (n, *spec.image_shape), np.uint8),
+                         rng.integers(0, spec.num_classes, n).astype(np.int32))
+            for split, n in (("train", spec.num_train), ("test", spec.num_test))}
+  return splits, tuple(str(i) for i in range(spec.num_classes)), None
+
+
+def _load_tfds(name: str, data_dir: str, tried: str = "", hint: str = ""):
+  """Any TFDS dataset: prepared in data_dir (TFDS's own default when empty) or downloaded and prepared."""
+  from jaxcnn.data import tf_import  # TensorFlow only when a TFDS dataset is used.
 
   tfds = tf_import.tensorflow_datasets()
-  logging.info("No local %s files (looked in %s); trying the TFDS download", name, ", ".join(tried))
   try:
-    arrays = tfds.load(tfds_name, split=["train", "test"], batch_size=-1, as_supervised=True)
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ValueError(f"unknown dataset {name!r}: neither one of jaxcnn's ({', '.join(_LOCAL)}) nor a TFDS "
+                     "dataset") from None
+  logging.info("Loading %s through TFDS (%s)", name, tried or "by name")
+  try:
+    builder.download_and_prepare()
   except Exception as e:  # noqa: BLE001  (any download/prepare failure gets the same advice)
-    raise FileNotFoundError(
-        f"{name} not found: no IDX files in {', '.join(tried)} and the TFDS download failed ({type(e).__name__}: "
-        f"{str(e).splitlines()[0] if str(e) else ''}). Install Debian's dataset-fashion-mnist "
-        f"(apt-get install dataset-fashion-mnist), or point --config.data_dir / ${DATA_DIR_ENV} at the IDX files."
-    ) from None
+    first_line = str(e).splitlines()[0] if str(e) else ""
+    raise FileNotFoundError(f"{name} not found: {tried + ' and ' if tried else ''}the TFDS download/prepare "
+                            f"failed ({type(e).__name__}: {first_line}). {hint}") from None
+  info = builder.info
+  image_key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)), None)
+  if image_key is None or "label" not in info.features:
+    raise ValueError(f"TFDS dataset {name!r} has no image and label features ({', '.join(info.features)})")
+  shape = info.features[image_key].shape
   splits = {}
-  for split, (images, labels) in zip(("train", "test"), tfds.as_numpy(arrays)):
-    splits[split] = Split(np.asarray(images, np.uint8), np.asarray(labels, np.int32))
-  return splits
+  for split_name, split_info in info.splits.items():
+    key = "validation" if split_name in ("val", "validation") else split_name
+    n = split_info.num_examples
+    if None not in shape and n * int(np.prod(shape)) <= _TFDS_IN_MEMORY_BYTES:
+      batch = tfds.as_numpy(builder.as_dataset(split=split_name, batch_size=-1))
+      images = np.asarray(batch[image_key], np.uint8)
+      splits[key] = Split(images if images.ndim == 4 else images[..., None], np.asarray(batch["label"], np.int32))
+    else:
+      splits[key] = TfdsSplit(builder, split_name, n)
+  return splits, tuple(info.features["label"].names), pathlib.Path(builder.data_dir)
 
 
-def _carve_validation(train: Split, size: int) -> tuple[Split, Split]:
+def _carve_validation(train, size: int):
   if not 0 < size < len(train):
     raise ValueError(f"validation_size must be in [0, {len(train)}), got {size}")
+  if isinstance(train, TfdsSplit):  # TFDS shuffled the examples when it prepared the files
+    return (TfdsSplit(train.builder, f"{train.split}[:-{size}]", len(train) - size),
+            TfdsSplit(train.builder, f"{train.split}[-{size}:]", size))
   order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(len(train))
-  keep, held = np.sort(order[:-size]), np.sort(order[-size:])
-  return Split(train.images[keep], train.labels[keep]), Split(train.images[held], train.labels[held])
+  return train.subset(np.sort(order[:-size])), train.subset(np.sort(order[-size:]))
+
+
+def _validation_size(config, num_train: int) -> int:
+  if config.validation_size < 0 or not 0 <= config.validation_fraction < 1:
+    raise ValueError(f"validation_size must be >= 0 and validation_fraction in [0, 1), got "
+                     f"{config.validation_size} and {config.validation_fraction}")
+  return round(config.validation_fraction * num_train) if config.validation_fraction else config.validation_size
 
 
 def load(config) -> Dataset:
-  """Loads `config.dataset` into memory, with a validation split of `config.validation_size`."""
-  if config.dataset not in _IDX_DATASETS:
-    raise ValueError(f"unknown dataset {config.dataset!r}; known datasets: {', '.join(names())}")
-  spec = _IDX_DATASETS[config.dataset]
-  splits = _load_idx(config.dataset, spec, config.data_dir)
+  """Loads `config.dataset`, with a validation split: its own, else carved from train (validation_size/fraction)."""
+  name = config.dataset
+  if name in _IDX_DATASETS:
+    splits, class_names, root = _load_idx(name, config.data_dir)
+  elif name in cifar.LAYOUTS:
+    splits, class_names, root = _load_cifar(name, config.data_dir)
+  elif name == "image_folder":
+    splits, class_names, root = _load_folder(config)
+  elif name == "synthetic":
+    splits, class_names, root = _load_synthetic(config)
+  else:
+    splits, class_names, root = _load_tfds(name, config.data_dir)
+  if "train" not in splits:
+    raise ValueError(f"{name}: no train split (it has {', '.join(sorted(splits))})")
   for split_name, split in splits.items():
     if len(split) == 0:
-      raise ValueError(f"{config.dataset}: split {split_name!r} is empty")
-    bad = (split.labels < 0) | (split.labels >= len(spec.class_names))
+      raise ValueError(f"{name}: split {split_name!r} is empty")
+    if isinstance(split, TfdsSplit):
+      continue
+    bad = (split.labels < 0) | (split.labels >= len(class_names))
     if bad.any():
-      raise ValueError(f"{config.dataset}: split {split_name!r} has {int(bad.sum())} labels outside "
-                       f"[0, {len(spec.class_names)}), e.g. {int(split.labels[bad][0])} at index {int(np.argmax(bad))}")
-  if config.validation_size < 0:
-    raise ValueError(f"validation_size must be >= 0, got {config.validation_size}")
-  if config.validation_size:
-    splits["train"], splits["validation"] = _carve_validation(splits["train"], config.validation_size)
-  return Dataset(config.dataset, splits, spec.class_names)
+      raise ValueError(f"{name}: split {split_name!r} has {int(bad.sum())} labels outside "
+                       f"[0, {len(class_names)}), e.g. {int(split.labels[bad][0])} at index {int(np.argmax(bad))}")
+  size = _validation_size(config, len(splits["train"]))
+  if "validation" in splits:
+    logging.info("%s has its own validation split; validation_size/fraction are not used", name)
+  elif size:
+    splits["train"], splits["validation"] = _carve_validation(splits["train"], size)
+  return Dataset(name, splits, class_names, root)

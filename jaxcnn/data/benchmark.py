@@ -1,0 +1,108 @@
+"""Input pipeline throughput beside the train step it feeds.
+
+  python -m jaxcnn.data.benchmark [--num_jpegs=2000] [--batch_size=128] [--steps=15]
+
+Measures images/s of (1) the AlexNet train pipeline (resize_short 256, centre 256, random 227 crop fused
+with the JPEG decode, flip, PCA lighting) over a folder of generated ~400x350 JPEGs, (2) the ResNet CIFAR
+pipeline (pad 4, random 32 crop, flip) through tf.data and through the TF-free JAX path, and (3) the pmapped
+`jaxcnn.train.train_step` of each registered model that matches, on synthetic data. Models the zoo does not
+have yet are reported as absent.
+"""
+
+import functools
+import itertools
+import pathlib
+import tempfile
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+from jaxcnn import configs, data, models, optim, parallel, train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_jpegs", 2000, "JPEG files generated for the folder pipeline.")
+flags.DEFINE_integer("batch_size", 128, "Global batch size.")
+flags.DEFINE_integer("steps", 15, "Timed batches (after two warm-up batches).")
+
+
+def write_jpegs(root: pathlib.Path, num_images: int, size=(350, 400), classes=2, seed=0):
+  """Smooth random RGB JPEGs (they compress like photographs, unlike pixel noise)."""
+  rng = np.random.default_rng(seed)
+  height, width = size
+  for c in range(classes):
+    (root / f"class{c}").mkdir(parents=True, exist_ok=True)
+  for i in range(num_images):
+    small = Image.fromarray(rng.integers(0, 256, (height // 16 + 1, width // 16 + 1, 3), np.uint8))
+    small.resize((width, height), Image.BILINEAR).save(root / f"class{i % classes}" / f"{i}.jpg", quality=90)
+
+
+def _rate(batches, batch_size: int, steps: int) -> float:
+  """Images per second over `steps` batches, after two warm-up batches (compilation, tf.data start-up)."""
+  iterator = iter(batches)
+  for _ in range(2):
+    jax.block_until_ready(next(iterator)["image"])
+  start = time.perf_counter()
+  for _ in range(steps):
+    jax.block_until_ready(next(iterator)["image"])
+  return steps * batch_size / (time.perf_counter() - start)
+
+
+def _pipeline_rate(config, steps: int) -> float:
+  pipeline = data.InputPipeline(config, data.load(config))
+  epochs = itertools.chain.from_iterable(pipeline.train_batches(epoch) for epoch in itertools.count())
+  return _rate(epochs, config.batch_size, steps)
+
+
+def _train_step_rate(model_name: str, image_shape, batch_size: int, steps: int) -> float:
+  config = configs.get("lenet5")
+  model = models.create(model_name, num_classes=10)
+  state = parallel.replicate(train.create_train_state(config, model, image_shape, optim.create(config, 100)))
+  _, local_devices, per_device = data.batch_layout(batch_size)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(local_devices, per_device, *image_shape)).astype(np.float32),
+           "label": rng.integers(0, 10, (local_devices, per_device)).astype(np.int32)}
+  step = parallel.pmap_step(functools.partial(train.train_step, aux_loss_weight=0.3), donate_state=True)
+  for _ in range(2):
+    state, sums = step(state, batch)
+  jax.block_until_ready(sums)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, sums = step(state, batch)
+  jax.block_until_ready(sums)
+  return steps * batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  batch, steps = FLAGS.batch_size, FLAGS.steps
+  print(f"{jax.device_count()} {jax.devices()[0].platform} device(s), batch {batch}, {steps} timed batches")
+  with tempfile.TemporaryDirectory() as tmp:
+    root = pathlib.Path(tmp) / "jpegs"
+    start = time.perf_counter()
+    write_jpegs(root, FLAGS.num_jpegs)
+    print(f"wrote {FLAGS.num_jpegs} JPEGs of 400x350 in {time.perf_counter() - start:.1f}s")
+    (root / "stats.json").write_text('{"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}')
+    config = configs.get("lenet5")
+    config.update(dataset="image_folder", data_dir=str(root), validation_size=0, batch_size=batch,
+                  train_augment="alexnet", image_size=227, stats_file=str(root / "stats.json"), pipeline="tfdata")
+    rows = [("AlexNet pipeline, JPEG folder, tf.data", _pipeline_rate(config, steps))]
+  config = configs.get("lenet5")
+  config.update(dataset="synthetic", validation_size=0, batch_size=batch, train_augment="resnet_cifar")
+  config.synthetic.update(image_shape=(32, 32, 3), num_train=50 * batch)
+  for pipeline in ("tfdata", "jax"):
+    config.pipeline = pipeline
+    rows.append((f"ResNet CIFAR pipeline, in memory, {pipeline}", _pipeline_rate(config, steps)))
+  for name, shape in (("alexnet", (227, 227, 3)), ("resnet20", (32, 32, 3)), ("lenet5", (28, 28, 1))):
+    if name in models.names():
+      rows.append((f"train_step {name} {shape[0]}x{shape[1]}", _train_step_rate(name, shape, batch, steps)))
+    else:
+      rows.append((f"train_step {name}: not in the model zoo yet", float("nan")))
+  for label, rate in rows:
+    print(f"{label:55s} {rate:10.0f} images/s")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,154 @@
+"""`dataset=image_folder`: a folder of images, one sub-folder per class (Kaggle cats-and-dogs, ImageNet's
+train/ layout).
+
+Splits are sub-folders `train`, `val` or `validation`, and `test`, each holding the class folders; a
+folder whose sub-folders are the classes themselves is all training data. JPEG, PNG and BMP files in any
+letter case count (any size, any mode: the pipeline makes them RGB); other files are ignored. Every file's
+header is read once here (size and format), so unreadable files are found before training starts.
+"""
+
+import collections
+import concurrent.futures
+import os
+import pathlib
+
+import numpy as np
+from absl import logging
+from PIL import Image, UnidentifiedImageError
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("val", "validation"), "test": ("test",)}
+# Pillow formats TensorFlow's decoders read correctly in every mode except those listed here.
+_TF_WRONG_MODES = {"BMP": {"P", "1", "I;16", "RGBA"}}
+
+
+class BadImageError(ValueError):
+  pass
+
+
+def _header(path: str):
+  """(height, width, needs Pillow to decode) from the file's header, or the reason it is unreadable."""
+  try:
+    if os.path.getsize(path) == 0:
+      return "empty file"
+    with Image.open(path) as image:
+      width, height = image.size
+      if _truncated(path, image.format):
+        return "truncated file (its end-of-image marker is missing)"
+      return height, width, image.mode in _TF_WRONG_MODES.get(image.format, ())
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    return str(e) or type(e).__name__
+
+
+def _truncated(path: str, image_format: str) -> bool:
+  """Whether the file stops before its format's end: a cheap look at its last bytes, no decoding."""
+  with open(path, "rb") as f:
+    head = f.read(6)
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(size - 4096, 0))
+    tail = f.read()
+  if image_format == "JPEG":
+    return b"\xff\xd9" not in tail  # EOI; some writers append bytes after it, hence the search
+  if image_format == "PNG":
+    return b"IEND" not in tail[-64:]
+  if image_format == "BMP":
+    return size < int.from_bytes(head[2:6], "little")  # the header's file size
+  return False
+
+
+def _class_files(class_dir: pathlib.Path) -> tuple[list[str], int]:
+  """Image files under class_dir (recursively, sorted) and the number of other files ignored."""
+  images, ignored = [], 0
+  for directory, dirs, files in os.walk(class_dir):
+    dirs.sort()
+    for name in sorted(files):
+      if os.path.splitext(name)[1].lower() in EXTENSIONS:
+        images.append(os.path.join(directory, name))
+      elif not name.startswith("."):
+        ignored += 1
+  return images, ignored
+
+
+def _class_dirs(directory: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def split_dirs(root: pathlib.Path) -> dict[str, pathlib.Path]:
+  """{split: folder}: the split sub-folders, or {"train": root} when root's sub-folders are classes."""
+  found = {}
+  for split, names in SPLIT_FOLDERS.items():
+    for child in _class_dirs(root):
+      if child.name.lower() in names:
+        found[split] = child
+  if not found:
+    return {"train": root}
+  if "train" not in found:
+    raise FileNotFoundError(f"{root}: has split folders {sorted(p.name for p in found.values())} but no train/")
+  return found
+
+
+def scan(root: pathlib.Path, *, skip_bad_images: bool, threads: int = 16):
+  """({split: (paths, labels, sizes [N, 2], use_pil [N])}, class names, bad files skipped)."""
+  if not root.is_dir():
+    raise FileNotFoundError(f"image folder {root} does not exist")
+  dirs = split_dirs(root)
+  class_names = [p.name for p in _class_dirs(dirs["train"])]
+  if not class_names:
+    raise FileNotFoundError(f"{dirs['train']}: no class sub-folders (expected one folder of images per class)")
+  listed, ignored = {}, 0
+  for split, directory in dirs.items():
+    classes = [p.name for p in _class_dirs(directory)]
+    unknown = sorted(set(classes) - set(class_names))
+    if unknown:
+      raise ValueError(f"{directory}: class folder(s) {', '.join(unknown)} are not in {dirs['train']}")
+    paths, labels = [], []
+    for label, name in enumerate(class_names):
+      if not (directory / name).is_dir():
+        continue
+      files, stray = _class_files(directory / name)
+      ignored += stray
+      if not files:
+        raise ValueError(f"{directory / name}: empty class folder (no .jpg/.jpeg/.png/.bmp files)")
+      paths += files
+      labels += [label] * len(files)
+    listed[split] = (paths, labels)
+  if ignored:
+    logging.warning("%s: ignored %d file(s) that are not JPEG, PNG or BMP images", root, ignored)
+
+  all_paths = [p for paths, _ in listed.values() for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    headers = dict(zip(all_paths, pool.map(_header, all_paths, chunksize=64)))
+  bad = {p: h for p, h in headers.items() if isinstance(h, str)}
+  if bad and not skip_bad_images:
+    path, reason = next(iter(bad.items()))
+    raise BadImageError(f"{path}: unreadable image ({reason})" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+                        + "; set --config.skip_bad_images=True to leave such files out")
+  if bad:
+    logging.warning("%s: skipped %d unreadable image(s), e.g. %s (%s)", root, len(bad), *next(iter(bad.items())))
+  splits = {}
+  for split, (paths, labels) in listed.items():
+    keep = [i for i, p in enumerate(paths) if p not in bad]
+    if not keep:
+      raise ValueError(f"{dirs[split]}: no readable images")
+    per_class = collections.Counter(labels[i] for i in keep)
+    empty = [class_names[c] for c in set(labels) if per_class[c] == 0]
+    if empty:
+      raise ValueError(f"{dirs[split]}: class folder(s) {', '.join(empty)} have no readable images")
+    kept = [paths[i] for i in keep]
+    splits[split] = (np.array(kept, dtype=object), np.array([labels[i] for i in keep], np.int32),
+                     np.array([headers[p][:2] for p in kept], np.int32).reshape(-1, 2),
+                     np.array([headers[p][2] for p in kept], bool))
+  return splits, tuple(class_names), len(bad)
+
+
+def undecodable(paths, error) -> BadImageError:
+  """The error for a batch that failed to decode, naming the first of its files Pillow cannot decode either."""
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+      return BadImageError(f"{path}: cannot decode image ({e})")
+  first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+  return BadImageError(f"cannot decode one of {', '.join(map(str, paths))} ({first_line})")

@@ -1,0 +1,284 @@
+"""Sources: CIFAR files, image folders, synthetic and TFDS data; bad data; the TF-free import path."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from data_fixtures import write_cifar_binary, write_cifar_python, write_image_folder
+from PIL import Image
+
+from jaxcnn import configs, data, models, optim, parallel, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(dataset, data_dir="", **overrides):
+  config = configs.get("lenet5")
+  config.dataset, config.data_dir, config.validation_size = dataset, str(data_dir), 0
+  config.batch_size, config.eval_batch_size = 16, 16
+  config.update(overrides)
+  return config
+
+
+def test_cifar10_pickles(tmp_path):
+  write_cifar_python(tmp_path)
+  dataset = data.load(_config("cifar10", tmp_path))
+  assert {k: len(v) for k, v in dataset.splits.items()} == {"train": 40, "test": 8}
+  train = dataset.split("train")
+  assert train.images.shape == (40, 32, 32, 3) and train.images.dtype == np.uint8 and train.labels.dtype == np.int32
+  assert dataset.class_names[:2] == ("class0", "class1") and dataset.num_classes == 10
+  # Rows are the red plane, then green, then blue.
+  raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes())[b"data"]
+  np.testing.assert_array_equal(train.images[0, :, :, 1].reshape(-1), raw[0, 1024:2048])
+
+
+def test_cifar100_binary_uses_fine_labels(tmp_path):
+  directory = write_cifar_binary(tmp_path, "cifar100")
+  dataset = data.load(_config("cifar100", tmp_path))
+  raw = np.fromfile(directory / "train.bin", np.uint8).reshape(-1, 3074)
+  np.testing.assert_array_equal(dataset.split("train").labels, raw[:, 1])
+  assert dataset.num_classes == 100 and len(dataset.split("test")) == 6
+
+
+def test_cifar_pickle_that_would_run_code_is_refused(tmp_path):
+  directory = write_cifar_python(tmp_path)
+
+  class Payload:
+    def __reduce__(self):
+      return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+  (directory / "data_batch_2").write_bytes(pickle.dumps({b"data": Payload()}))
+  with pytest.raises(ValueError, match="data_batch_2.*refusing to load (posix|os)"):
+    data.load(_config("cifar10", tmp_path))
+  assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar_binary_of_the_wrong_length_is_refused(tmp_path):
+  directory = write_cifar_binary(tmp_path, "cifar10")
+  with open(directory / "test_batch.bin", "ab") as f:
+    f.write(b"\0" * 7)
+  with pytest.raises(ValueError, match="test_batch.bin.*whole number of 3073-byte"):
+    data.load(_config("cifar10", tmp_path))
+
+
+def test_image_folder_reads_every_format_and_mode(tmp_path):
+  root = write_image_folder(tmp_path / "pets", splits=("train", "val"), per_class=9)
+  dataset = data.load(_config("image_folder", root))
+  assert dataset.class_names == ("cat", "dog")
+  assert {k: len(v) for k, v in dataset.splits.items()} == {"train": 18, "validation": 18}  # notes.txt ignored
+  train = dataset.split("train")
+  assert sorted(set(train.labels)) == [0, 1] and (np.bincount(train.labels) == 9).all()
+  assert train.use_pil.sum() == 2  # the palette BMPs, which TensorFlow decodes wrongly
+  # Every file decodes to its Pillow RGB pixels (JPEG decoders upsample chroma differently: a few units).
+  config = _config("image_folder", root, train_augment="center_crop(24)", eval_augment="center_crop(24)")
+  pipeline = data.InputPipeline(config, dataset)
+  batches = list(pipeline.eval_batches("train"))
+  images = np.concatenate([b["image"].reshape(-1, 24, 24, 3) for b in batches])[:18] * pipeline.std + pipeline.mean
+  for i, path in enumerate(train.paths):
+    with Image.open(path) as image:
+      if image.mode == "I;16":
+        image = image.point(lambda v: v / 257).convert("L")
+      rgb = np.asarray(image.convert("RGB"), np.float32) / 255.0
+    top, left = (rgb.shape[0] - 24) // 2, (rgb.shape[1] - 24) // 2
+    assert np.abs(images[i] - rgb[top : top + 24, left : left + 24]).mean() < 3 / 255, path
+
+
+def test_image_folder_carves_a_seeded_validation_fraction(tmp_path):
+  root = write_image_folder(tmp_path, classes=("a", "b", "c"), splits=("",), per_class=10)
+  config = _config("image_folder", root, validation_fraction=0.2)
+  first, second = data.load(config), data.load(config)
+  assert len(first.split("train")) == 24 and len(first.split("validation")) == 6
+  np.testing.assert_array_equal(first.split("validation").paths, second.split("validation").paths)
+
+
+def test_image_folder_train_batches_from_jpeg_with_alexnet_preset(tmp_path):
+  root = write_image_folder(tmp_path, splits=("train",), per_class=8, size=(70, 90))
+  config = _config("image_folder", root, train_augment="alexnet", eval_augment="alexnet", image_size=48)
+  pipeline = data.InputPipeline(config, data.load(config))
+  assert pipeline.image_shape == (48, 48, 3)
+  batch = next(iter(pipeline.train_batches(0)))
+  assert batch["image"].shape == (8, 2, 48, 48, 3) and np.isfinite(batch["image"]).all()
+  views = next(iter(pipeline.eval_batches("train")))
+  assert views["image"].shape == (8, 2, 10, 48, 48, 3) and views["mask"].all()
+
+
+def _truncate(path):
+  raw = path.read_bytes()
+  path.write_bytes(raw[: len(raw) // 2])
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (_truncate, "truncated"),
+    (lambda p: p.write_bytes(b"this is text, not a JPEG"), "cannot identify"),
+    (lambda p: p.write_bytes(b""), "empty file"),
+])
+def test_bad_image_is_named_or_skipped_and_counted(tmp_path, damage, reason, caplog):
+  root = write_image_folder(tmp_path, splits=("",), per_class=4)
+  bad = root / "dog" / "0a.jpg"
+  damage(bad)
+  with pytest.raises(ValueError, match=f"{bad}.*{reason}.*skip_bad_images"):
+    data.load(_config("image_folder", root))
+  dataset = data.load(_config("image_folder", root, skip_bad_images=True))
+  assert len(dataset.split("train")) == 7 and str(bad) not in set(dataset.split("train").paths)
+  assert "skipped 1 unreadable image" in caplog.text
+
+
+def test_image_that_fails_only_when_decoded_is_named(tmp_path):
+  root = write_image_folder(tmp_path, splits=("",), per_class=2, size=(40, 40))
+  bad = root / "cat" / "0a.jpg"
+  raw = bytearray(bad.read_bytes())
+  raw[len(raw) // 3 : len(raw) // 3 + 400] = b"\xff\xd9" * 200  # end-of-image markers inside the scan data
+  bad.write_bytes(bytes(raw))
+  config = _config("image_folder", root, train_augment="resize(16)", eval_augment="resize(16)", eval_batch_size=8)
+  dataset = data.load(config)  # the header and the end marker are intact
+  with pytest.raises(ValueError, match=f"{bad}: cannot decode"):
+    data.InputPipeline(config, dataset)  # estimating the statistics reads it
+  (tmp_path / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.3, 0.3, 0.3]}')
+  config.stats_file = str(tmp_path / "stats.json")
+  pipeline = data.InputPipeline(config, dataset)
+  try:
+    list(pipeline.eval_batches("train"))
+  except ValueError as e:
+    assert str(bad) in str(e)
+  else:  # libjpeg may also decode such damage without complaint; then there is nothing to name
+    pytest.skip("this libjpeg decoded the damaged file")
+
+
+def test_empty_class_folder_is_refused(tmp_path):
+  root = write_image_folder(tmp_path, splits=("",), per_class=2)
+  (root / "zebra").mkdir()
+  (root / "zebra" / "readme.md").write_text("todo")
+  with pytest.raises(ValueError, match="zebra: empty class folder"):
+    data.load(_config("image_folder", root))
+
+
+def test_missing_split_and_missing_folder_are_refused(tmp_path):
+  root = write_image_folder(tmp_path, splits=("",), per_class=2)
+  with pytest.raises(ValueError, match="has no split 'test'"):
+    data.load(_config("image_folder", root)).split("test")
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    data.load(_config("image_folder", tmp_path / "nowhere"))
+  with pytest.raises(ValueError, match="needs --config.data_dir"):
+    data.load(_config("image_folder", ""))
+
+
+def test_synthetic_data_of_any_shape():
+  config = _config("synthetic")
+  config.synthetic.update(image_shape=(12, 20, 5), num_classes=7, num_train=64, num_test=16)
+  dataset = data.load(config)
+  assert dataset.image_shape == (12, 20, 5) and dataset.num_classes == 7 and len(dataset.split("test")) == 16
+  batch = next(iter(data.InputPipeline(config, dataset).train_batches(0)))
+  assert batch["image"].shape == (8, 2, 12, 20, 5)
+
+
+def _tiny_tfds_builders():
+  """Two small TFDS datasets prepared offline: fixed-shape digits (held in memory) and JPEG pets (streamed)."""
+  tfds = data.tf_import.tensorflow_datasets()
+
+  class JaxcnnTinyDigits(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(24), "test": self._generate_examples(8)}
+
+    def _generate_examples(self, n):
+      rng = np.random.default_rng(n)
+      for i in range(n):
+        yield i, {"image": rng.integers(0, 256, (28, 28, 1), np.uint8), "label": i % 10}
+
+  class JaxcnnTinyPets(JaxcnnTinyDigits):
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+          "label": tfds.features.ClassLabel(names=["cat", "dog"])}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(40)}
+
+    def _generate_examples(self, n):
+      rng = np.random.default_rng(n)
+      for i in range(n):
+        size = (int(rng.integers(40, 70)), int(rng.integers(40, 70)), 3)
+        yield i, {"image": rng.integers(0, 256, size, np.uint8), "label": i % 2}
+
+  return JaxcnnTinyDigits, JaxcnnTinyPets
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp("tfds")
+  for builder in _tiny_tfds_builders():
+    builder(data_dir=str(directory)).download_and_prepare()
+  return directory
+
+
+def test_any_tfds_dataset_by_name(tfds_dir):
+  dataset = data.load(_config("jaxcnn_tiny_digits", tfds_dir))
+  assert isinstance(dataset.split("train"), data.Split) and dataset.image_shape == (28, 28, 1)
+  assert len(dataset.split("train")) == 24 and len(dataset.split("test")) == 8 and dataset.num_classes == 10
+  with pytest.raises(ValueError, match="unknown dataset 'imagenet9'"):
+    data.load(_config("imagenet9"))
+
+
+def test_streamed_tfds_split_trains_and_evaluates_every_example_once(tfds_dir):
+  config = _config("jaxcnn_tiny_pets", tfds_dir, train_augment="random_sized_crop(32)|flip_lr",
+                   eval_augment="resize(32)", validation_size=10, stats_file=str(tfds_dir / "stats.json"))
+  (tfds_dir / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.3, 0.3, 0.3]}')
+  dataset = data.load(config)
+  assert isinstance(dataset.split("train"), data.TfdsSplit) and len(dataset.split("train")) == 30
+  pipeline = data.InputPipeline(config, dataset)
+  train_batches = list(pipeline.train_batches(0))
+  assert len(train_batches) == 30 // 16 and train_batches[0]["image"].shape == (8, 2, 32, 32, 3)
+  np.testing.assert_array_equal(next(iter(pipeline.train_batches(0)))["image"], train_batches[0]["image"])
+  evaluation = list(pipeline.eval_batches("validation"))
+  assert sum(b["mask"].sum() for b in evaluation) == 10 and len(evaluation) == 1
+
+
+def test_importing_jaxcnn_and_training_without_tensorflow():
+  """`pipeline=auto` takes the JAX path where TensorFlow cannot be imported, and nothing imports it."""
+  code = """
+import sys
+sys.modules["tensorflow"] = None  # as on a machine without TensorFlow: `import tensorflow` fails
+import importlib.util
+importlib.util.find_spec = (lambda f: lambda name, *a: None if name == "tensorflow" else f(name, *a))(
+    importlib.util.find_spec)
+import numpy as np
+import jaxcnn, jaxcnn.train
+from jaxcnn import data
+from jaxcnn.data import augment
+split = data.Split(np.zeros((64, 32, 32, 3), np.uint8), np.zeros(64, np.int32))
+batch = next(iter(data.train_batches(split, global_batch=16, seed=0, epoch=0, mean=np.zeros(3), std=np.ones(3),
+                                     augment_chain=augment.Chain("resnet_cifar", train=True))))
+assert batch["image"].shape == (1, 16, 32, 32, 3), batch["image"].shape
+print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
+"""
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": ""}, timeout=120)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.strip() == "ok False"
+
+
+def test_multi_view_eval_step_averages_the_softmax_over_views(tiny_config):
+  model = models.create("lenet5", num_classes=10)
+  strategy = parallel.Pmap()
+  host_state = train.create_train_state(tiny_config, model, (28, 28, 1), optim.create(tiny_config, 10))
+  state = strategy.put_state(host_state)
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(8, 2, 3, 28, 28, 1)).astype(np.float32)
+  labels = rng.integers(0, 10, (8, 2)).astype(np.int32)
+  mask = np.ones((8, 2), bool)
+  p_eval = strategy.compile(train.eval_step, donate_state=False)
+  sums = p_eval(state, {"image": images, "label": labels, "mask": mask})
+  logits = model.apply({"params": host_state.params}, images.reshape(-1, 28, 28, 1))
+  probs = np.asarray(jax.nn.softmax(logits)).reshape(16, 3, 10).mean(axis=1)
+  expected = -np.log(probs[np.arange(16), labels.reshape(-1)]).sum()
+  np.testing.assert_allclose(float(sums["loss"][0]), expected, rtol=1e-5)
+  assert float(sums["count"][0]) == 16
