@@ -2,11 +2,15 @@
 
   python -m jaxcnn.main --config=lenet5 --workdir=/tmp/lenet5 [--mode=train|eval] [--config.FIELD=VALUE ...]
 
-`--config` takes a registered experiment name (see jaxcnn/configs/) or a path to a config file.
+`--config` takes a registered experiment name (see jaxcnn/configs/) or a path to a config file. In
+--mode=eval it may be left out: the config stored in WORKDIR is used.
 """
 
+import json
+import pathlib
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -51,6 +55,18 @@ def _parse_flags(argv):
     sys.exit(f"jaxcnn: error: {message}")
 
 
+def _config_for_mode():
+  """The config: --config for training; for the other modes the one stored in the workdir, when no
+  --config is given, with any --config.FIELD overrides applied (so eval needs only the workdir)."""
+  stored = pathlib.Path(FLAGS.workdir, "config.json")
+  if FLAGS.mode == "train" or FLAGS["config"].present or not stored.exists():
+    return _CONFIG.value
+  config = ml_collections.ConfigDict(json.loads(stored.read_text()))
+  for field, value in config_flags.get_override_values(FLAGS["config"]).items():
+    config.update_from_flattened_dict({field: value})
+  return config
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -61,10 +77,11 @@ def main(argv):
   try:
     parallel.initialize_multihost(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                                   FLAGS.heartbeat_timeout)
+    config = _config_for_mode()
     if FLAGS.mode == "train":
-      train.train_and_evaluate(_CONFIG.value, FLAGS.workdir, FLAGS.epochs_per_run)
+      train.train_and_evaluate(config, FLAGS.workdir, FLAGS.epochs_per_run)
     else:
-      evaluate.evaluate_checkpoint(_CONFIG.value, FLAGS.workdir, FLAGS.step)
+      evaluate.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.step)
   except (ValueError, FileNotFoundError, train.NonFiniteLossError) as e:
     sys.exit(f"jaxcnn: error: {' '.join(str(e).split())}")
 

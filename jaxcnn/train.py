@@ -139,7 +139,7 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   sums = jax.lax.psum(sums, parallel.AXIS)
   if options.skip_nonfinite:
     # Keep the previous weights and statistics (the step count still advances with the data).
-    finite = jnp.isfinite(optax.global_norm(grads)) & jnp.isfinite(sums["loss"])
+    finite = jnp.isfinite(optax.tree.norm(grads)) & jnp.isfinite(sums["loss"])
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step),
                              state).replace(step=new_state.step)
     sums = {k: jnp.where(finite, v, 0.0) for k, v in sums.items()} | {"skipped": 1.0 - finite}

@@ -1,0 +1,154 @@
+"""Checkpoints a user can trust: exact resume after SIGKILL, SIGTERM saves, damaged checkpoints skipped,
+device-count independence, NaN guard, eval from the workdir alone."""
+
+import json
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from jaxcnn import checkpoint, evaluate, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _cli(workdir, tiny_data_dir, *extra, devices=8):
+  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  args = ["--config=lenet5", f"--workdir={workdir}", f"--config.data_dir={tiny_data_dir}",
+          "--config.validation_size=60", "--config.batch_size=32", "--config.eval_batch_size=64", *extra]
+  return [sys.executable, "-m", "jaxcnn.main", *args], env
+
+
+def _latest_state(workdir: pathlib.Path):
+  manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                                            meta=ocp.args.JsonRestore()))
+  manager.close()
+  return restored.state, restored.meta
+
+
+def _wait_for(path: pathlib.Path, proc, timeout=120):
+  deadline = time.time() + timeout
+  while not path.exists():
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    assert time.time() < deadline
+    time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_data_dir, tmp_path):
+  plan = ["--config.num_epochs=25", "--config.checkpoint_every_steps=3", "--config.log_every_steps=1"]
+  command, env = _cli(tmp_path / "reference", tiny_data_dir, *plan)
+  subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
+  reference, _ = _latest_state(tmp_path / "reference")
+  rng = np.random.default_rng(0)
+  for trial in range(3):
+    workdir = tmp_path / f"trial{trial}"
+    command, env = _cli(workdir, tiny_data_dir, *plan)
+    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(workdir / "metrics.jsonl", proc)
+    time.sleep(rng.uniform(0.0, 2.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
+    resumed, meta = _latest_state(workdir)
+    assert meta["epoch"] == 25
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference), strict=True):
+      np.testing.assert_array_equal(a, b)  # bitwise: params, optimizer state, step, RNG
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tiny_data_dir, tmp_path):
+  command, env = _cli(tmp_path, tiny_data_dir, "--config.num_epochs=400", "--config.log_every_steps=1")
+  proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  _wait_for(tmp_path / "metrics.jsonl", proc)
+  time.sleep(0.5)
+  proc.send_signal(signal.SIGTERM)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output[-2000:]
+  assert "SIGTERM: saved step" in output
+  saved_step = int(output.split("SIGTERM: saved step ")[1].split()[0])
+  state, meta = _latest_state(tmp_path)
+  assert int(state["step"]) == saved_step
+  assert meta["epoch"] * 7 + meta["batches_done"] == saved_step  # 7 steps per epoch: the position is exact
+
+
+def test_truncated_latest_checkpoint_is_skipped_with_a_warning(tiny_config, tmp_path, caplog):
+  tiny_config.num_epochs = 2
+  train.train_and_evaluate(tiny_config, tmp_path)
+  steps = checkpoint.Checkpointer(tmp_path / "checkpoints").steps()
+  assert steps == [7, 14]
+  for data_file in (tmp_path / "checkpoints" / "14" / "state").rglob("*"):
+    if data_file.is_file() and data_file.stat().st_size > 100:
+      data_file.write_bytes(data_file.read_bytes()[:50])  # a save cut short by a full disk
+  run = train.Run(tiny_config, tmp_path)
+  with caplog.at_level(logging.WARNING):
+    meta = run.restore()
+  run.checkpointer.close()
+  assert meta["epoch"] == 1 and int(run.state.step) == 7
+  assert any("14" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records)
+
+
+def test_checkpoint_of_another_model_or_version_is_refused(tiny_config, tmp_path):
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, tmp_path)
+  tiny_config.model_options.pooling = "avg"  # same parameter shapes, so only the metadata can tell ...
+  tiny_config.model = "lenet5"
+  meta_file = next((tmp_path / "checkpoints" / "7" / "meta").glob("*"))
+  meta = json.loads(meta_file.read_text())
+  meta_file.write_text(json.dumps(meta | {"jaxcnn_version": "0.0.1"}))
+  with pytest.raises(ValueError, match="written by jaxcnn 0.0.1"):
+    train.Run(tiny_config, tmp_path).restore()
+  meta_file.write_text(json.dumps(meta | {"model": "alexnet"}))
+  with pytest.raises(ValueError, match="model='alexnet'"):
+    train.Run(tiny_config, tmp_path).restore()
+
+
+@pytest.mark.slow
+def test_eight_device_checkpoint_evaluates_the_same_on_one_device(tiny_config, tmp_path):
+  tiny_config.num_epochs = 2
+  train.train_and_evaluate(tiny_config, tmp_path)
+  on_eight = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
+  # Only the workdir: the stored config is used, on a single device.
+  command = [sys.executable, "-m", "jaxcnn.main", f"--workdir={tmp_path}", "--mode=eval"]
+  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  on_one = json.loads((tmp_path / "eval_results.json").read_text())
+  assert on_one["num_examples"] == on_eight["num_examples"] == 203
+  assert on_one["top1_accuracy"] == pytest.approx(on_eight["top1_accuracy"], abs=1e-9)
+  assert on_one["loss"] == pytest.approx(on_eight["loss"], rel=1e-5)
+
+
+def test_nan_at_step_k_stops_the_run_naming_k_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path,
+                                                                                  monkeypatch):
+  from jaxcnn.data import pipeline
+
+  poisoned_step = 10  # epoch 2, batch 3 (7 steps per epoch)
+  original = pipeline.InputPipeline.train_batches
+
+  def poisoned(self, epoch):
+    for i, batch in enumerate(original(self, epoch), start=1):
+      if epoch * 7 + i == poisoned_step:
+        batch = dict(batch, image=np.full_like(batch["image"], np.nan))
+      yield batch
+
+  monkeypatch.setattr(pipeline.InputPipeline, "train_batches", poisoned)
+  tiny_config.num_epochs = 3
+  with pytest.raises(train.NonFiniteLossError, match=f"at step {poisoned_step};.*last good checkpoint is step 7"):
+    train.train_and_evaluate(tiny_config, tmp_path)
+  state, meta = _latest_state(tmp_path)
+  assert int(state["step"]) == 7 and meta["epoch"] == 1
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+
+  tiny_config.nan_policy = "skip"  # the option: drop the poisoned update and go on
+  record = train.train_and_evaluate(tiny_config, tmp_path / "skip")
+  assert record["epoch"] == 3 and np.isfinite(record["train_loss"])
