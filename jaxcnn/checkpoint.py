@@ -94,6 +94,25 @@ class Checkpointer:
     self._manager.close()
 
 
+def read_weights(path: pathlib.Path, step: int | None = None) -> tuple[dict, dict, dict]:
+  """(params, batch_stats, meta) as NumPy trees from a run's workdir or checkpoints folder."""
+  path = pathlib.Path(path).absolute()
+  directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+  manager = ocp.CheckpointManager(directory, item_names=("state", "meta"))
+  try:
+    available = sorted(manager.all_steps())
+    if not available:
+      raise FileNotFoundError(f"no checkpoint in {directory}")
+    step = available[-1] if step is None else step
+    if step not in available:
+      raise ValueError(f"no checkpoint for step {step} in {directory}; available steps: {available}")
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                                             meta=ocp.args.JsonRestore()))
+  finally:
+    manager.close()
+  return restored.state["params"], restored.state.get("batch_stats", {}), restored.meta
+
+
 def check_version(meta: dict, current: str, where: pathlib.Path) -> None:
   """Refuses a checkpoint written by a jaxcnn whose major.minor differs from `current`."""
   saved = str(meta.get("jaxcnn_version", "unknown"))

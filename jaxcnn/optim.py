@@ -95,12 +95,15 @@ def _decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def create(config, steps_per_epoch: int) -> optax.GradientTransformation:
+def create(config, steps_per_epoch: int, parameter_groups=None) -> optax.GradientTransformation:
   """The optimizer of `config.optimizer` with the schedule, decay, clipping and plateau factor.
 
   Coupled decay (the papers'): v <- m*v - lr*(wd*w + grad), the L2 term joins the gradient before
   the momentum trace. Decoupled decay (Loshchilov & Hutter): the decay skips the momentum/Adam
   statistics and is scaled by the learning rate alone.
+
+  `parameter_groups(params)` labels each leaf "head" or "backbone"; it is used when the backbone is
+  frozen (its updates are zero: no decay, no momentum) or trains at `backbone_lr_multiplier` times the rate.
   """
   if config.optimizer not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {config.optimizer!r}; known optimizers: {', '.join(OPTIMIZERS)}")
@@ -116,7 +119,7 @@ def create(config, steps_per_epoch: int) -> optax.GradientTransformation:
   else:  # adam / adamw differ only in the default decay mode of their configs
     direction = optax.scale_by_adam(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
   coupled = config.weight_decay_mode == "coupled"
-  return optax.chain(
+  tx = optax.chain(
       optax.clip_by_global_norm(config.grad_clip_norm) if config.grad_clip_norm else optax.identity(),
       decay if coupled else optax.identity(),
       direction,
@@ -124,6 +127,12 @@ def create(config, steps_per_epoch: int) -> optax.GradientTransformation:
       optax.scale_by_learning_rate(schedule),
       scale_by_lr_factor(),
   )
+  if not (config.freeze_backbone or config.backbone_lr_multiplier != 1.0):
+    return tx
+  if parameter_groups is None:
+    raise ValueError("freeze_backbone / backbone_lr_multiplier need the model's parameter groups")
+  backbone = optax.set_to_zero() if config.freeze_backbone else optax.chain(tx, optax.scale(config.backbone_lr_multiplier))
+  return optax.multi_transform({"head": tx, "backbone": backbone}, parameter_groups)
 
 
 @dataclasses.dataclass

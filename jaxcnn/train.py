@@ -43,6 +43,61 @@ def create_train_state(config, model, image_shape, tx) -> TrainState:
   return state.replace(step=jnp.zeros((), jnp.int32))  # an array, so that checkpoints hold it like every leaf
 
 
+def head_modules(params, num_classes: int) -> set[tuple[str, ...]]:
+  """Module paths of the classifier head(s): dense layers with `num_classes` outputs, and auxiliary heads.
+
+  Transfer learning re-initialises these and trains them; everything else is the backbone.
+  """
+  heads = set()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    keys = tuple(str(getattr(k, "key", k)) for k in path)
+    if keys[-1] == "kernel" and leaf.ndim == 2 and leaf.shape[-1] == num_classes:
+      heads.add(keys[:-1])
+    if any("aux" in k for k in keys):
+      heads.add(keys[: next(i for i, k in enumerate(keys) if "aux" in k) + 1])
+  return heads
+
+
+def _in_heads(keys: tuple[str, ...], heads: set) -> bool:
+  return any(keys[: len(h)] == h for h in heads)
+
+
+def parameter_groups(params, num_classes: int):
+  """"head" / "backbone" for every parameter leaf (optax.multi_transform's labels)."""
+  heads = head_modules(params, num_classes)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: "head" if _in_heads(tuple(str(getattr(k, "key", k)) for k in path), heads) else "backbone",
+      params)
+
+
+def transfer_weights(state: "TrainState", config, num_classes: int) -> "TrainState":
+  """`state` with the backbone's params and BatchNorm statistics taken from `config.init_from`."""
+  source_params, source_stats, meta = checkpoint.read_weights(config.init_from, config.init_step or None)
+  if meta.get("model") != config.model:
+    raise ValueError(f"init_from {config.init_from} holds model {meta.get('model')!r}, not {config.model!r}")
+  heads = head_modules(state.params, num_classes)
+  source = {"params": source_params, "batch_stats": source_stats}
+
+  def take(collection):
+    def pick(path, new):
+      keys = tuple(str(getattr(k, "key", k)) for k in path)
+      if _in_heads(keys, heads):
+        return new
+      old = source[collection]
+      for key in keys:
+        if key not in old:
+          raise ValueError(f"init_from {config.init_from} has no {collection} {'/'.join(keys)}")
+        old = old[key]
+      if old.shape != new.shape:
+        raise ValueError(f"init_from {config.init_from}: {collection} {'/'.join(keys)} is {old.shape}, "
+                         f"this model needs {new.shape}")
+      return jnp.asarray(old, new.dtype)
+    return pick
+
+  return state.replace(params=jax.tree_util.tree_map_with_path(take("params"), state.params),
+                       batch_stats=jax.tree_util.tree_map_with_path(take("batch_stats"), state.batch_stats))
+
+
 @dataclasses.dataclass(frozen=True)
 class StepOptions:
   """The config fields a train step needs, hashable so the compiled step can close over them."""
@@ -53,6 +108,7 @@ class StepOptions:
   ema_decay: float = 0.0
   compute_dtype: str = "float32"
   skip_nonfinite: bool = False
+  freeze_batch_stats: bool = False  # a frozen backbone keeps its BatchNorm statistics too
 
   @classmethod
   def from_config(cls, config) -> "StepOptions":
@@ -63,7 +119,7 @@ class StepOptions:
     if not 0 <= config.label_smoothing < 1 or not 0 <= config.ema_decay < 1:
       raise ValueError("label_smoothing and ema_decay must be in [0, 1)")
     return cls(config.aux_loss_weight, config.label_smoothing, config.grad_accum_steps, config.ema_decay,
-               config.compute_dtype, config.nan_policy == "skip")
+               config.compute_dtype, config.nan_policy == "skip", config.freeze_backbone)
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
@@ -132,7 +188,8 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
                                                  (jnp.arange(k), micro["image"], micro["label"]))
     grads = jax.tree.map(lambda g: g / k, grads)
   grads = jax.lax.pmean(grads, parallel.AXIS)
-  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  new_state = state.apply_gradients(grads=grads,
+                                    batch_stats=state.batch_stats if options.freeze_batch_stats else batch_stats)
   if options.ema_decay:
     new_state = new_state.replace(ema_params=jax.tree.map(
         lambda e, p: options.ema_decay * e + (1 - options.ema_decay) * p, state.ema_params, new_state.params))
@@ -196,7 +253,9 @@ class Run:
       self.dataset.split("validation")  # both watch the validation split
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
-    self.state = create_train_state(config, self.model, self.input.image_shape, optim.create(config, self.steps_per_epoch))
+    tx = optim.create(config, self.steps_per_epoch,
+                      functools.partial(parameter_groups, num_classes=self.dataset.num_classes))
+    self.state = create_train_state(config, self.model, self.input.image_shape, tx)
     self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep,
                                                 config.checkpoint_keep_best, config.checkpoint_best_metric)
 
@@ -306,6 +365,9 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     record, saved_controls = meta["record"], meta.get("controls", {})
     logging.info("Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), start_epoch + 1,
                  batches_done, workdir)
+  elif config.init_from:
+    run.state = transfer_weights(run.state, config, run.dataset.num_classes)
+    logging.info("Backbone initialised from %s", config.init_from)
   controls = _controls(config, saved_controls)
   if record.get("stopped_early"):
     start_epoch = config.num_epochs

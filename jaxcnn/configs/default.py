@@ -20,11 +20,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.stats_file = ""  # mean/std/PCA statistics (python -m jaxcnn.data.stats); "" = DATA_DIR/jaxcnn_stats.json
   c.synthetic = ml_collections.ConfigDict(
       {"image_shape": (32, 32, 3), "num_classes": 10, "num_train": 1024, "num_test": 256})  # dataset=synthetic
+  c.classes = ()  # a subset of class indices to keep, relabelled 0..k-1 in this order (e.g. transfer studies)
   c.eval_split = "test"  # split that --mode=eval evaluates: "test" or "validation"
   # Model.
   c.model = "lenet5"
   c.model_options = ml_collections.ConfigDict()  # keyword options of the model's builder (models.create)
   c.aux_loss_weight = 0.3  # weight of auxiliary classifiers' losses (GoogLeNet, Section 5); unused by others
+  # Transfer learning: start from another run's weights, with a new classifier head.
+  c.init_from = ""  # a jaxcnn workdir (or its checkpoints/ folder) of the same model, any class count
+  c.init_step = 0  # that run's checkpoint step (0 = its latest)
+  c.freeze_backbone = False  # train the head(s) only: no updates and no BatchNorm statistics elsewhere
+  c.backbone_lr_multiplier = 1.0  # fine-tuning: the backbone's learning rate relative to the head's
   # Optimisation (see optim.py for how each paper's recipe maps onto these).
   c.batch_size = 128  # global: split over every device of every process
   c.eval_batch_size = 1000

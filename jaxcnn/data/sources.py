@@ -248,6 +248,22 @@ def _validation_size(config, num_train: int) -> int:
   return round(config.validation_fraction * num_train) if config.validation_fraction else config.validation_size
 
 
+def _keep_classes(name: str, splits: dict, class_names: tuple, classes: tuple) -> tuple[dict, tuple]:
+  """Only the examples of `classes`, relabelled 0..len(classes)-1 in the order given (transfer studies)."""
+  if len(set(classes)) != len(classes) or not all(0 <= c < len(class_names) for c in classes):
+    raise ValueError(f"{name}: classes must be distinct indices in [0, {len(class_names)}), got {list(classes)}")
+  relabel = np.full(len(class_names), -1, np.int32)
+  relabel[list(classes)] = np.arange(len(classes))
+  kept = {}
+  for split_name, split in splits.items():
+    if isinstance(split, TfdsSplit):
+      raise ValueError(f"{name}: classes= needs a dataset whose labels are known up front, not a streamed TFDS split")
+    indices = np.flatnonzero(relabel[split.labels] >= 0)
+    subset = split.subset(indices)
+    kept[split_name] = dataclasses.replace(subset, labels=relabel[subset.labels])
+  return kept, tuple(class_names[c] for c in classes)
+
+
 def load(config) -> Dataset:
   """Loads `config.dataset`, with a validation split: its own, else carved from train (validation_size/fraction)."""
   name = config.dataset
@@ -272,6 +288,8 @@ def load(config) -> Dataset:
     if bad.any():
       raise ValueError(f"{name}: split {split_name!r} has {int(bad.sum())} labels outside "
                        f"[0, {len(class_names)}), e.g. {int(split.labels[bad][0])} at index {int(np.argmax(bad))}")
+  if config.classes:
+    splits, class_names = _keep_classes(name, splits, class_names, tuple(config.classes))
   size = _validation_size(config, len(splits["train"]))
   if "validation" in splits:
     logging.info("%s has its own validation split; validation_size/fraction are not used", name)

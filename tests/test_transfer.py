@@ -1,0 +1,86 @@
+"""Transfer learning: a new head on another run's backbone, frozen or fine-tuned."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import numpy as np
+import pytest
+
+from jaxcnn import configs, optim, parallel, train
+
+
+class BatchNormNet(nn.Module):
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Conv(4, (3, 3), strides=2, name="conv")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.5, axis_name=parallel.AXIS if train else None,
+                     name="bn")(x)
+    x = nn.relu(x).mean(axis=(1, 2))
+    return nn.Dense(self.num_classes, name="classifier")(x)
+
+
+def test_head_modules_are_the_class_outputs_and_aux_heads():
+  params = {"conv": {"kernel": np.zeros((3, 3, 1, 5))}, "aux1": {"fc": {"kernel": np.zeros((8, 7))}},
+            "classifier": {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)}}
+  assert train.head_modules(params, num_classes=5) == {("classifier",), ("aux1",)}
+  groups = train.parameter_groups(params, num_classes=5)
+  assert groups == {"conv": {"kernel": "backbone"}, "aux1": {"fc": {"kernel": "head"}},
+                    "classifier": {"kernel": "head", "bias": "head"}}
+
+
+def _batches(steps, num_classes, seed):
+  rng = np.random.default_rng(seed)
+  return [{"image": rng.normal(size=(8, 2, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, num_classes, (8, 2)).astype(np.int32)} for _ in range(steps)]
+
+
+def _train(state, batches, options):
+  strategy = parallel.Pmap()
+  step = strategy.compile(functools.partial(train.train_step, options=options), donate_state=False)
+  device_state = strategy.put_state(state)
+  for batch in batches:
+    device_state, _ = step(device_state, batch)
+  return strategy.to_host(device_state)
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_backbone_keeps_params_and_statistics_while_the_head_learns(freeze):
+  config = configs.get("lenet5")
+  config.update(schedule="constant", learning_rate=0.1, freeze_backbone=freeze,
+                backbone_lr_multiplier=1.0 if freeze else 0.1)
+  groups = functools.partial(train.parameter_groups, num_classes=3)
+  state = train.create_train_state(config, BatchNormNet(3), (8, 8, 1), optim.create(config, 10, groups))
+  state = state.replace(batch_stats=jax.tree.map(lambda x: x + 0.5, state.batch_stats))  # "pretrained" stats
+  trained = _train(state, _batches(3, 3, 0), train.StepOptions.from_config(config))
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+  assert not same(trained.params["classifier"], state.params["classifier"])  # the head learns
+  assert same(trained.params["conv"], state.params["conv"]) == freeze
+  assert same(trained.params["bn"], state.params["bn"]) == freeze
+  assert same(trained.batch_stats, state.batch_stats) == freeze
+
+
+@pytest.mark.slow
+def test_transfer_from_a_run_on_other_classes(tiny_config, tmp_path):
+  tiny_config.classes = (0, 1, 2, 3, 4)
+  tiny_config.num_epochs = 2
+  train.train_and_evaluate(tiny_config, tmp_path / "source")
+  source, _ = train.Run(tiny_config, tmp_path / "source").checkpointer.restore(
+      train.Run(tiny_config, tmp_path / "source").state)
+
+  tiny_config.classes = (5, 6, 7, 8, 9)
+  tiny_config.init_from = str(tmp_path / "source")
+  tiny_config.freeze_backbone = True
+  record = train.train_and_evaluate(tiny_config, tmp_path / "frozen")
+  run = train.Run(tiny_config, tmp_path / "frozen")
+  run.restore()
+  for name in ("c1", "c3", "c5", "f6"):
+    for a, b in zip(jax.tree.leaves(run.state.params[name]), jax.tree.leaves(source.params[name])):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert record["validation_top1_accuracy"] > 0.4  # the new head learned the new classes on frozen features
+
+  tiny_config.init_from = str(tmp_path / "nowhere")
+  with pytest.raises(FileNotFoundError):
+    train.train_and_evaluate(tiny_config, tmp_path / "bad")
