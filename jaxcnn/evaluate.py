@@ -1,41 +1,165 @@
-"""`--mode=eval`: restore a checkpoint and evaluate it on a whole split (padded and masked)."""
+"""`--mode=eval` and `--mode=predict`: what a checkpoint does on a whole split, or on image files.
 
+Eval restores a checkpoint (the latest, or `--step`), evaluates every example of `config.eval_split`
+once (the last batch padded and masked) with the views of `config.eval_augment` (centre crop,
+AlexNet's ten crops, VGG's multi-scale grid), with the raw or the EMA weights, and writes
+`eval_results.json`, the per-class accuracies and the confusion matrix (CSV and PNG).
+"""
+
+import csv
 import json
 import pathlib
 
-from jaxcnn import reporting, train
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jaxcnn import parallel, reporting, train
+from jaxcnn.data import sources
+
+
+def _restored_run(config, workdir, step: int | None) -> tuple[train.Run, object]:
+  run = train.Run(config, workdir)
+  run.restore(step)
+  if config.eval_weights not in ("raw", "ema"):
+    raise ValueError(f"eval_weights must be 'raw' or 'ema', got {config.eval_weights!r}")
+  if config.eval_weights == "ema" and not config.ema_decay:
+    raise ValueError("eval_weights='ema' needs a run trained with ema_decay > 0")
+  return run, run.strategy.put_state(run.state)
 
 
 def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
-  """Evaluates the checkpoint at `step` (default: latest) on `config.eval_split`.
-
-  Writes WORKDIR/eval_results.json and returns the same dict: split, step, num_examples, loss,
-  top1/top5 accuracy (fractions) and errors.
-  """
-  run = train.Run(config, workdir)
-  run.restore(step)
+  """Evaluates a checkpoint on `config.eval_split`; returns (and writes) eval_results.json's dict:
+  split, step, num_examples, loss, top-1/top-5 accuracy and error, per-class accuracy."""
+  run, device_state = _restored_run(config, workdir, step)
   split = config.eval_split
-  metrics = run.evaluate(run.strategy.put_state(run.state), split, "eval")
+  metrics = run.evaluate(device_state, split, "eval", with_confusion=True)
+  prefix = "ema_eval" if config.eval_weights == "ema" else "eval"
   expected = len(run.dataset.split(split))
-  if metrics["eval_num_examples"] != expected:
-    raise RuntimeError(f"evaluated {metrics['eval_num_examples']} examples of the {expected} in split {split!r}")
+  if metrics[f"{prefix}_num_examples"] != expected:
+    raise RuntimeError(f"evaluated {metrics[f'{prefix}_num_examples']} examples of the {expected} in split {split!r}")
+  confusion = metrics[f"{prefix}_confusion"]
+  per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
   results = {
       "split": split,
       "step": int(run.state.step),
-      "num_examples": metrics["eval_num_examples"],
-      "loss": metrics["eval_loss"],
-      "top1_accuracy": metrics["eval_top1_accuracy"],
-      "top5_accuracy": metrics["eval_top5_accuracy"],
-      "top1_error": 1.0 - metrics["eval_top1_accuracy"],
-      "top5_error": 1.0 - metrics["eval_top5_accuracy"],
+      "num_examples": metrics[f"{prefix}_num_examples"],
+      "loss": metrics[f"{prefix}_loss"],
+      "top1_accuracy": metrics[f"{prefix}_top1_accuracy"],
+      "top5_accuracy": metrics[f"{prefix}_top5_accuracy"],
+      "top1_error": 1.0 - metrics[f"{prefix}_top1_accuracy"],
+      "top5_error": 1.0 - metrics[f"{prefix}_top5_accuracy"],
+      "weights": config.eval_weights,
+      "views": config.eval_augment or "as trained (no augmentation)",
+      "per_class_accuracy": dict(zip(run.dataset.class_names, per_class.round(6).tolist())),
       "model": config.model,
       "dataset": config.dataset,
       "checkpoint_dir": str(run.checkpointer.directory),
   }
   run.checkpointer.close()
   if reporting.is_reporter():
-    pathlib.Path(workdir, "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{config.model} on {config.dataset}/{split} at step {results['step']}: {results['num_examples']} images, "
-          f"top-1 {results['top1_accuracy']:.2%}, top-5 {results['top5_accuracy']:.2%}, loss {results['loss']:.4f}",
-          flush=True)
+    workdir = pathlib.Path(workdir)
+    (workdir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_confusion(confusion, run.dataset.class_names, workdir / f"confusion_{split}")
+    print(f"{config.model} on {config.dataset}/{split} at step {results['step']} ({config.eval_weights} weights): "
+          f"{results['num_examples']} images, top-1 {results['top1_accuracy']:.2%}, "
+          f"top-5 {results['top5_accuracy']:.2%}, loss {results['loss']:.4f}", flush=True)
+  return results
+
+
+def write_confusion(confusion: np.ndarray, class_names, stem: pathlib.Path) -> None:
+  """STEM.csv (counts, rows = true class) and STEM.png (row-normalised heat map)."""
+  with open(f"{stem}.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["true \\ predicted", *class_names])
+    for name, row in zip(class_names, confusion):
+      writer.writerow([name, *row.tolist()])
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+  size = min(4 + 0.45 * len(class_names), 30)
+  fig, ax = plt.subplots(figsize=(size, size))
+  ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+  if len(class_names) <= 30:
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+    ax.set_yticks(range(len(class_names)), class_names)
+    for (i, j), count in np.ndenumerate(confusion):
+      ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  fig.tight_layout()
+  fig.savefig(f"{stem}.png", dpi=100)
+  plt.close(fig)
+
+
+def _read_images(paths: list[pathlib.Path], shape: tuple) -> np.ndarray:
+  """uint8 [N, H, W, C] of image files, converted to the training images' channels and size."""
+  height, width, channels = shape
+  mode = {1: "L", 3: "RGB"}[channels]
+  images = []
+  for path in paths:
+    try:
+      with Image.open(path) as image:
+        image = image.convert(mode).resize((width, height), Image.BILINEAR)
+        images.append(np.asarray(image, np.uint8).reshape(height, width, channels))
+    except (OSError, ValueError) as e:
+      raise ValueError(f"{path}: cannot read image ({e})") from None
+  return np.stack(images)
+
+
+def _image_paths(images: str) -> list[pathlib.Path]:
+  """Files named (comma-separated), or the image files inside the directories named."""
+  paths = []
+  for item in filter(None, (part.strip() for part in images.split(","))):
+    path = pathlib.Path(item)
+    if path.is_dir():
+      paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp"})
+    elif path.is_file():
+      paths.append(path)
+    else:
+      raise FileNotFoundError(f"no such image file or folder: {path}")
+  if not paths:
+    raise ValueError(f"no images in {images!r}")
+  return paths
+
+
+def predict(config, workdir, images: str, step: int | None = None, top_k: int = 5) -> list[dict]:
+  """Top-k classes with probabilities for image files; printed as a table, written to predictions.json."""
+  run, device_state = _restored_run(config, workdir, step)
+  paths = _image_paths(images)
+  train_shape = run.dataset.image_shape
+  if None in train_shape:  # file datasets: the eval views decide the size, from any source size
+    split = sources.FileSplit(np.array([str(p) for p in paths], object), np.zeros(len(paths), np.int32),
+                              np.array([Image.open(p).size[::-1] for p in paths], np.int32),
+                              np.ones(len(paths), bool))
+  else:
+    split = sources.Split(_read_images(paths, train_shape), np.zeros(len(paths), np.int32))
+  run.dataset.splits["predict"] = split
+  use_ema = config.eval_weights == "ema"
+
+  def probabilities(state, batch):
+    probs = jax.nn.softmax(train.class_scores(state, batch["image"], use_ema).astype(jnp.float32))
+    return jax.lax.all_gather(probs, parallel.AXIS, tiled=True)  # every device holds the whole batch
+
+  step_fn = run.strategy.compile(probabilities, donate_state=False)
+  batches = run.input.eval_batches("predict")
+  probs = np.concatenate([run.strategy.to_host(step_fn(device_state, run.strategy.put_batch(batch)))
+                          for batch in batches])[: len(paths)]
+  run.checkpointer.close()
+  k = min(top_k, probs.shape[-1])
+  results = []
+  for path, p in zip(paths, probs):
+    top = np.argsort(-p)[:k]
+    results.append({"image": str(path),
+                    "top": [{"class": run.dataset.class_names[c], "index": int(c), "probability": float(p[c])}
+                            for c in top]})
+  if reporting.is_reporter():
+    pathlib.Path(workdir, "predictions.json").write_text(json.dumps(results, indent=2) + "\n")
+    for result in results:
+      ranked = "  ".join(f"{t['class']} {t['probability']:.1%}" for t in result["top"])
+      print(f"{result['image']}: {ranked}", flush=True)
   return results

@@ -3,7 +3,7 @@
   python -m jaxcnn.main --config=lenet5 --workdir=/tmp/lenet5 [--mode=train|eval] [--config.FIELD=VALUE ...]
 
 `--config` takes a registered experiment name (see jaxcnn/configs/) or a path to a config file. In
---mode=eval it may be left out: the config stored in WORKDIR is used.
+--mode=eval and --mode=predict it may be left out: the config stored in WORKDIR is used.
 """
 
 import json
@@ -18,8 +18,10 @@ from jaxcnn import configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.", required=True)
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if WORKDIR has checkpoints) or eval.")
-flags.DEFINE_integer("step", None, "For --mode=eval: the checkpoint step to evaluate (default: the latest).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
+                  "train (resumes if WORKDIR has checkpoints), eval (a whole split) or predict (--images).")
+flags.DEFINE_integer("step", None, "For --mode=eval/predict: the checkpoint step (default: the latest).")
+flags.DEFINE_string("images", None, "For --mode=predict: image files or folders, comma-separated.")
 flags.DEFINE_integer("epochs_per_run", None, "For --mode=train: stop after this many epochs; rerun to continue "
                      "(for schedulers with time limits).", lower_bound=1)
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0's coordinator.")
@@ -80,8 +82,12 @@ def main(argv):
     config = _config_for_mode()
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir, FLAGS.epochs_per_run)
-    else:
+    elif FLAGS.mode == "eval":
       evaluate.evaluate_checkpoint(config, FLAGS.workdir, FLAGS.step)
+    else:
+      if not FLAGS.images:
+        raise ValueError("--mode=predict needs --images=FILE[,FILE|FOLDER...]")
+      evaluate.predict(config, FLAGS.workdir, FLAGS.images, FLAGS.step)
   except (ValueError, FileNotFoundError, train.NonFiniteLossError) as e:
     sys.exit(f"jaxcnn: error: {' '.join(str(e).split())}")
 

@@ -152,3 +152,31 @@ def test_nan_at_step_k_stops_the_run_naming_k_and_keeps_the_last_good_checkpoint
   tiny_config.nan_policy = "skip"  # the option: drop the poisoned update and go on
   record = train.train_and_evaluate(tiny_config, tmp_path / "skip")
   assert record["epoch"] == 3 and np.isfinite(record["train_loss"])
+
+
+@pytest.mark.slow
+def test_predict_gives_the_same_top1_as_eval_and_eval_writes_the_confusion_matrix(tiny_config, tmp_path):
+  from PIL import Image
+
+  from jaxcnn import data
+
+  tiny_config.num_epochs = 2
+  train.train_and_evaluate(tiny_config, tmp_path)
+  results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
+  confusion = np.loadtxt(tmp_path / "confusion_test.csv", delimiter=",", skiprows=1,
+                         usecols=range(1, 11), dtype=np.int64)
+  assert confusion.sum() == 203
+  assert np.trace(confusion) / 203 == pytest.approx(results["top1_accuracy"])
+  assert (tmp_path / "confusion_test.png").stat().st_size > 1000
+  assert len(results["per_class_accuracy"]) == 10
+
+  test = data.load(tiny_config).splits["test"]
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for i, image in enumerate(test.images):
+    Image.fromarray(image[..., 0]).save(folder / f"{i:03d}.png")
+  predictions = evaluate.predict(tiny_config, tmp_path, str(folder))
+  assert len(predictions) == 203 and len(predictions[0]["top"]) == 5
+  top1 = np.array([p["top"][0]["index"] for p in predictions])
+  assert np.mean(top1 == test.labels) == pytest.approx(results["top1_accuracy"])
+  assert json.loads((tmp_path / "predictions.json").read_text())[0]["image"].endswith("000.png")

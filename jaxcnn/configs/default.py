@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
       {"image_shape": (32, 32, 3), "num_classes": 10, "num_train": 1024, "num_test": 256})  # dataset=synthetic
   c.classes = ()  # a subset of class indices to keep, relabelled 0..k-1 in this order (e.g. transfer studies)
   c.eval_split = "test"  # split that --mode=eval evaluates: "test" or "validation"
+  c.eval_weights = "raw"  # --mode=eval/predict: "raw" or "ema" (the averaged weights, when ema_decay > 0)
   # Model.
   c.model = "lenet5"
   c.model_options = ml_collections.ConfigDict()  # keyword options of the model's builder (models.create)
