@@ -1,4 +1,5 @@
-"""What a user sees during a run: a progress bar, one line per epoch, and metrics as JSON lines."""
+"""What a user sees of a run: a progress bar, one line per epoch, metrics as JSON lines, TensorBoard
+events and, at the end, PNG plots of the training curves."""
 
 import json
 import pathlib
@@ -6,6 +7,8 @@ import sys
 import time
 
 import jax
+import numpy as np
+from absl import logging
 
 
 def is_reporter() -> bool:
@@ -63,3 +66,73 @@ def epoch_line(record: dict) -> str:
   parts.append(f"{record['images_per_sec']:,.0f} img/s")
   parts.append(f"{record['epoch_seconds']:.1f}s")
   return " | ".join(parts)
+
+
+class TensorBoard:
+  """TensorBoard event files in WORKDIR/tensorboard (process 0 only), through tensorboardX.
+
+  tensorboardX is a dependency, but a machine without it (a bare GPU image) still trains: the run
+  warns once and writes no events.
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    self.writer = None
+    if not is_reporter():
+      return
+    try:
+      from tensorboardX import SummaryWriter
+    except ImportError:
+      logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still written)")
+      return
+    self.writer = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+
+  def scalars(self, step: int, values: dict) -> None:
+    if self.writer:
+      for key, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+          self.writer.add_scalar(key, value, step)
+
+  def images(self, step: int, tag: str, images: np.ndarray) -> None:
+    """images: float [N, H, W, C] in [0, 1], or views [N, V, H, W, C] (the first view is shown)."""
+    if self.writer:
+      if images.ndim == 5:
+        images = images[:, 0]
+      self.writer.add_images(tag, np.clip(images, 0, 1), step, dataformats="NHWC")
+
+  def close(self) -> None:
+    if self.writer:
+      self.writer.close()
+
+
+def plot_curves(workdir: pathlib.Path) -> pathlib.Path | None:
+  """WORKDIR/training_curves.png from metrics.jsonl: loss, top-1 accuracy and learning rate per epoch."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not is_reporter() or not path.exists():
+    return None
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  epochs = [r["epoch"] for r in records]
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for ax, metric in zip(axes[:2], ("loss", "top1_accuracy")):
+    for split in ("train", "validation", "ema_validation"):
+      key = f"{split}_{metric}"
+      if any(key in r for r in records):
+        ax.plot(epochs, [r.get(key, np.nan) for r in records], marker=".", label=split)
+    ax.set_xlabel("epoch")
+    ax.set_title(metric.replace("_", " "))
+    ax.legend()
+    ax.grid(alpha=0.3)
+  axes[2].plot(epochs, [r["learning_rate"] for r in records], marker=".")
+  axes[2].set_yscale("log")
+  axes[2].set_xlabel("epoch")
+  axes[2].set_title("learning rate (end of epoch)")
+  axes[2].grid(alpha=0.3)
+  fig.tight_layout()
+  out = pathlib.Path(workdir) / "training_curves.png"
+  fig.savefig(out, dpi=100)
+  plt.close(fig)
+  return out

@@ -392,7 +392,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   strategy = run.strategy
   p_train_step = strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
   state = strategy.put_state(run.state)
-  metrics_log = reporting.MetricsLog(workdir)
+  metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
 
   def save(host_state, epoch_done: int, batches: int, record: dict, metrics=None):
@@ -410,6 +410,9 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
         state, step_sums = p_train_step(state, strategy.put_batch(batch))
         pending.append(step_sums)
         step = epoch * run.steps_per_epoch + i
+        if epoch == start_epoch and i == skip + 1:  # what the model sees, augmentation included
+          first = np.asarray(batch["image"]).reshape(-1, *batch["image"].shape[2:])[:8]
+          tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
         stopping = stop_requests.should_stop(step)
         periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
         if i % config.log_every_steps == 0 or i == run.steps_per_epoch or stopping or periodic:
@@ -424,6 +427,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
         if stopping:
           bar.close()
           run.checkpointer.close()
+          tensorboard.close()
           if reporting.is_reporter():
             print(f"{stop_requests.signal_name}: saved step {step} (epoch {epoch + 1}, batch {i}); "
                   f"run the same command to continue", flush=True)
@@ -446,6 +450,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
       if "early_stopping" in controls and controls["early_stopping"].update(record["validation_loss"]):
         record["stopped_early"] = True
       metrics_log.write(record)
+      tensorboard.scalars(step, record | {"weight_norm": float(optax.tree.norm(host_state.params))})
       if reporting.is_reporter():
         print(reporting.epoch_line(record), flush=True)
       best_metric = config.checkpoint_best_metric
@@ -455,6 +460,8 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
           print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
         break
   run.checkpointer.close()
+  tensorboard.close()
+  reporting.plot_curves(workdir)
   return record
 
 

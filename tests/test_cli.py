@@ -78,6 +78,9 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   config = json.loads((workdir / "config.json").read_text())
   assert config["batch_size"] == 32 and config["model"] == "lenet5"
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2
+  assert (workdir / "training_curves.png").stat().st_size > 10_000
+  events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  assert len(events) == 1 and events[0].stat().st_size > 1000  # scalars and the input images
 
   result = run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval")
   assert result.returncode == 0, result.stderr
