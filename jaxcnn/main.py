@@ -1,6 +1,7 @@
 """Command line: flags -> config -> mode.
 
   python -m jaxcnn.main --config=lenet5 --workdir=/tmp/lenet5 [--mode=train|eval] [--config.FIELD=VALUE ...]
+  python -m jaxcnn.main --config=resnet50 --mode=summary   (per-layer table; needs no workdir or data)
 
 `--config` takes a registered experiment name (see jaxcnn/configs/) or a path to a config file.
 """
@@ -13,8 +14,9 @@ from ml_collections import config_flags
 from jaxcnn import configs
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.", required=True)
-flags.DEFINE_enum("mode", "train", ["train", "eval"], "train (resumes if WORKDIR has checkpoints) or eval.")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (train and eval modes).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"],
+                  "train (resumes if WORKDIR has checkpoints), eval, or summary (layers, params, multiply-adds).")
 flags.DEFINE_integer("step", None, "For --mode=eval: the checkpoint step to evaluate (default: the latest).")
 flags.DEFINE_integer("epochs_per_run", None, "For --mode=train: stop after this many epochs; rerun to continue "
                      "(for schedulers with time limits).", lower_bound=1)
@@ -49,12 +51,16 @@ def _parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.mode != "summary" and not FLAGS.workdir:
+    sys.exit(f"jaxcnn: error: --workdir is required for --mode={FLAGS.mode}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
-  from jaxcnn import evaluate, train  # after flag parsing, so that --help stays fast
+  from jaxcnn import evaluate, summary, train  # after flag parsing, so that --help stays fast
 
   try:
-    if FLAGS.mode == "train":
+    if FLAGS.mode == "summary":
+      summary.print_summary(_CONFIG.value)
+    elif FLAGS.mode == "train":
       train.train_and_evaluate(_CONFIG.value, FLAGS.workdir, FLAGS.epochs_per_run)
     else:
       evaluate.evaluate_checkpoint(_CONFIG.value, FLAGS.workdir, FLAGS.step)

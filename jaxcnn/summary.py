@@ -74,12 +74,21 @@ def layers(model: nn.Module, image_shape: tuple[int, ...]) -> tuple[list[Layer],
   return calls, variables
 
 
+def is_aux(path: tuple[str, ...]) -> bool:
+  """Auxiliary (training-only) heads are named with "aux" (GoogLeNet's aux1, aux2)."""
+  return any("aux" in name for name in path)
+
+
 def totals(model: nn.Module, image_shape: tuple[int, ...]) -> dict:
-  """Trainable parameters, non-trainable variables (BatchNorm statistics) and multiply-adds."""
+  """Trainable parameters, those of auxiliary heads, non-trainable variables (BatchNorm statistics) and
+  inference multiply-adds (auxiliary heads excluded: they are discarded at inference, as in the
+  published figures)."""
   rows, variables = layers(model, image_shape)
-  return {"params": _size(variables.get("params", {})),
+  params = variables.get("params", {})
+  return {"params": _size(params),
+          "aux_params": _size({name: tree for name, tree in params.items() if is_aux((name,))}),
           "non_trainable": _size({k: v for k, v in variables.items() if k != "params"}),
-          "macs": sum(row.macs for row in rows if row.leaf)}
+          "macs": sum(row.macs for row in rows if row.leaf and not is_aux(row.path))}
 
 
 def table(model: nn.Module, image_shape: tuple[int, ...]) -> str:
@@ -92,9 +101,10 @@ def table(model: nn.Module, image_shape: tuple[int, ...]) -> str:
       shape = "x".join(map(str, row.output_shape[1:]))
       lines.append(f"{'/'.join(row.path):<44} {row.kind:<18} {shape:<20} {row.params:>13,} {row.macs:>16,}")
   lines.append("-" * len(lines[0]))
-  lines.append(f"input {'x'.join(map(str, image_shape))}; trainable params {total['params']:,}; "
+  aux = f" ({total['aux_params']:,} in training-only auxiliary heads)" if total["aux_params"] else ""
+  lines.append(f"input {'x'.join(map(str, image_shape))}; trainable params {total['params']:,}{aux}; "
                f"non-trainable {total['non_trainable']:,}; multiply-adds {total['macs']:,} "
-               f"({total['macs'] / 1e9:.3f} G) per image")
+               f"({total['macs'] / 1e9:.3f} G) per image at inference")
   return "\n".join(lines)
 
 

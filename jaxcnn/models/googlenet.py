@@ -15,8 +15,8 @@ initialisation: Glorot-uniform weights and 0.2 biases, again bvlc_googlenet's.
 
 `googlenet_bn` is torchvision's layout (so its weights load): conv without bias -> BatchNorm(eps 1e-3)
 -> ReLU everywhere, no LRN, the "5x5" branch built with 3x3 kernels (a known torchvision bug kept for
-weight compatibility, pytorch/vision#906), a 2x2/2 pool after 4e, dropout 0.2, truncated-normal(0.01)
-init; 6,624,904 parameters for 1000 classes without the auxiliary heads.
+weight compatibility, pytorch/vision#906), a 2x2/2 pool after 4e, dropout 0.2, N(0, 0.01^2) weights
+(torchvision truncates at +-2, i.e. 200 sigma, so in effect not at all); 6,624,904 parameters for 1000 classes without the auxiliary heads.
 
 Small images (`small_input`, None = automatic below 64 pixels): the stem keeps its layers but conv1
 gets stride 1 and the first max-pool is skipped, so 28 pixels give 28-14-7-4 feature maps rather than
@@ -89,7 +89,7 @@ class GoogLeNet(nn.Module):
   @nn.compact
   def __call__(self, images, train: bool = False):
     if self.use_bn:
-      conv = functools.partial(ConvBlock, use_bn=True, bn_epsilon=1e-3, kernel_init=nn.initializers.truncated_normal(0.01))
+      conv = functools.partial(ConvBlock, use_bn=True, bn_epsilon=1e-3, kernel_init=nn.initializers.normal(0.01))
     else:
       conv = functools.partial(ConvBlock, kernel_init=nn.initializers.glorot_uniform(),
                         bias_init=nn.initializers.constant(0.2))
@@ -114,7 +114,7 @@ class GoogLeNet(nn.Module):
       if self.aux_heads and name in AUX_AFTER and (train or self.is_initializing()):
         aux_logits = AuxClassifier(self.num_classes, conv, name=AUX_AFTER[name])(x, train)
         if train:
-          self.sow("aux_logits", AUX_AFTER[name], aux_logits)
+          self.sow("aux_logits", f"{AUX_AFTER[name]}_logits", aux_logits)
     x = jnp.mean(x, axis=(1, 2))
     x = dropout(self.dropout_rate, train)(x)
     return nn.Dense(self.num_classes, name="fc")(x)

@@ -1,7 +1,6 @@
 """Layers the papers use that Flax does not ship, and conventions shared by the model families."""
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 # Images below this many pixels a side are "small" (MNIST, CIFAR): a family's `small_input=None` picks
@@ -43,9 +42,9 @@ class LocalResponseNorm(nn.Module):
   beta: float = 0.75
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    lead = (1,) * (x.ndim - 1)
-    sums = jax.lax.reduce_window(jnp.square(x), jnp.zeros((), x.dtype), jax.lax.add, lead + (self.n,), lead + (1,),
-                                 [(0, 0)] * (x.ndim - 1) + [(self.n // 2, (self.n - 1) // 2)])
+    channels = x.shape[-1]
+    squares = jnp.pad(jnp.square(x), [(0, 0)] * (x.ndim - 1) + [(self.n // 2, (self.n - 1) // 2)])
+    sums = sum(squares[..., i : i + channels] for i in range(self.n))
     return x / (self.k + self.alpha * sums) ** self.beta
 
 

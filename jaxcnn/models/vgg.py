@@ -11,9 +11,12 @@ A 132,863,336, B 133,047,848, C 133,638,952, D 138,357,544, E 143,667,240; the B
 Dense evaluation (Section 3.2) is built in: FC layers are stored and applied as convolutions (fc6 a
 7x7 conv on the 7x7x512 map, fc7 and fc8 1x1 convs) - on a 224 input exactly the FC layers, with the
 same parameter count - and the class-score map is averaged spatially. A larger test image therefore
-gets the paper's dense, fully-convolutional evaluation with the same weights. Small images: pooling
-uses ceil ('SAME') windows, so 28 pixels shrink 28-14-7-4-2-1 instead of reaching 0, and fc6's window
-shrinks to the final map (1x1 on 28 pixels); on 224 inputs both are exactly the paper's.
+gets the paper's dense, fully-convolutional evaluation with the same weights. Small images
+(`small_input`, None = automatic below 64 pixels): fc6 becomes a 1x1 conv on the final map, and pooling
+uses ceil ('SAME') windows throughout, so 28 pixels shrink 28-14-7-4-2-1 instead of reaching 0 (on 224
+inputs these windows are exactly the paper's). fc6's window is thus fixed by the option, not by the
+image: weights trained with `small_input=True` evaluate densely on larger images when the option is
+passed explicitly; without it, inputs between 64 and 223 pixels leave fc6's 7x7 window too big.
 
 Initialisation (`initializer`): "normal" is Section 3.1's random initialisation, weights N(0, 0.01^2) and zero
 biases. (The paper writes "10^-2 variance"; its released models and most re-implementations use
@@ -25,7 +28,7 @@ trains them without pre-training: "glorot" (Glorot uniform, zero biases), which 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import LocalResponseNorm, batch_norm, dropout, max_pool
+from jaxcnn.models.layers import LocalResponseNorm, batch_norm, dropout, max_pool, use_small_stem
 from jaxcnn.models.registry import register
 
 CONFIGS = {
@@ -45,6 +48,7 @@ class VGG(nn.Module):
   use_bn: bool = False
   initializer: str = "normal"
   dropout_rate: float = 0.5
+  small_input: bool | None = None
 
   @nn.compact
   def __call__(self, images, train: bool = False):
@@ -67,8 +71,7 @@ class VGG(nn.Module):
         if self.use_bn:
           x = batch_norm(train, name=f"bn{index}")(x)
         x = nn.relu(x)
-    window = min(7, x.shape[1], x.shape[2])
-    x = conv(x, 4096, window, "fc6", padding="VALID")
+    x = conv(x, 4096, 1 if use_small_stem(self.small_input, images) else 7, "fc6", padding="VALID")
     x = dropout(self.dropout_rate, train)(nn.relu(x))
     x = dropout(self.dropout_rate, train)(nn.relu(conv(x, 4096, 1, "fc7", padding="VALID")))
     scores = conv(x, self.num_classes, 1, "fc8", padding="VALID")
