@@ -1,6 +1,7 @@
 """Command line: flags -> config -> mode.
 
   python -m jaxcnn.main --config=lenet5 --workdir=/tmp/lenet5 [--mode=train|eval] [--config.FIELD=VALUE ...]
+  python -m jaxcnn.main --config=resnet50 --mode=summary   (per-layer table; needs no workdir or data)
 
 `--config` takes a registered experiment name (see jaxcnn/configs/) or a path to a config file. In
 --mode=eval and --mode=predict it may be left out: the config stored in WORKDIR is used.
@@ -17,9 +18,10 @@ from ml_collections import config_flags
 from jaxcnn import configs
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.", required=True)
-flags.DEFINE_enum("mode", "train", ["train", "eval", "predict"],
-                  "train (resumes if WORKDIR has checkpoints), eval (a whole split) or predict (--images).")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (all modes but summary).")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "summary"],
+                  "train (resumes if WORKDIR has checkpoints), eval (a whole split), predict (--images), or "
+                  "summary (layers, params, multiply-adds).")
 flags.DEFINE_integer("step", None, "For --mode=eval/predict: the checkpoint step (default: the latest).")
 flags.DEFINE_string("images", None, "For --mode=predict: image files or folders, comma-separated.")
 flags.DEFINE_integer("epochs_per_run", None, "For --mode=train: stop after this many epochs; rerun to continue "
@@ -72,11 +74,16 @@ def _config_for_mode():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.mode != "summary" and not FLAGS.workdir:
+    sys.exit(f"jaxcnn: error: --workdir is required for --mode={FLAGS.mode}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
-  from jaxcnn import evaluate, parallel, train  # after flag parsing, so that --help stays fast
+  from jaxcnn import evaluate, parallel, summary, train  # after flag parsing, so that --help stays fast
 
   try:
+    if FLAGS.mode == "summary":
+      summary.print_summary(_CONFIG.value)
+      return
     parallel.initialize_multihost(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                                   FLAGS.heartbeat_timeout)
     config = _config_for_mode()

@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 
 import jaxcnn
 from jaxcnn import checkpoint, data, models, optim, parallel, reporting
+from jaxcnn.models import layers
 
 
 class TrainState(train_state.TrainState):
@@ -159,10 +160,11 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
 
   def loss_fn(params, batch_stats, images, labels, micro_step):
     # Collections a model does not use come back empty, so every model takes the same path.
-    logits, updates = state.apply_fn({"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
-                                     images.astype(dtype), train=True,
-                                     rngs={"dropout": jax.random.fold_in(device_rng, micro_step)},
-                                     mutable=["batch_stats", "aux_logits"])
+    with layers.cross_replica_batch_norm(parallel.AXIS):
+      logits, updates = state.apply_fn({"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
+                                       images.astype(dtype), train=True,
+                                       rngs={"dropout": jax.random.fold_in(device_rng, micro_step)},
+                                       mutable=["batch_stats", "aux_logits"])
     loss = cross_entropy(logits, labels, options.label_smoothing)
     for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
       loss = loss + options.aux_loss_weight * cross_entropy(aux_logits, labels, options.label_smoothing)

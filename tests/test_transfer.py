@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxcnn import configs, optim, parallel, train
+from jaxcnn.models import layers
 
 
 class BatchNormNet(nn.Module):
@@ -16,8 +17,7 @@ class BatchNormNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = nn.Conv(4, (3, 3), strides=2, name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.5, axis_name=parallel.AXIS if train else None,
-                     name="bn")(x)
+    x = layers.batch_norm(train, name="bn")(x)
     x = nn.relu(x).mean(axis=(1, 2))
     return nn.Dense(self.num_classes, name="classifier")(x)
 

@@ -3,7 +3,8 @@
 Every model takes NHWC images and is called as `module.apply(variables, images, train=...)`.
 """
 
-from jaxcnn.models import lenet  # noqa: F401  (registers the family)
+# Importing a family registers its models.
+from jaxcnn.models import alexnet, googlenet, lenet, resnet, tutorial, vgg  # noqa: F401
 from jaxcnn.models.registry import create, names, register
 
 __all__ = ["create", "names", "register"]

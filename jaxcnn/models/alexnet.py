@@ -1,0 +1,91 @@
+"""AlexNet: Krizhevsky, Sutskever, Hinton, "ImageNet classification with deep convolutional neural
+networks", NIPS 2012, Section 3 (architecture, Fig. 2) and Section 5 (initialisation).
+
+Layers (Section 3.5): conv1 96@11x11/4 -> ReLU -> LRN -> max-pool 3/2 (overlapping, Section 3.4);
+conv2 256@5x5 -> ReLU -> LRN -> pool; conv3 384@3x3; conv4 384@3x3; conv5 256@3x3 -> pool; fc6 4096,
+fc7 4096 (ReLU, dropout 0.5, Section 4.2); fc8 = classes. Per-layer outputs on a 227x227 input:
+55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256 after the last pool, 4096, 4096, 1000.
+The paper says 224x224 input, but 11x11/4 without padding needs 227 to give 55x55 (a known erratum; Caffe
+crops 227): 224-pixel inputs are centred in a 227 field.
+
+Variants (parameters for 1000 classes, 3-channel input):
+  alexnet          the paper's layers in one tower (what most people call AlexNet): 62,378,344.
+  alexnet_grouped  the paper's two GPU towers as grouped convolutions (groups=2) on conv2, conv4 and conv5,
+                   which read only their own tower's maps (conv3 and the FC layers cross): 60,965,224.
+  alexnet_owt      torchvision's layout from "One weird trick" (Krizhevsky 2014): 64-192-384-256-256,
+                   no LRN, no groups: 61,100,840.
+
+Initialisation (Section 5): weights N(0, 0.01^2); biases 1 on conv2, conv4, conv5, fc6 and fc7 (to give
+the ReLUs positive inputs early), 0 elsewhere. Caffe's reference model found bias 1 could stall training
+and used 0.1: `hidden_bias=0.1` reproduces that.
+"""
+
+from typing import Sequence
+
+import flax.linen as nn
+
+from jaxcnn.models.layers import LocalResponseNorm, dropout, max_pool, use_small_stem
+from jaxcnn.models.lenet import pad_to
+from jaxcnn.models.registry import register
+
+PAPER_INPUT = 227
+
+
+class AlexNet(nn.Module):
+  """AlexNet; `widths` are conv1..conv5's filter counts, `groups` applies to conv2, conv4 and conv5.
+
+  `small_input` (None = automatic below 64 pixels) replaces conv1's 11x11/4 by a 5x5/1 'SAME' conv, so
+  a 28x28 image keeps the paper's three pooling stages (28 -> 13 -> 6 -> 2) instead of vanishing.
+  """
+
+  num_classes: int
+  widths: Sequence[int] = (96, 256, 384, 384, 256)
+  groups: int = 1
+  lrn: bool = True
+  dropout_rate: float = 0.5
+  hidden_bias: float = 1.0
+  small_input: bool | None = None
+
+  @nn.compact
+  def __call__(self, images, train: bool = False):
+    weights = nn.initializers.normal(0.01)
+    hidden_bias = nn.initializers.constant(self.hidden_bias)
+
+    def conv(x, index, kernel, stride=1, padding=None, groups=1, bias=nn.initializers.zeros_init()):
+      x = nn.Conv(self.widths[index - 1], (kernel, kernel), strides=stride,
+                  padding=kernel // 2 if padding is None else padding, feature_group_count=groups,
+                  kernel_init=weights, bias_init=bias, name=f"conv{index}")(x)
+      return nn.relu(x)
+
+    def normalize(x):
+      return LocalResponseNorm()(x) if self.lrn else x
+
+    if use_small_stem(self.small_input, images):
+      x = conv(images, 1, 5)
+    else:
+      x = conv(pad_to(images, PAPER_INPUT), 1, 11, stride=4, padding="VALID")
+    x = max_pool(normalize(x), 3, 2)
+    x = max_pool(normalize(conv(x, 2, 5, groups=self.groups, bias=hidden_bias)), 3, 2)
+    x = conv(x, 3, 3)
+    x = conv(x, 4, 3, groups=self.groups, bias=hidden_bias)
+    x = max_pool(conv(x, 5, 3, groups=self.groups, bias=hidden_bias), 3, 2)
+    x = x.reshape(x.shape[0], -1)
+    for name in ("fc6", "fc7"):
+      x = nn.relu(nn.Dense(4096, kernel_init=weights, bias_init=hidden_bias, name=name)(x))
+      x = dropout(self.dropout_rate, train)(x)
+    return nn.Dense(self.num_classes, kernel_init=weights, name="fc8")(x)
+
+
+@register("alexnet")
+def alexnet(num_classes: int, **options) -> nn.Module:
+  return AlexNet(num_classes=num_classes, **options)
+
+
+@register("alexnet_grouped")
+def alexnet_grouped(num_classes: int, **options) -> nn.Module:
+  return AlexNet(num_classes=num_classes, groups=2, **options)
+
+
+@register("alexnet_owt")
+def alexnet_owt(num_classes: int, **options) -> nn.Module:
+  return AlexNet(num_classes=num_classes, widths=(64, 192, 384, 256, 256), lrn=False, **options)

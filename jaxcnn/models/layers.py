@@ -1,0 +1,94 @@
+"""Layers the papers use that Flax does not ship, and conventions shared by the model families."""
+
+import contextlib
+import contextvars
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# Images below this many pixels a side are "small" (MNIST, CIFAR): a family's `small_input=None` picks
+# its small-input stem for them, because the ImageNet stems downsample 28- or 32-pixel images to nothing.
+SMALL_INPUT_BELOW = 64
+
+
+def use_small_stem(small_input: bool | None, images: jnp.ndarray) -> bool:
+  """Resolves a family's `small_input` option; None decides by the (static) image height."""
+  return images.shape[1] < SMALL_INPUT_BELOW if small_input is None else small_input
+
+
+# The named device axis a data-parallel train step binds (jaxcnn.parallel.AXIS); None outside one, so a
+# model applied on its own (tests, notebooks) normalises over its local batch.
+_BATCH_NORM_AXIS: contextvars.ContextVar[str | None] = contextvars.ContextVar("batch_norm_axis", default=None)
+
+
+@contextlib.contextmanager
+def cross_replica_batch_norm(axis_name: str):
+  """While tracing inside, training-mode BatchNorm averages its statistics over `axis_name`, so the
+  statistics are those of the global batch, whatever the device count."""
+  token = _BATCH_NORM_AXIS.set(axis_name)
+  try:
+    yield
+  finally:
+    _BATCH_NORM_AXIS.reset(token)
+
+
+def batch_norm(train: bool, epsilon: float = 1e-5, name: str | None = None) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here), so torchvision weights carry over."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, name=name,
+                      axis_name=_BATCH_NORM_AXIS.get() if train else None)
+
+
+def max_pool(x: jnp.ndarray, window: int, stride: int, padding="VALID") -> jnp.ndarray:
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+
+
+class LocalResponseNorm(nn.Module):
+  """Local response normalisation across channels, AlexNet paper Section 3.3:
+
+      b[c] = a[c] / (k + alpha * sum(a[c']^2 for c' in [c - n//2, c + n//2], clipped to the channels))^beta
+
+  The defaults are the paper's k=2, n=5, alpha=1e-4, beta=0.75. `alpha` multiplies the plain sum; it is
+  NOT divided by n. The same function in other frameworks:
+    TensorFlow  tf.nn.local_response_normalization(depth_radius=2, bias=2, alpha=1e-4, beta=0.75) (no /n)
+    PyTorch     nn.LocalResponseNorm(size=5, alpha=5e-4, beta=0.75, k=2)   (divides alpha by size)
+    Caffe       LRN(local_size=5, alpha=5e-4, beta=0.75, k=2)               (divides alpha by local_size)
+  Caffe's bvlc_alexnet (alpha=1e-4, k unset=1) is therefore a weaker normalisation than the paper's
+  (2e-5 per squared activation, k=1); to reproduce it here pass k=1, alpha=2e-5.
+  """
+
+  k: float = 2.0
+  n: int = 5
+  alpha: float = 1e-4
+  beta: float = 0.75
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    channels = x.shape[-1]
+    squares = jnp.pad(jnp.square(x), [(0, 0)] * (x.ndim - 1) + [(self.n // 2, (self.n - 1) // 2)])
+    sums = sum(squares[..., i : i + channels] for i in range(self.n))
+    return x / (self.k + self.alpha * sums) ** self.beta
+
+
+class ConvBlock(nn.Module):
+  """conv -> [BatchNorm] -> ReLU, with PyTorch's symmetric padding k//2, so output sizes and torchvision
+  weights match. With BatchNorm the conv has no bias (BN's shift replaces it)."""
+
+  features: int
+  kernel: int
+  stride: int = 1
+  use_bn: bool = False
+  bn_epsilon: float = 1e-5
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding=self.kernel // 2,
+                use_bias=not self.use_bn, kernel_init=self.kernel_init, bias_init=self.bias_init, name="conv")(x)
+    if self.use_bn:
+      x = batch_norm(train, self.bn_epsilon, name="bn")(x)
+    return nn.relu(x)
+
+
+def dropout(rate: float, train: bool) -> nn.Dropout:
+  """nn.Dropout that is active only in training (it then needs the `dropout` rng)."""
+  return nn.Dropout(rate, deterministic=not train)
