@@ -11,7 +11,8 @@ crops 227): 224-pixel inputs are centred in a 227 field.
 Variants (parameters for 1000 classes, 3-channel input):
   alexnet          the paper's layers in one tower (what most people call AlexNet): 62,378,344.
   alexnet_grouped  the paper's two GPU towers as grouped convolutions (groups=2) on conv2, conv4 and conv5,
-                   which read only their own tower's maps (conv3 and the FC layers cross): 60,965,224.
+                   which read only their own tower's maps (conv3 and the FC layers cross), and LRN within
+                   each tower: 60,965,224. jaxcnn.model_parallel runs it with a tower per device.
   alexnet_owt      torchvision's layout from "One weird trick" (Krizhevsky 2014): 64-192-384-256-256,
                    no LRN, no groups: 61,100,840.
 
@@ -23,6 +24,7 @@ and used 0.1: `hidden_bias=0.1` reproduces that.
 from typing import Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from jaxcnn.models.layers import LocalResponseNorm, dropout, max_pool, use_small_stem
 from jaxcnn.models.lenet import pad_to
@@ -58,7 +60,10 @@ class AlexNet(nn.Module):
       return nn.relu(x)
 
     def normalize(x):
-      return LocalResponseNorm()(x) if self.lrn else x
+      if not self.lrn:
+        return x
+      # Each tower normalises over its own maps only: the paper ran LRN on each GPU (Section 3.3).
+      return jnp.concatenate([LocalResponseNorm()(part) for part in jnp.split(x, self.groups, axis=-1)], axis=-1)
 
     if use_small_stem(self.small_input, images):
       x = conv(images, 1, 5)

@@ -1,0 +1,56 @@
+"""The two-tower AlexNet over two devices computes the grouped AlexNet's function (Section 3.2)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcnn import model_parallel, models
+
+
+@pytest.mark.parametrize("size", [32, 67])  # the small-input stem, and the paper's 11x11/4 stem (67 -> 15 -> 7 -> 3 -> 1)
+def test_two_towers_on_two_devices_equal_the_grouped_model(size):
+  model = models.create("alexnet_grouped", num_classes=10)
+  images = jax.random.normal(jax.random.PRNGKey(1), (4, size, size, 3))
+  labels = jnp.arange(4) % 10
+  params = model.init(jax.random.PRNGKey(0), images)["params"]
+  # The paper's N(0, 0.01) weights make every logit ~0; He-scaled weights give O(1) logits to compare.
+  params = jax.tree.map(lambda p: p * np.sqrt(2 / np.prod(p.shape[:-1])) / 0.01 if p.ndim > 1 else p, params)
+  mesh = model_parallel.tower_mesh()
+  placed = model_parallel.place(params, mesh)
+  assert placed["conv2"]["kernel"].addressable_shards[0].data.shape[-1] == 128  # half the kernels per device
+  assert {s.device for s in placed["conv2"]["kernel"].addressable_shards} == set(jax.devices()[:2])
+
+  def loss(forward, p):
+    return optax.softmax_cross_entropy_with_integer_labels(forward(p), labels).mean()
+
+  grouped = lambda p: model.apply({"params": p}, images, train=False)  # noqa: E731
+  towers = jax.jit(lambda p: model_parallel.forward(p, images, mesh))
+  np.testing.assert_allclose(np.asarray(towers(placed)), np.asarray(grouped(params)), rtol=1e-4, atol=1e-4)
+  assert 0.1 < float(jnp.std(grouped(params))) < 1e3  # a meaningful, finite output
+
+  grads_grouped = jax.grad(lambda p: loss(grouped, p))(params)
+  grads_towers = jax.jit(jax.grad(lambda p: loss(lambda q: model_parallel.forward(q, images, mesh), p)))(placed)
+  for g_t, g_g in zip(jax.tree.leaves(grads_towers), jax.tree.leaves(grads_grouped), strict=True):
+    scale = float(jnp.max(jnp.abs(g_g))) + 1e-12
+    np.testing.assert_allclose(np.asarray(g_t) / scale, np.asarray(g_g) / scale, atol=1e-4)
+
+
+def test_lrn_stays_within_each_tower():
+  """A change in tower 2's conv1 maps must not move tower 1's normalised maps (the grouped model's LRN)."""
+  model = models.create("alexnet_grouped", num_classes=10, dropout_rate=0.0)
+  images = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
+  params = model.init(jax.random.PRNGKey(0), images)["params"]
+  capture = lambda p: model.apply({"params": p}, images, capture_intermediates=True,  # noqa: E731
+                                  mutable=["intermediates"])[1]["intermediates"]
+  changed = jax.tree.map(lambda x: x, params)
+  changed["conv1"]["kernel"] = params["conv1"]["kernel"].at[..., 48:].multiply(5.0)
+  before = capture(params)["LocalResponseNorm_0"]["__call__"][0]
+  after = capture(changed)["LocalResponseNorm_0"]["__call__"][0]
+  np.testing.assert_allclose(np.asarray(before[..., :48]), np.asarray(after[..., :48]), rtol=1e-6)
+
+
+def test_two_towers_need_two_devices():
+  with pytest.raises(ValueError, match="exactly 2 devices"):
+    model_parallel.tower_mesh(jax.devices()[:3])
