@@ -15,6 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   # or a paper's preset: alexnet, vgg, googlenet, resnet, resnet_cifar (train); center, ten_crop, ... (eval).
   c.train_augment = ""
   c.eval_augment = ""
+  c.augment_datasets = ()  # datasets the two chains are for (a paper's); empty = every dataset
   c.image_size = 0  # > 0: images are resized to image_size x image_size (and presets crop that size); 0 = native
   c.skip_bad_images = False  # image folders: leave unreadable files out (with a warning) instead of failing
   c.stats_file = ""  # mean/std/PCA statistics (python -m jaxcnn.data.stats); "" = DATA_DIR/jaxcnn_stats.json

@@ -21,7 +21,13 @@ def get_config():
   config.learning_rate = 0.01
   config.momentum = 0.9
   config.weight_decay = 2e-4
-  config.schedule = "step"
-  config.lr_boundaries_epochs = tuple(range(8, 60, 8))
+  # Section 6: "decreasing the learning rate by 4% every 8 epochs", and Polyak averaging for the final model.
+  config.schedule = "exponential"
   config.lr_decay_factor = 0.96
+  config.lr_decay_every_epochs = 8
+  config.ema_decay = 0.9999
+  config.train_augment = "googlenet"
+  config.eval_augment = "googlenet"
+  config.augment_datasets = ("imagenet2012",)
+  config.eval_split = "validation"
   return config

@@ -2,7 +2,7 @@
 
 Paper recipe (Section III.B): 20 passes of stochastic diagonal Levenberg-Marquardt, one example at a
 time, with the global rate 5e-4 for 2 passes, 2e-4 for 3, 1e-4 for 3, 5e-5 for 4, then 1e-5; no weight
-decay. That optimizer comes with a later issue; until then SGD with momentum on mini-batches, halving the
+decay. jaxcnn has no SDLM optimizer (a known gap); this uses SGD with momentum on mini-batches, halving the
 rate at the paper's pass boundaries (2, 5, 8, 12): the same shape of schedule at rates plain SGD needs.
 Input: 28x28 digits centred in the paper's 32x32 field by the model itself (Section III.A), so any
 28-pixel dataset runs as is: `--config.dataset=fashion_mnist`.

@@ -20,7 +20,11 @@ def get_config():
   config.learning_rate = 0.1
   config.momentum = 0.9
   config.weight_decay = 1e-4
+  # Section 4.2: /10 at 32k and 48k iterations, stop at 64k (about 182 epochs of 45k images at 128);
+  # pad-4 random crops and flips, testing on the original image.
   config.schedule = "step"
-  config.lr_boundaries_epochs = (91, 137)
+  config.lr_boundaries_steps = (32000, 48000)
   config.lr_decay_factor = 0.1
+  config.train_augment = "resnet_cifar"
+  config.augment_datasets = ("cifar10",)
   return config

@@ -203,8 +203,11 @@ class InputPipeline:
     self.stats = stats.for_dataset(config, dataset)
     self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
     kwargs = dict(image_size=config.image_size, stats=self.stats)
-    self.train_chain = augment.Chain(config.train_augment, train=True, **kwargs)
-    self.eval_chain = augment.Chain(config.eval_augment, train=False, **kwargs)
+    # A paper's recipe (ImageNet crops, PCA lighting) would not fit 28x28 grayscale images: a config lists
+    # the datasets its chains are for, and other datasets (e.g. --config.dataset=fashion_mnist) get none.
+    applies = not config.augment_datasets or dataset.name in config.augment_datasets
+    self.train_chain = augment.Chain(config.train_augment if applies else "", train=True, **kwargs)
+    self.eval_chain = augment.Chain(config.eval_augment if applies else "", train=False, **kwargs)
     source_hw, channels = dataset.image_shape[:2], dataset.image_shape[2]
     for chain in (self.train_chain, self.eval_chain):
       chain.check_channels(channels)
