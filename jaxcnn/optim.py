@@ -82,12 +82,20 @@ def scale_by_lr_factor() -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+def _is_lr_factor(node) -> bool:
+  return isinstance(node, LrFactorState)
+
+
 def lr_factor(opt_state) -> float:
-  return float(optax.tree_utils.tree_get(opt_state, "lr_factor"))
+  """The plateau factor (the same in every parameter group's chain)."""
+  states = [s for s in jax.tree.leaves(opt_state, is_leaf=_is_lr_factor) if _is_lr_factor(s)]
+  return float(states[0].lr_factor)
 
 
 def set_lr_factor(opt_state, value: float):
-  return optax.tree_utils.tree_set(opt_state, lr_factor=jnp.asarray(value, jnp.float32))
+  """`opt_state` with every parameter group's plateau factor set to `value`."""
+  return jax.tree.map(lambda s: LrFactorState(jnp.asarray(value, jnp.float32)) if _is_lr_factor(s) else s,
+                      opt_state, is_leaf=_is_lr_factor)
 
 
 def _decay_mask(params):

@@ -73,6 +73,15 @@ def test_lr_factor_scales_the_updates_and_is_stored_in_the_optimizer_state():
   updates, _ = tx.update({"w": jnp.ones(3)}, opt_state, params)
   np.testing.assert_allclose(updates["w"], -0.1 * np.ones(3), rtol=1e-6)
   assert optim.lr_factor(opt_state) == pytest.approx(0.1)
+  # With parameter groups (fine-tuning), every group's chain carries a factor: all of them move together.
+  grouped = optim.create(_config(schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0,
+                                 backbone_lr_multiplier=0.5), 1, lambda p: {"w": "backbone", "v": "head"})
+  params = {"w": jnp.ones(3), "v": jnp.ones(3)}
+  state = optim.set_lr_factor(grouped.init(params), 0.1)
+  updates, _ = grouped.update({"w": jnp.ones(3), "v": jnp.ones(3)}, state, params)
+  np.testing.assert_allclose(updates["w"], -0.05 * np.ones(3), rtol=1e-6)
+  np.testing.assert_allclose(updates["v"], -0.1 * np.ones(3), rtol=1e-6)
+  assert optim.lr_factor(state) == pytest.approx(0.1)
 
 
 def test_coupled_and_decoupled_weight_decay_and_the_bias_exemption():

@@ -81,6 +81,9 @@ def test_transfer_from_a_run_on_other_classes(tiny_config, tmp_path):
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert record["validation_top1_accuracy"] > 0.4  # the new head learned the new classes on frozen features
 
+  tiny_config.freeze_backbone, tiny_config.backbone_lr_multiplier = False, 0.1  # fine-tune everything
+  assert train.train_and_evaluate(tiny_config, tmp_path / "finetune")["epoch"] == 2
+
   tiny_config.init_from = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError):
     train.train_and_evaluate(tiny_config, tmp_path / "bad")
