@@ -37,6 +37,7 @@ import functools
 import pathlib
 import pickle
 import sys
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -123,7 +124,7 @@ def _googlenet_modules(model):
 class Arch:
   model: str  # the jaxcnn model name
   options: dict  # its model_options
-  modules: callable  # jaxcnn model -> (torchvision module, jaxcnn path, flattened map) entries
+  modules: Callable[..., Iterator[tuple]]  # jaxcnn model -> (torchvision module, jaxcnn path, flattened map)
   head: str  # the torchvision module of the classifier, whose rows give the class count
 
 
@@ -161,12 +162,27 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
     loaded = torch.load(path, weights_only=True, map_location="cpu")
   except pickle.UnpicklingError as e:
     raise ValueError(f"{path}: refused by torch's weights-only loader (a file that carries code or objects other "
-                     f"than tensors is not read): {str(e).strip().splitlines()[0]}") from None
+                     f"than tensors is not read): {_unpickler_reason(e)}") from None
+  except RuntimeError as e:  # not a torch file, or a damaged one
+    raise ValueError(f"{path}: cannot be read as a torch file: {_first_line(e)}") from None
   if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
     raise ValueError(f"{path} does not hold a state_dict (a dict of tensor names to tensors), but a "
                      f"{type(loaded).__name__}")
   # Half-precision files widen to jaxcnn's float32 params; integer counters stay as they are.
   return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in loaded.items()}
+
+
+def _unpickler_reason(error: Exception) -> str:
+  """torch's reason for refusing a file, without its advice to load it unsafely."""
+  text = str(error)
+  if "WeightsUnpickler error:" not in text:
+    return _first_line(error)
+  reason = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0].split())
+  return reason.split(" Please use", 1)[0]
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _kernel(weight: np.ndarray, target: tuple[int, ...], flattened: tuple[int, int] | None) -> np.ndarray:
