@@ -30,6 +30,8 @@ use such a stats file for them. AlexNet and VGG need 224x224 inputs (their first
 7x7 map there; torchvision's adaptive pooling, which jaxcnn does not have, would stretch other sizes).
 GoogLeNet's auxiliary heads pool 5x5/3 here (the paper's) and adaptively to 4x4 in torchvision: on a
 224 input these windows differ, so imported aux heads are a starting point for training, not a copy.
+Images below 64 pixels switch jaxcnn's models to small-input stems of other shapes: to start from
+ImageNet weights there, pass --config.model_options.small_input=False and resize (config.image_size).
 """
 
 import dataclasses
