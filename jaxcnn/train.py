@@ -35,9 +35,11 @@ class TrainState(train_state.TrainState):
   ema_params: Any  # moving average of params when config.ema_decay > 0, else {}
 
 
-def create_train_state(config, model, image_shape, tx) -> TrainState:
+def create_train_state(config, model, image_shape, tx, variables=None) -> TrainState:
+  """A fresh state: `model` initialised from `config.seed`, or holding given `variables` (imported weights)."""
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  variables = jax.jit(model.init, static_argnames="train")(init_rng, jnp.zeros((1, *image_shape)), train=False)
+  if variables is None:
+    variables = jax.jit(model.init, static_argnames="train")(init_rng, jnp.zeros((1, *image_shape)), train=False)
   params = variables["params"]
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=variables.get("batch_stats", {}),
                             rng=state_rng, ema_params=params if config.ema_decay else {})
@@ -398,7 +400,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
 
   def save(host_state, epoch_done: int, batches: int, record: dict, metrics=None):
-    meta = checkpoint_meta(config, run, epoch_done, record, controls) | {"batches_done": batches}
+    meta = checkpoint_meta(config, run.dataset.num_classes, epoch_done, record, controls) | {"batches_done": batches}
     run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
 
   with _StopRequests(config.log_every_steps) as stop_requests:
@@ -482,8 +484,9 @@ def _check_finite(step_sums: list[dict], first_step: int, run: Run, nan_policy: 
       logging.warning("step %d: non-finite loss or gradient, update skipped", first_step + offset)
 
 
-def checkpoint_meta(config, run: Run, epoch: int, record: dict, controls: dict) -> dict:
+def checkpoint_meta(config, num_classes: int, epoch: int, record: dict, controls: dict) -> dict:
+  """What `Run.restore` checks (model, dataset, classes, version) and what a resumed run continues from."""
   return {"epoch": epoch, "record": record, "model": config.model, "dataset": config.dataset,
-          "num_classes": run.dataset.num_classes, "jaxcnn_version": jaxcnn.__version__,
+          "num_classes": num_classes, "jaxcnn_version": jaxcnn.__version__,
           "controls": {name: dataclasses.asdict(control) for name, control in controls.items()},
           "config": json.loads(config.to_json_best_effort())}

@@ -14,7 +14,9 @@ Variants (parameters for 1000 classes, 3-channel input):
                    which read only their own tower's maps (conv3 and the FC layers cross), and LRN within
                    each tower: 60,965,224. jaxcnn.model_parallel runs it with a tower per device.
   alexnet_owt      torchvision's layout from "One weird trick" (Krizhevsky 2014): 64-192-384-256-256,
-                   no LRN, no groups: 61,100,840.
+                   no LRN, no groups, and torchvision's conv1 padding of 2 on each side (a 224 input then
+                   gives 55x55 too, with torchvision's pixel alignment, so its weights carry over
+                   exactly): 61,100,840.
 
 Initialisation (Section 5): weights N(0, 0.01^2); biases 1 on conv2, conv4, conv5, fc6 and fc7 (to give
 the ReLUs positive inputs early), 0 elsewhere. Caffe's reference model found bias 1 could stall training
@@ -38,6 +40,8 @@ class AlexNet(nn.Module):
 
   `small_input` (None = automatic below 64 pixels) replaces conv1's 11x11/4 by a 5x5/1 'SAME' conv, so
   a 28x28 image keeps the paper's three pooling stages (28 -> 13 -> 6 -> 2) instead of vanishing.
+  `conv1_padding` None centres the image in a 227 field for conv1 (the paper); an int pads every side
+  by that many zeros instead (torchvision's 2).
   """
 
   num_classes: int
@@ -47,6 +51,7 @@ class AlexNet(nn.Module):
   dropout_rate: float = 0.5
   hidden_bias: float = 1.0
   small_input: bool | None = None
+  conv1_padding: int | None = None
 
   @nn.compact
   def __call__(self, images, train: bool = False):
@@ -67,8 +72,10 @@ class AlexNet(nn.Module):
 
     if use_small_stem(self.small_input, images):
       x = conv(images, 1, 5)
-    else:
+    elif self.conv1_padding is None:
       x = conv(pad_to(images, PAPER_INPUT), 1, 11, stride=4, padding="VALID")
+    else:
+      x = conv(images, 1, 11, stride=4, padding=self.conv1_padding)
     x = max_pool(normalize(x), 3, 2)
     x = max_pool(normalize(conv(x, 2, 5, groups=self.groups, bias=hidden_bias)), 3, 2)
     x = conv(x, 3, 3)
@@ -93,4 +100,4 @@ def alexnet_grouped(num_classes: int, **options) -> nn.Module:
 
 @register("alexnet_owt")
 def alexnet_owt(num_classes: int, **options) -> nn.Module:
-  return AlexNet(num_classes=num_classes, widths=(64, 192, 384, 256, 256), lrn=False, **options)
+  return AlexNet(num_classes=num_classes, widths=(64, 192, 384, 256, 256), lrn=False, **{"conv1_padding": 2, **options})
