@@ -263,12 +263,20 @@ def test_multiply_adds_agree_with_published_totals(name, options, published):
   assert abs(macs - published) <= 0.02 * published, f"{name} {options}: {macs / 1e9:.3f} G"
 
 
-# Compiling a forward/backward pass takes 15-60 s per deep model on this 2-core CPU (minutes for
-# resnet1202): all but the small ones run in the slow tier.
+# Compiling a forward/backward pass takes 15-60 s per deep model on this 2-core CPU: all but the small
+# ones run in the slow tier. resnet1202's 1,202 unrolled layers took over 10 minutes and 15 GB to compile
+# on CPU before being stopped, so it is skipped here; it shares its builder with resnet20..110, which run.
 FAST = {"lenet5", "lenet5_1998", "mlp", "simple_cnn", "resnet20"}
+TOO_BIG_FOR_CPU = {"resnet1202"}
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(EXPECTED_NAMES)])
+def forward_backward_param(name):
+  if name in TOO_BIG_FOR_CPU:
+    return pytest.param(name, marks=pytest.mark.skip(reason="compiling 1,202 unrolled layers exceeds CPU test limits"))
+  return name if name in FAST else pytest.param(name, marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name", [forward_backward_param(n) for n in sorted(EXPECTED_NAMES)])
 def test_forward_and_backward_on_8_devices(name):
   model, variables = init(name)
   devices = jax.device_count()

@@ -6,7 +6,7 @@ conv2 256@5x5 -> ReLU -> LRN -> pool; conv3 384@3x3; conv4 384@3x3; conv5 256@3x
 fc7 4096 (ReLU, dropout 0.5, Section 4.2); fc8 = classes. Per-layer outputs on a 227x227 input:
 55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256 after the last pool, 4096, 4096, 1000.
 The paper says 224x224 input, but 11x11/4 without padding needs 227 to give 55x55 (a known erratum; Caffe
-crops 227): 224-pixel inputs are centred in a 227 field.
+crops 227): smaller inputs (the paper's 224, or anything from 64 pixels up) are centred in a 227 field.
 
 Variants (parameters for 1000 classes, 3-channel input):
   alexnet          the paper's layers in one tower (what most people call AlexNet): 62,378,344.
