@@ -8,7 +8,8 @@ For each model: steady-state images/s of `jaxcnn.train.train_step` (the training
 training optimizer: SGD, momentum 0.9, coupled weight decay 5e-4, built by `jaxcnn.optim.create`), after
 compilation; the compile time; the peak device memory where the device reports it; and the model FLOPs
 utilisation where the device's peak is known (FLOPs per step from XLA's cost analysis of the compiled
-step). Each repeat times `--steps` steps; the table shows the median over `--repeats`.
+step). Each repeat times `--steps` steps (by default as many as take about `--seconds`, judged from the warm-up);
+the table shows the median over `--repeats`.
 
 `--mode=step` (default) feeds one synthetic batch already on the device, so it measures the step alone.
 `--mode=end_to_end` feeds the real input pipeline (`jaxcnn.data.InputPipeline`: Fashion-MNIST from the
@@ -29,6 +30,7 @@ import functools
 import importlib.util
 import itertools
 import json
+import math
 import os
 import pathlib
 import statistics
@@ -36,6 +38,8 @@ import sys
 import time
 
 from absl import app, flags
+
+from jaxcnn import xla_cpu
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet5", "resnet20"], "Registered model names, comma-separated.")
@@ -51,8 +55,12 @@ flags.DEFINE_enum("mode", "step", ["step", "end_to_end"], "step: synthetic batch
 flags.DEFINE_enum("dataset", "fashion_mnist", ["fashion_mnist", "synthetic"], "--mode=end_to_end's data.")
 flags.DEFINE_enum("parallelism", "pmap", ["pmap", "shard_map"], "How the step runs over the devices.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per model; the median is reported.", lower_bound=1)
-flags.DEFINE_integer("steps", 20, "Train steps per timed repeat.", lower_bound=1)
+flags.DEFINE_integer("steps", 0, "Train steps per timed repeat; 0 = as many as take about --seconds in jaxcnn.",
+                     lower_bound=0)
+flags.DEFINE_float("seconds", 2.0, "With --steps=0: the target duration of one jaxcnn repeat.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.", lower_bound=0)
+flags.DEFINE_bool("xla_cpu_tuning", True, "Add jaxcnn.xla_cpu's XLA flags (as training does); "
+                  "--noxla_cpu_tuning measures XLA's defaults.")
 
 PYTORCH_MODELS = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "benchmark" / "pytorch_models.py"
 
@@ -116,6 +124,7 @@ class Record:
   params: int
   images_per_sec: float
   images_per_sec_runs: list[float]
+  steps_per_run: int
   compile_seconds: float
   step_flops: float  # per device and step
   flops_source: str  # xla_cost_analysis of the compiled step, or summary_macs_x6 where XLA gives none
@@ -161,8 +170,11 @@ class JaxStep:
     step = self.strategy.compile(functools.partial(train.train_step, options=train.StepOptions.from_config(config)),
                                  donate_state=True)
     start = time.perf_counter()
-    self.step = step.lower(self.state, next(self.batches)).compile()
+    batch = next(self.batches)
+    self.step = step.lower(self.state, batch).compile()
     self.compile_seconds = time.perf_counter() - start
+    if mode == "step":  # on the device in the step's own layout, so no step pays a host-to-device copy
+      self.batches = itertools.repeat(jax.device_put(batch, self.step.input_shardings[0][1]))
     cost = self.step.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost  # a list of one dict on older JAX
     if cost and cost.get("flops", 0) > 0:
@@ -219,19 +231,20 @@ def measure(model: str, torch_models=None) -> Record:
     if theirs.params != ours.params:
       raise ValueError(f"{model}: the PyTorch twin has {theirs.params:,} parameters, jaxcnn's {ours.params:,}")
     theirs.run(FLAGS.warmup)
-  ours.run(FLAGS.warmup)
+  warmup_seconds = ours.run(max(FLAGS.warmup, 1))
+  steps = FLAGS.steps or max(2, math.ceil(FLAGS.seconds / (warmup_seconds / max(FLAGS.warmup, 1))))
   runs, torch_runs = [], []
   for _ in range(FLAGS.repeats):  # alternating, so both see the same load on a shared machine
-    runs.append(_rates(ours, FLAGS.batch_size, FLAGS.steps))
+    runs.append(_rates(ours, FLAGS.batch_size, steps))
     if theirs is not None:
-      torch_runs.append(_rates(theirs, FLAGS.batch_size, FLAGS.steps))
+      torch_runs.append(_rates(theirs, FLAGS.batch_size, steps))
   load_after = os.getloadavg()[0]
   devices = jax.local_devices()
   rate = statistics.median(runs)
   peak = peak_flops(devices[0], FLAGS.precision)
   mfu = ours.step_flops * rate / FLAGS.batch_size / peak if peak else None  # per device: FLOPs/s over peak
   record = Record(model, FLAGS.batch_size, image_shape, FLAGS.precision, FLAGS.mode, FLAGS.parallelism,
-                  jax.device_count(), devices[0].device_kind, ours.params, rate, runs, ours.compile_seconds,
+                  jax.device_count(), devices[0].device_kind, ours.params, rate, runs, steps, ours.compile_seconds,
                   ours.step_flops, ours.flops_source, mfu, peak_memory(devices), (load_before, load_after))
   if theirs is not None:
     torch_rate = statistics.median(torch_runs)
@@ -269,6 +282,8 @@ def _select_devices(count: int) -> None:
 def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if FLAGS.xla_cpu_tuning:
+    xla_cpu.apply()
   if FLAGS.devices:
     _select_devices(FLAGS.devices)
   import jax
@@ -280,8 +295,8 @@ def main(argv):
     sys.exit(f"jaxcnn.bench: unknown model(s) {', '.join(unknown)}; known: {', '.join(models.names())}")
   torch_models = load_pytorch_models() if FLAGS.compare == "pytorch" else None
   print(f"jaxcnn.bench: {jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
-        f"JAX {jax.__version__}, {FLAGS.mode} mode, {FLAGS.precision}, {FLAGS.parallelism}, median of "
-        f"{FLAGS.repeats} x {FLAGS.steps} steps", flush=True)
+        f"JAX {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, {FLAGS.mode} mode, {FLAGS.precision}, {FLAGS.parallelism}, median of "
+        f"{FLAGS.repeats} repeats", flush=True)
   records = []
   for model in FLAGS.models:
     records.append(measure(model, torch_models))

@@ -2,7 +2,8 @@
 
 XLA reads its flags once per process, so each variant runs as its own `python -m jaxcnn.bench`; the
 variants take turns, round after round, so that a change in the machine's load hits them alike. Prints
-each variant's median images/s per model and its ratio to the first variant.
+each variant's median images/s per model, its ratio to the first variant, and, with `--compare=pytorch`
+among the bench arguments, the median jaxcnn/PyTorch ratio (taken side by side, the steadier figure).
 
   python experiments/benchmark/ab_env.py --rounds=3 \\
       --variant="default=" --variant="no_eigen_threads=XLA_FLAGS=--xla_cpu_multi_thread_eigen=false" \\
@@ -37,6 +38,7 @@ def main():
   bench_args = [a for a in bench_args if a != "--"]
   variants = [parse_variant(v) for v in args.variant]
   rates: dict[tuple[str, str], list[float]] = {}
+  ratios: dict[tuple[str, str], list[float]] = {}
   with tempfile.TemporaryDirectory() as tmp:
     for round_ in range(args.rounds):
       for name, env in variants:
@@ -45,13 +47,17 @@ def main():
                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, capture_output=True)
         for record in json.loads(out.read_text()):
           rates.setdefault((record["model"], name), []).extend(record["images_per_sec_runs"])
+          if record.get("ratio"):
+            ratios.setdefault((record["model"], name), []).append(record["ratio"])
   models = dict.fromkeys(model for model, _ in rates)
-  print(f"{'model':<12} {'variant':<24} {'median img/s':>12} {'vs first':>8}  runs")
+  print(f"{'model':<12} {'variant':<24} {'median img/s':>12} {'vs first':>8} {'vs PyTorch':>10}  runs")
   for model in models:
     first = statistics.median(rates[(model, variants[0][0])])
     for name, _ in variants:
       runs = rates[(model, name)]
-      print(f"{model:<12} {name:<24} {statistics.median(runs):>12.1f} {statistics.median(runs) / first:>8.2f}  "
+      versus = statistics.median(ratios[(model, name)]) if (model, name) in ratios else float("nan")
+      print(f"{model:<12} {name:<24} {statistics.median(runs):>12.1f} {statistics.median(runs) / first:>8.2f} "
+            f"{versus:>10.2f}  "
             f"{' '.join(f'{r:.0f}' for r in runs)}")
 
 
