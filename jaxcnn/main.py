@@ -15,7 +15,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import configs
+from jaxcnn import configs, xla_cpu
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (all modes but summary).")
@@ -78,6 +78,7 @@ def main(argv):
     sys.exit(f"jaxcnn: error: --workdir is required for --mode={FLAGS.mode}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
+  xla_cpu.apply()  # before JAX starts a backend
   from jaxcnn import evaluate, parallel, summary, train  # after flag parsing, so that --help stays fast
 
   try:

@@ -13,8 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import linen as nn
 
 from jaxcnn import models, summary
+from jaxcnn.models import layers
 
 IMAGENET, IMAGENET_227, CIFAR, MNIST = (224, 224, 3), (227, 227, 3), (32, 32, 3), (28, 28, 1)
 
@@ -301,3 +303,16 @@ def test_forward_and_backward_on_8_devices(name):
   assert all(np.isfinite(norms)) and sum(n > 0 for n in norms) >= 0.9 * len(norms)
   if "batch_stats" in variables:  # BatchNorm statistics move in training
     assert not np.allclose(jax.tree.leaves(state["batch_stats"])[0][0], jax.tree.leaves(variables["batch_stats"])[0])
+
+
+@pytest.mark.parametrize("shape,window,stride,padding", [((2, 8, 8, 3), 2, 2, "VALID"), ((2, 8, 8, 3), 2, 2, "SAME"),
+                                                         ((2, 7, 7, 3), 2, 2, "SAME"), ((2, 9, 9, 3), 3, 2, "VALID")])
+def test_max_pool_matches_windowed_max_and_its_gradient(shape, window, stride, padding):
+  """layers.max_pool's reshape form (exact tilings) gives nn.max_pool's values and gradients (no ties here)."""
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  ours = lambda x: layers.max_pool(x, window, stride, padding)
+  flax_pool = lambda x: nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+  np.testing.assert_array_equal(ours(x), flax_pool(x))
+  weights = jax.random.normal(jax.random.PRNGKey(1), flax_pool(x).shape)
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)
+  np.testing.assert_array_equal(grad(ours), grad(flax_pool))

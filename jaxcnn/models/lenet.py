@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcnn.models.layers import max_pool
 from jaxcnn.models.registry import register
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
-_POOLS = {"avg": nn.avg_pool, "max": nn.max_pool}
+_POOLS = {"avg": lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2)), "max": lambda x: max_pool(x, 2, 2)}
 
 
 def pad_to(images: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -40,8 +41,8 @@ class LeNet5(nn.Module):
   def __call__(self, images, train: bool = False):
     act, pool = _ACTIVATIONS[self.activation], _POOLS[self.pooling]
     x = pad_to(images, 32)
-    x = pool(act(nn.Conv(6, (5, 5), padding="VALID", name="c1")(x)), (2, 2), strides=(2, 2))
-    x = pool(act(nn.Conv(16, (5, 5), padding="VALID", name="c3")(x)), (2, 2), strides=(2, 2))
+    x = pool(act(nn.Conv(6, (5, 5), padding="VALID", name="c1")(x)))
+    x = pool(act(nn.Conv(16, (5, 5), padding="VALID", name="c3")(x)))
     x = act(nn.Conv(120, (5, 5), padding="VALID", name="c5")(x))  # 1x1x120, the paper's C5
     x = x.reshape(x.shape[0], -1)
     x = act(nn.Dense(84, name="f6")(x))

@@ -1,0 +1,197 @@
+"""The PyTorch measuring stick for `python -m jaxcnn.bench --compare=pytorch` (not part of jaxcnn).
+
+The same architectures as jaxcnn's zoo, layer for layer (the parameter counts are checked against
+jaxcnn's before anything is timed), trained the same way: SGD with momentum and coupled weight decay
+on a cross-entropy loss, the same batch and precision, synthetic data already on the device. On a GPU:
+channels_last memory format and bfloat16 autocast for `precision="bfloat16"`, and torchvision's own
+ResNet-50, VGG-16 and AlexNet (the "one weird trick" layout, jaxcnn's `alexnet_owt`) when torchvision is
+importable. On the CPU every core is an intra-op thread.
+
+`jaxcnn.bench` loads this file by path; run on its own it prints the parameter counts:
+
+  python experiments/benchmark/pytorch_models.py
+"""
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeNet5(nn.Module):
+  """jaxcnn `lenet5`: 28x28 centred in 32x32, conv 6@5x5, max-pool, conv 16@5x5, max-pool, conv 120@5x5, 84, classes."""
+
+  def __init__(self, num_classes: int, channels: int):
+    super().__init__()
+    self.features = nn.Sequential(
+        nn.Conv2d(channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
+        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes))
+
+  def forward(self, x):
+    pad_h, pad_w = max(32 - x.shape[2], 0), max(32 - x.shape[3], 0)
+    return self.features(F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)))
+
+
+def mlp(num_classes: int, channels: int, size: int) -> nn.Module:
+  """jaxcnn `mlp`: flatten, Dense 128 ReLU, Dense classes."""
+  return nn.Sequential(nn.Flatten(), nn.Linear(size * size * channels, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+
+def simple_cnn(num_classes: int, channels: int, size: int) -> nn.Module:
+  """jaxcnn `simple_cnn`: conv 32@3x3, avg-pool, conv 64@3x3, avg-pool, Dense 256, Dense classes."""
+  return nn.Sequential(
+      nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+      nn.Linear(64 * (size // 4) ** 2, 256), nn.ReLU(), nn.Linear(256, num_classes))
+
+
+class BasicBlockA(nn.Module):
+  """jaxcnn CIFAR ResNet block, shortcut option A (subsample and zero-pad the identity)."""
+
+  def __init__(self, inputs: int, features: int, stride: int):
+    super().__init__()
+    self.conv1 = nn.Conv2d(inputs, features, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(features)
+    self.conv2 = nn.Conv2d(features, features, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(features)
+    self.stride, self.grow = stride, features - inputs
+
+  def forward(self, x):
+    y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+    if self.stride != 1 or self.grow:
+      x = F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, 0, self.grow))
+    return F.relu(y + x)
+
+
+class CifarResNet(nn.Module):
+  """jaxcnn `resnet{6n+2}` (He et al. Section 4.2): 3x3 16 stem, three stages of n blocks at 16-32-64."""
+
+  def __init__(self, depth: int, num_classes: int, channels: int):
+    super().__init__()
+    n = (depth - 2) // 6
+    self.stem = nn.Sequential(nn.Conv2d(channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+    blocks, inputs = [], 16
+    for stage, features in enumerate((16, 32, 64)):
+      for block in range(n):
+        blocks.append(BasicBlockA(inputs, features, 2 if stage > 0 and block == 0 else 1))
+        inputs = features
+    self.blocks = nn.Sequential(*blocks)
+    self.fc = nn.Linear(64, num_classes)
+
+  def forward(self, x):
+    return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+
+
+def alexnet(num_classes: int, channels: int, size: int) -> nn.Module:
+  """jaxcnn `alexnet` with its small-input stem (below 64 pixels: conv1 5x5/1 'SAME'), paper LRN and dropout.
+
+  PyTorch's LocalResponseNorm divides alpha by the window size: alpha 5e-4 here is the paper's 1e-4.
+  """
+  if size >= 64:
+    raise ValueError("the PyTorch twin of jaxcnn's alexnet covers its small-input stem (images below 64 pixels)")
+  pooled = size
+  for _ in range(3):
+    pooled = (pooled - 3) // 2 + 1
+  lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+  return nn.Sequential(
+      nn.Conv2d(channels, 96, 5, padding=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+      nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
+      nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
+      nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(),
+      nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(),
+      nn.Linear(256 * pooled * pooled, 4096), nn.ReLU(), nn.Dropout(0.5),
+      nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, num_classes))
+
+
+def _torchvision(name: str):
+  def build(num_classes: int, channels: int, size: int) -> nn.Module:
+    import torchvision
+
+    if channels != 3:
+      raise ValueError(f"torchvision's {name} takes 3-channel images")
+    return getattr(torchvision.models, name)(num_classes=num_classes)
+  return build
+
+
+# jaxcnn model name -> builder(num_classes, channels, size).
+MODELS = {
+    "lenet5": lambda num_classes, channels, size: LeNet5(num_classes, channels),
+    "mlp": mlp,
+    "simple_cnn": simple_cnn,
+    "alexnet": alexnet,
+    **{f"resnet{d}": (lambda d: lambda num_classes, channels, size: CifarResNet(d, num_classes, channels))(d)
+       for d in (20, 32, 44, 56, 110)},
+    # torchvision's layouts: ResNet-50 v1.5 (stride in the 3x3; jaxcnn's resnet50 strides in the 1x1 by
+    # default, same parameters, ~4% fewer multiply-adds), VGG-16 and AlexNet "one weird trick".
+    "resnet50": _torchvision("resnet50"),
+    "vgg16": _torchvision("vgg16"),
+    "alexnet_owt": _torchvision("alexnet"),
+}
+
+
+def parameter_count(model: nn.Module) -> int:
+  return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class TrainStep:
+  """A PyTorch model, optimizer and synthetic batch; `run(steps)` times that many training steps."""
+
+  def __init__(self, name: str, num_classes: int, image_shape, batch_size: int, precision: str = "float32",
+               momentum: float = 0.9, weight_decay: float = 5e-4, learning_rate: float = 0.01):
+    if name not in MODELS:
+      raise KeyError(f"no PyTorch twin of jaxcnn model {name!r}; known: {', '.join(sorted(MODELS))}")
+    size, _, channels = image_shape
+    self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if self.device.type == "cpu":
+      torch.set_num_threads(os.cpu_count())
+    if precision == "bfloat16" and self.device.type != "cuda":
+      raise ValueError("bfloat16 autocast is measured on a GPU only (CPU autocast is not what jaxcnn compares to)")
+    self.precision = precision
+    self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+    self.model = MODELS[name](num_classes, channels, size).to(self.device, memory_format=self.memory_format).train()
+    self.params = parameter_count(self.model)
+    self.optimizer = torch.optim.SGD(self.model.parameters(), lr=learning_rate, momentum=momentum,
+                                     weight_decay=weight_decay)
+    generator = torch.Generator().manual_seed(0)
+    self.images = torch.randn(batch_size, channels, size, size, generator=generator).to(
+        self.device, memory_format=self.memory_format)
+    self.labels = torch.randint(0, num_classes, (batch_size,), generator=generator).to(self.device)
+    self.batch_size = batch_size
+
+  def _step(self):
+    self.optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+      loss = F.cross_entropy(self.model(self.images), self.labels)
+    loss.backward()
+    self.optimizer.step()
+
+  def _sync(self):
+    if self.device.type == "cuda":
+      torch.cuda.synchronize()
+
+  def run(self, steps: int) -> float:
+    """Seconds for `steps` training steps (the device drained before and after)."""
+    self._sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+      self._step()
+    self._sync()
+    return time.perf_counter() - start
+
+  def peak_memory_bytes(self):
+    return torch.cuda.max_memory_allocated() if self.device.type == "cuda" else None
+
+  @property
+  def description(self) -> str:
+    where = torch.cuda.get_device_name() if self.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    return f"PyTorch {torch.__version__} ({where})"
+
+
+if __name__ == "__main__":
+  for model_name, shape in (("lenet5", (28, 28, 1)), ("mlp", (28, 28, 1)), ("simple_cnn", (28, 28, 1)),
+                            ("resnet20", (32, 32, 3)), ("alexnet", (32, 32, 3))):
+    print(f"{model_name:<12} {parameter_count(MODELS[model_name](10, shape[2], shape[0])):>12,} parameters")
