@@ -59,12 +59,14 @@ def _pipeline_rate(config, steps: int) -> float:
 def _train_step_rate(model_name: str, image_shape, batch_size: int, steps: int) -> float:
   config = configs.get("lenet5")
   model = models.create(model_name, num_classes=10)
-  state = parallel.replicate(train.create_train_state(config, model, image_shape, optim.create(config, 100)))
+  strategy = parallel.Pmap()
+  state = strategy.put_state(train.create_train_state(config, model, image_shape, optim.create(config, 100)))
   _, local_devices, per_device = data.batch_layout(batch_size)
   rng = np.random.default_rng(0)
   batch = {"image": rng.normal(size=(local_devices, per_device, *image_shape)).astype(np.float32),
            "label": rng.integers(0, 10, (local_devices, per_device)).astype(np.int32)}
-  step = parallel.pmap_step(functools.partial(train.train_step, aux_loss_weight=0.3), donate_state=True)
+  step = strategy.compile(functools.partial(train.train_step, options=train.StepOptions(aux_loss_weight=0.3)),
+                          donate_state=True)
   for _ in range(2):
     state, sums = step(state, batch)
   jax.block_until_ready(sums)
