@@ -78,6 +78,13 @@ def transfer_weights(state: "TrainState", config, num_classes: int) -> "TrainSta
   source_params, source_stats, meta = checkpoint.read_weights(config.init_from, config.init_step or None)
   if meta.get("model") != config.model:
     raise ValueError(f"init_from {config.init_from} holds model {meta.get('model')!r}, not {config.model!r}")
+  source_options = meta.get("config", {}).get("model_options", {})
+  differing = {k for k in set(source_options) | set(config.model_options)
+               if source_options.get(k) != config.model_options.get(k)}
+  if differing:
+    # Same shapes, maybe another function (e.g. resnet's stride_in_3x3 for imported v1.5 weights).
+    logging.warning("init_from %s was trained with other model_options: %s", config.init_from,
+                    ", ".join(f"{k}={source_options.get(k)!r} here {config.model_options.get(k)!r}" for k in sorted(differing)))
   heads = head_modules(state.params, num_classes)
   source = {"params": source_params, "batch_stats": source_stats}
 
