@@ -11,4 +11,4 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv || { echo "python venv failed: on Debian, apt-get install python3-venv" >&2; exit 1; }
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[${EXTRAS:-}]"
+.venv/bin/python -m pip install --quiet -e ".${EXTRAS:+[$EXTRAS]}"
