@@ -46,6 +46,11 @@ def create_train_state(config, model, image_shape, tx, variables=None) -> TrainS
   return state.replace(step=jnp.zeros((), jnp.int32))  # an array, so that checkpoints hold it like every leaf
 
 
+def _keys(path) -> tuple[str, ...]:
+  """A pytree path (DictKey entries) as plain module/parameter names."""
+  return tuple(str(getattr(k, "key", k)) for k in path)
+
+
 def head_modules(params, num_classes: int) -> set[tuple[str, ...]]:
   """Module paths of the classifier head(s): dense layers with `num_classes` outputs, and auxiliary heads.
 
@@ -53,7 +58,7 @@ def head_modules(params, num_classes: int) -> set[tuple[str, ...]]:
   """
   heads = set()
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    keys = tuple(str(getattr(k, "key", k)) for k in path)
+    keys = _keys(path)
     if keys[-1] == "kernel" and leaf.ndim == 2 and leaf.shape[-1] == num_classes:
       heads.add(keys[:-1])
     if any("aux" in k for k in keys):
@@ -69,7 +74,7 @@ def parameter_groups(params, num_classes: int):
   """"head" / "backbone" for every parameter leaf (optax.multi_transform's labels)."""
   heads = head_modules(params, num_classes)
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: "head" if _in_heads(tuple(str(getattr(k, "key", k)) for k in path), heads) else "backbone",
+      lambda path, _: "head" if _in_heads(_keys(path), heads) else "backbone",
       params)
 
 
@@ -90,7 +95,7 @@ def transfer_weights(state: "TrainState", config, num_classes: int) -> "TrainSta
 
   def take(collection):
     def pick(path, new):
-      keys = tuple(str(getattr(k, "key", k)) for k in path)
+      keys = _keys(path)
       if _in_heads(keys, heads):
         return new
       old = source[collection]
