@@ -7,8 +7,9 @@
 For each model: steady-state images/s of `jaxcnn.train.train_step` (the training code path, with the
 training optimizer: SGD, momentum 0.9, coupled weight decay 5e-4, built by `jaxcnn.optim.create`), after
 compilation; the compile time; the peak device memory where the device reports it; and the model FLOPs
-utilisation where the device's peak is known (FLOPs per step from XLA's cost analysis of the compiled
-step). Each repeat times `--steps` steps (by default as many as take about `--seconds`, judged from the warm-up);
+utilisation where the device's peak is known: model FLOPs are 6 x the forward multiply-adds per image
+(forward, input gradients and weight gradients), as MFU is usually defined. XLA's own count for the
+compiled step is recorded beside it; on GPUs it leaves out the cuDNN convolutions, so it is not used. Each repeat times `--steps` steps (by default as many as take about `--seconds`, judged from the warm-up);
 the table shows the median over `--repeats`.
 
 `--mode=step` (default) feeds one synthetic batch already on the device, so it measures the step alone.
@@ -16,8 +17,9 @@ the table shows the median over `--repeats`.
 usual data directory, or `--dataset=synthetic`), host-to-device copies included.
 
 Default inputs (`--image_size` overrides the size, keeping the channels): LeNet-5, the MLP and the small
-CNN 28x28x1 (Fashion-MNIST), the CIFAR ResNets 32x32x3, AlexNet 32x32x3 (its small-input stem, the
-CIFAR-sized case of the experiments), every other model 224x224x3 (ImageNet).
+CNN 28x28x1 (Fashion-MNIST), the CIFAR ResNets 32x32x3, the paper's AlexNet (one or two towers) 32x32x3
+(its small-input stem, the CIFAR-sized case of the experiments), every other model 224x224x3 (ImageNet),
+torchvision's AlexNet layout `alexnet_owt` included.
 
 `--compare=pytorch` times the identical PyTorch model (experiments/benchmark/pytorch_models.py, loaded
 by path from the repository; not part of the package) in the same process, alternating repeats with
@@ -81,7 +83,7 @@ def default_input(model: str) -> tuple[int, int, int]:
   """The model's benchmark input (see the module docstring)."""
   if model in _SMALL_INPUTS:
     return _SMALL_INPUTS[model]
-  if model.startswith("alexnet") or (model.startswith("resnet") and int(model[6:]) in _cifar_depths()):
+  if model in ("alexnet", "alexnet_grouped") or (model.startswith("resnet") and int(model[6:]) in _cifar_depths()):
     return (32, 32, 3)
   return (224, 224, 3)
 
@@ -126,8 +128,8 @@ class Record:
   images_per_sec_runs: list[float]
   steps_per_run: int
   compile_seconds: float
-  step_flops: float  # per device and step
-  flops_source: str  # xla_cost_analysis of the compiled step, or summary_macs_x6 where XLA gives none
+  step_flops: float  # model FLOPs per device and step: 6 x forward multiply-adds x per-device batch
+  xla_step_flops: float | None  # XLA's cost analysis of the compiled step (without cuDNN calls on GPUs)
   mfu: float | None
   peak_memory_bytes: int | None
   load_average: tuple[float, float] = ()  # 1-minute host load before and after: other users' work skews timings
@@ -164,7 +166,8 @@ class JaxStep:
       epochs = itertools.chain.from_iterable(pipeline.train_batches(epoch) for epoch in itertools.count())
       self.batches = map(self.strategy.put_batch, epochs)
     self.model = models.create(config.model, num_classes=10)
-    self.params = summary.totals(self.model, self.image_shape)["params"]
+    totals = summary.totals(self.model, self.image_shape)
+    self.params = totals["params"]
     state = train.create_train_state(config, self.model, self.image_shape, optim.create(config, steps_per_epoch=1000))
     self.state = self.strategy.put_state(state)
     step = self.strategy.compile(functools.partial(train.train_step, options=train.StepOptions.from_config(config)),
@@ -175,13 +178,11 @@ class JaxStep:
     self.compile_seconds = time.perf_counter() - start
     if mode == "step":  # on the device in the step's own layout, so no step pays a host-to-device copy
       self.batches = itertools.repeat(jax.device_put(batch, self.step.input_shardings[0][1]))
+    # Forward multiply-adds x 2 FLOPs x 3 (forward, input and weight gradients), per device.
+    self.step_flops = 6.0 * totals["macs"] * per_device
     cost = self.step.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost  # a list of one dict on older JAX
-    if cost and cost.get("flops", 0) > 0:
-      self.step_flops, self.flops_source = float(cost["flops"]), "xla_cost_analysis"
-    else:  # forward multiply-adds x 2 FLOPs x 3 (forward, input and weight gradients), per device
-      macs = summary.totals(self.model, self.image_shape)["macs"]
-      self.step_flops, self.flops_source = 6.0 * macs * per_device, "summary_macs_x6"
+    self.xla_step_flops = float(cost["flops"]) if cost and cost.get("flops", 0) > 0 else None
 
   def run(self, steps: int) -> float:
     """Seconds for `steps` train steps, the device drained before and after."""
@@ -245,7 +246,7 @@ def measure(model: str, torch_models=None) -> Record:
   mfu = ours.step_flops * rate / FLAGS.batch_size / peak if peak else None  # per device: FLOPs/s over peak
   record = Record(model, FLAGS.batch_size, image_shape, FLAGS.precision, FLAGS.mode, FLAGS.parallelism,
                   jax.device_count(), devices[0].device_kind, ours.params, rate, runs, steps, ours.compile_seconds,
-                  ours.step_flops, ours.flops_source, mfu, peak_memory(devices), (load_before, load_after))
+                  ours.step_flops, ours.xla_step_flops, mfu, peak_memory(devices), (load_before, load_after))
   if theirs is not None:
     torch_rate = statistics.median(torch_runs)
     record = dataclasses.replace(record, pytorch=theirs.description, pytorch_params=theirs.params,
@@ -302,16 +303,18 @@ def main(argv):
         f"JAX {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, {FLAGS.mode} mode, {FLAGS.precision}, {FLAGS.parallelism}, median of "
         f"{FLAGS.repeats} repeats", flush=True)
   records = []
-  for model in FLAGS.models:
-    records.append(measure(model, torch_models))
-    r = records[-1]
-    if r.pytorch:
-      print(f"  {model}: {r.params:,} parameters in jaxcnn and {r.pytorch_params:,} in {r.pytorch}", flush=True)
-    elif torch_models is not None:
-      print(f"  {model}: no PyTorch twin; compared with nothing", flush=True)
-  print(table(records))
-  if FLAGS.json:
-    pathlib.Path(FLAGS.json).write_text(json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
+  try:
+    for model in FLAGS.models:
+      records.append(measure(model, torch_models))
+      r = records[-1]
+      if r.pytorch:
+        print(f"  {model}: {r.params:,} parameters in jaxcnn and {r.pytorch_params:,} in {r.pytorch}", flush=True)
+      elif torch_models is not None:
+        print(f"  {model}: no PyTorch twin; compared with nothing", flush=True)
+  finally:  # a model that fails (out of memory, say) keeps the ones measured before it
+    print(table(records))
+    if FLAGS.json:
+      pathlib.Path(FLAGS.json).write_text(json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
 
 
 if __name__ == "__main__":
