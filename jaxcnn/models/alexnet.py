@@ -28,7 +28,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import LocalResponseNorm, dropout, max_pool, use_small_stem
+from jaxcnn.models.layers import LocalResponseNorm, dropout, kernel_init, max_pool, use_small_stem
 from jaxcnn.models.lenet import pad_to
 from jaxcnn.models.registry import register
 
@@ -41,7 +41,8 @@ class AlexNet(nn.Module):
   `small_input` (None = automatic below 64 pixels) replaces conv1's 11x11/4 by a 5x5/1 'SAME' conv, so
   a 28x28 image keeps the paper's three pooling stages (28 -> 13 -> 6 -> 2) instead of vanishing.
   `conv1_padding` None centres the image in a 227 field for conv1 (the paper); an int pads every side
-  by that many zeros instead (torchvision's 2).
+  by that many zeros instead (torchvision's 2). `initializer` "normal" is Section 5's N(0, 0.01^2);
+  "he" with `hidden_bias=0` trains the small-input stem, which the paper's does not (layers.KERNEL_INITS).
   """
 
   num_classes: int
@@ -50,12 +51,13 @@ class AlexNet(nn.Module):
   lrn: bool = True
   dropout_rate: float = 0.5
   hidden_bias: float = 1.0
+  initializer: str = "normal"
   small_input: bool | None = None
   conv1_padding: int | None = None
 
   @nn.compact
   def __call__(self, images, train: bool = False):
-    weights = nn.initializers.normal(0.01)
+    weights = kernel_init(self.initializer)
     hidden_bias = nn.initializers.constant(self.hidden_bias)
 
     def conv(x, index, kernel, stride=1, padding=None, groups=1, bias=nn.initializers.zeros_init()):

@@ -28,7 +28,7 @@ trains them without pre-training: "glorot" (Glorot uniform, zero biases), which 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import LocalResponseNorm, batch_norm, dropout, max_pool, use_small_stem
+from jaxcnn.models.layers import LocalResponseNorm, batch_norm, dropout, kernel_init, max_pool, use_small_stem
 from jaxcnn.models.registry import register
 
 CONFIGS = {
@@ -39,7 +39,6 @@ CONFIGS = {
     "D": "64 64 M 128 128 M 256 256 256 M 512 512 512 M 512 512 512 M",
     "E": "64 64 M 128 128 M 256 256 256 256 M 512 512 512 512 M 512 512 512 512 M",
 }
-INITS = {"normal": nn.initializers.normal(0.01), "glorot": nn.initializers.glorot_uniform()}
 
 
 class VGG(nn.Module):
@@ -52,11 +51,10 @@ class VGG(nn.Module):
 
   @nn.compact
   def __call__(self, images, train: bool = False):
-    if self.initializer not in INITS:
-      raise ValueError(f"initializer must be one of {sorted(INITS)}, got {self.initializer!r}")
+    weights = kernel_init(self.initializer)
 
     def conv(x, features, kernel, name, padding):
-      return nn.Conv(features, (kernel, kernel), padding=padding, kernel_init=INITS[self.initializer], name=name)(x)
+      return nn.Conv(features, (kernel, kernel), padding=padding, kernel_init=weights, name=name)(x)
 
     x, index = images, 0
     for token in CONFIGS[self.config].split():
