@@ -158,6 +158,38 @@ def lrn_by_the_formula(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
   return b
 
 
+@pytest.mark.parametrize("image_shape, kernel, features, padding, dtype", [
+    ((3, 12, 12, 1), 3, 32, "SAME", jnp.float32),  # the small CNN's first conv
+    ((3, 12, 12, 3), 3, 16, ((1, 1), (1, 1)), jnp.float32),  # ResNet-20's stem
+    ((3, 12, 12, 1), 5, 6, "VALID", jnp.bfloat16),
+])
+def test_shifted_convolution_equals_xla_values_and_gradients(image_shape, kernel, features, padding, dtype):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=image_shape), dtype)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, image_shape[-1], features)) * 0.3, dtype)
+  numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  ours = functools.partial(layers.conv_general_dilated, window_strides=(1, 1), padding=padding,
+                           dimension_numbers=numbers)
+  xla = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding=padding,
+                          dimension_numbers=numbers)
+  assert "conv_general_dilated" not in str(jax.make_jaxpr(ours)(x, w))  # the shifted form ran
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(np.float32(ours(x, w)), np.float32(xla(x, w)), rtol=tolerance, atol=tolerance)
+  assert ours(x, w).dtype == dtype
+  loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w).astype(jnp.float32)))
+  for ours_grad, xla_grad in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
+    np.testing.assert_allclose(np.float32(ours_grad), np.float32(xla_grad), rtol=tolerance, atol=tolerance)
+
+
+def test_shifted_convolution_leaves_strided_and_wide_convolutions_to_xla():
+  x, w = jnp.ones((2, 16, 16, 3)), jnp.ones((3, 3, 3, 64))  # 3 x 3 x 3 x 64 terms: over the limit
+  numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  for strides, weights in (((2, 2), w[..., :8]), ((1, 1), w)):
+    jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv_general_dilated(
+        x, w, strides, "SAME", dimension_numbers=numbers))(x, weights))
+    assert "conv_general_dilated" in jaxpr
+
+
 def test_lrn_matches_the_papers_formula():
   # Large activations, so that alpha * sum is comparable with k and an error in n, alpha or the window shows.
   a = np.random.default_rng(0).normal(scale=60.0, size=(2, 3, 3, 12)).astype(np.float32)

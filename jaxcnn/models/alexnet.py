@@ -28,7 +28,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import LocalResponseNorm, dropout, kernel_init, max_pool, use_small_stem
+from jaxcnn.models.layers import Conv, LocalResponseNorm, dropout, kernel_init, max_pool, use_small_stem
 from jaxcnn.models.lenet import pad_to
 from jaxcnn.models.registry import register
 
@@ -61,7 +61,7 @@ class AlexNet(nn.Module):
     hidden_bias = nn.initializers.constant(self.hidden_bias)
 
     def conv(x, index, kernel, stride=1, padding=None, groups=1, bias=nn.initializers.zeros_init()):
-      x = nn.Conv(self.widths[index - 1], (kernel, kernel), strides=stride,
+      x = Conv(self.widths[index - 1], (kernel, kernel), strides=stride,
                   padding=kernel // 2 if padding is None else padding, feature_group_count=groups,
                   kernel_init=weights, bias_init=bias, name=f"conv{index}")(x)
       return nn.relu(x)

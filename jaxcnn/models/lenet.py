@@ -41,6 +41,8 @@ class LeNet5(nn.Module):
   def __call__(self, images, train: bool = False):
     act, pool = _ACTIVATIONS[self.activation], _POOLS[self.pooling]
     x = pad_to(images, 32)
+    # C1 is XLA's convolution, not layers.Conv's shifted form: XLA fuses that form into the pooling and
+    # its gradient, which made the LeNet-5 step 0.8x as fast (it is 6x faster on its own).
     x = pool(act(nn.Conv(6, (5, 5), padding="VALID", name="c1")(x)))
     x = pool(act(nn.Conv(16, (5, 5), padding="VALID", name="c3")(x)))
     x = act(nn.Conv(120, (5, 5), padding="VALID", name="c5")(x))  # 1x1x120, the paper's C5

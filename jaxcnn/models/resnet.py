@@ -27,7 +27,7 @@ scale 1, shift 0.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import batch_norm, max_pool, use_small_stem
+from jaxcnn.models.layers import Conv, batch_norm, max_pool, use_small_stem
 from jaxcnn.models.registry import register
 
 IMAGENET_DEPTHS = {18: (False, (2, 2, 2, 2)), 34: (False, (3, 4, 6, 3)), 50: (True, (3, 4, 6, 3)),
@@ -37,8 +37,8 @@ HE_NORMAL = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 SHORTCUTS = ("A", "B", "C")
 
 
-def conv(features: int, kernel: int, stride: int, name: str) -> nn.Conv:
-  return nn.Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False,
+def conv(features: int, kernel: int, stride: int, name: str) -> nn.Module:
+  return Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False,
                  kernel_init=HE_NORMAL, name=name)
 
 

@@ -28,7 +28,7 @@ trains them without pre-training: "glorot" (Glorot uniform, zero biases), which 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import LocalResponseNorm, batch_norm, dropout, kernel_init, max_pool, use_small_stem
+from jaxcnn.models.layers import Conv, LocalResponseNorm, batch_norm, dropout, kernel_init, max_pool, use_small_stem
 from jaxcnn.models.registry import register
 
 CONFIGS = {
@@ -54,7 +54,7 @@ class VGG(nn.Module):
     weights = kernel_init(self.initializer)
 
     def conv(x, features, kernel, name, padding):
-      return nn.Conv(features, (kernel, kernel), padding=padding, kernel_init=weights, name=name)(x)
+      return Conv(features, (kernel, kernel), padding=padding, kernel_init=weights, name=name)(x)
 
     x, index = images, 0
     for token in CONFIGS[self.config].split():
