@@ -14,7 +14,6 @@ from jaxcnn.configs import default
 
 def get_config():
   config = default.get_config()
-  config.dataset = "imagenet2012"
   config.model = "alexnet"
   # Section 5's initialisation, named so that an override can replace it (Fashion-MNIST needs "he" and
   # hidden_bias 0: experiments/alexnet).
@@ -26,13 +25,7 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 5e-4
   # Section 5: "divide the learning rate by 10 when the validation error rate stopped improving", three times.
-  config.schedule = "plateau"
-  config.plateau_factor = 0.1
-  config.plateau_patience = 2
-  config.plateau_max_reductions = 3
+  default.divide_on_plateau(config, patience=2, max_reductions=3)
   # Section 4.1: random 227 crops of the 256 centre, flips, PCA lighting; test on ten crops.
-  config.train_augment = "alexnet"
-  config.eval_augment = "alexnet"
-  config.augment_datasets = ("imagenet2012",)
-  config.eval_split = "validation"
+  default.on_imagenet(config, train_augment="alexnet", eval_augment="alexnet")
   return config

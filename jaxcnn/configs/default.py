@@ -80,3 +80,21 @@ def get_config() -> ml_collections.ConfigDict:
   c.nan_policy = "stop"  # a non-finite loss stops the run ("stop") or its update is dropped ("skip")
   c.log_every_steps = 50
   return c
+
+
+def on_imagenet(config: ml_collections.ConfigDict, train_augment: str, eval_augment: str) -> None:
+  """A paper's ImageNet setting: ILSVRC-2012 through TFDS, the paper's augmentation chains for that
+  dataset only (another --config.dataset trains on plain images), model selection on its validation split."""
+  config.dataset = "imagenet2012"
+  config.train_augment = train_augment
+  config.eval_augment = eval_augment
+  config.augment_datasets = ("imagenet2012",)
+  config.eval_split = "validation"
+
+
+def divide_on_plateau(config: ml_collections.ConfigDict, patience: int, max_reductions: int = 0) -> None:
+  """The learning rate divided by 10 once validation error stops improving for `patience` epochs."""
+  config.schedule = "plateau"
+  config.plateau_factor = 0.1
+  config.plateau_patience = patience
+  config.plateau_max_reductions = max_reductions

@@ -13,7 +13,6 @@ from jaxcnn.configs import default
 
 def get_config():
   config = default.get_config()
-  config.dataset = "imagenet2012"
   config.model = "googlenet"
   config.aux_loss_weight = 0.3
   config.num_epochs = 60
@@ -26,8 +25,5 @@ def get_config():
   config.lr_decay_factor = 0.96
   config.lr_decay_every_epochs = 8
   config.ema_decay = 0.9999
-  config.train_augment = "googlenet"
-  config.eval_augment = "googlenet"
-  config.augment_datasets = ("imagenet2012",)
-  config.eval_split = "validation"
+  default.on_imagenet(config, train_augment="googlenet", eval_augment="googlenet")
   return config

@@ -12,7 +12,6 @@ from jaxcnn.configs import default
 
 def get_config():
   config = default.get_config()
-  config.dataset = "imagenet2012"
   config.model = "resnet18"
   config.num_epochs = 90
   config.batch_size = 256
@@ -20,11 +19,6 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 1e-4
   # Section 3.4: lr 0.1 "divided by 10 when the error plateaus"; scale augmentation, 10-crop testing.
-  config.schedule = "plateau"
-  config.plateau_factor = 0.1
-  config.plateau_patience = 3
-  config.train_augment = "resnet"
-  config.eval_augment = "resnet"
-  config.augment_datasets = ("imagenet2012",)
-  config.eval_split = "validation"
+  default.divide_on_plateau(config, patience=3)
+  default.on_imagenet(config, train_augment="resnet", eval_augment="resnet")
   return config

@@ -14,7 +14,6 @@ from jaxcnn.configs import default
 
 def get_config():
   config = default.get_config()
-  config.dataset = "imagenet2012"
   config.model = "vgg16"
   config.model_options.initializer = "glorot"
   config.num_epochs = 74
@@ -23,14 +22,8 @@ def get_config():
   config.momentum = 0.9
   config.weight_decay = 5e-4
   # Section 3.1: lr 1e-2, divided by 10 when the validation accuracy stopped improving (three times).
-  config.schedule = "plateau"
-  config.plateau_factor = 0.1
-  config.plateau_patience = 2
-  config.plateau_max_reductions = 3
+  default.divide_on_plateau(config, patience=2, max_reductions=3)
   # Section 3.1: scale jittering S in [256, 512], 224 crops, flips, RGB shift. Validation on centre crops;
   # --config.eval_augment=vgg gives Section 4's multi-scale 150-view evaluation.
-  config.train_augment = "vgg"
-  config.eval_augment = "center"
-  config.augment_datasets = ("imagenet2012",)
-  config.eval_split = "validation"
+  default.on_imagenet(config, train_augment="vgg", eval_augment="center")
   return config
