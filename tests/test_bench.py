@@ -56,3 +56,18 @@ def test_bench_compare_pytorch(tmp_path):
     assert record["pytorch_params"] == record["params"]
     assert record["pytorch_images_per_sec"] > 0
     assert record["ratio"] == pytest.approx(record["images_per_sec"] / record["pytorch_images_per_sec"])
+
+
+@pytest.mark.slow
+def test_input_pipeline_benchmark_reports_every_row():
+  """`python -m jaxcnn.data.benchmark` on a handful of JPEGs: every pipeline and train-step row is there."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  result = subprocess.run([sys.executable, "-m", "jaxcnn.data.benchmark", "--num_jpegs=8", "--batch_size=4",
+                           "--batches=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  rates = {line.rsplit(maxsplit=2)[0].strip(): float(line.split()[-2])
+           for line in result.stdout.splitlines() if line.endswith("images/s")}
+  assert set(rates) == {"AlexNet pipeline, JPEG folder, tf.data", "ResNet CIFAR pipeline, in memory, tfdata",
+                        "ResNet CIFAR pipeline, in memory, jax", "train_step alexnet 227x227",
+                        "train_step resnet20 32x32", "train_step lenet5 28x28"}
+  assert all(0 < rate < float("inf") for rate in rates.values()), rates
