@@ -76,12 +76,9 @@ def _shifted_conv(pads, x, w):
   padded = jnp.pad(x.astype(jnp.float32), ((0, 0), *pads, (0, 0)))
   height, width = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
   weights = w.astype(jnp.float32)
-  terms = [padded[:, i:i + height, j:j + width, c:c + 1] * weights[i, j, c]
-           for i in range(kh) for j in range(kw) for c in range(cin)]
-  # A reduction, not a chain of adds: XLA fuses elementwise producers into every consumer (activation,
-  # pooling and their gradients), which would compute the sum again in each; a reduction's output is
-  # computed once.
-  return jnp.sum(jnp.stack(terms), axis=0).astype(jnp.result_type(x, w))
+  out = sum(padded[:, i:i + height, j:j + width, c:c + 1] * weights[i, j, c]
+            for i in range(kh) for j in range(kw) for c in range(cin))
+  return out.astype(jnp.result_type(x, w))
 
 
 def _shifted_conv_fwd(pads, x, w):
