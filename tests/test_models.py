@@ -299,13 +299,13 @@ def test_multiply_adds_agree_with_published_totals(name, options, published):
 
 # Compiling a forward/backward pass takes 15-60 s per deep model on this 2-core CPU. One model of each
 # builder and block type runs compiled (the small ones in the fast tier); the other depths of the same
-# builders (VGG A/B/E, ResNet-34/101/152, the CIFAR depths) are traced, forward and backward on the 8
+# builders (VGG A/B/D/E, ResNet-34/101/152, the CIFAR depths) are traced, forward and backward on the 8
 # devices, with jax.eval_shape: they build and differentiate and every gradient has its parameter's shape,
 # and the ~6 minutes their compilation took stay out of CI. resnet1202's 1,202 unrolled layers took over
 # 10 minutes and 15 GB to compile on CPU before being stopped, so it is traced too.
 FAST = {"lenet5", "lenet5_1998", "mlp", "simple_cnn", "resnet20"}
-COMPILED = FAST | {"alexnet", "alexnet_grouped", "alexnet_owt", "vgg11_lrn", "vgg16", "vgg16_c", "vgg19_bn",
-                   "googlenet", "googlenet_bn", "resnet18", "resnet50", "resnet110"}
+COMPILED = FAST | {"alexnet", "alexnet_grouped", "alexnet_owt", "vgg11_lrn", "vgg16_c", "vgg19_bn",
+                   "googlenet", "googlenet_bn", "resnet18", "resnet50"}
 
 
 def forward_backward_param(name):
