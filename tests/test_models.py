@@ -181,13 +181,17 @@ def test_shifted_convolution_equals_xla_values_and_gradients(image_shape, kernel
     np.testing.assert_allclose(np.float32(ours_grad), np.float32(xla_grad), rtol=tolerance, atol=tolerance)
 
 
-def test_shifted_convolution_leaves_strided_and_wide_convolutions_to_xla():
+def test_shifted_convolution_leaves_strided_wide_and_1d_convolutions_to_xla():
   x, w = jnp.ones((2, 16, 16, 3)), jnp.ones((3, 3, 3, 64))  # 3 x 3 x 3 x 64 terms: over the limit
   numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
   for strides, weights in (((2, 2), w[..., :8]), ((1, 1), w)):
     jaxpr = str(jax.make_jaxpr(lambda x, w: layers.conv_general_dilated(
         x, w, strides, "SAME", dimension_numbers=numbers))(x, weights))
     assert "conv_general_dilated" in jaxpr
+  signal, taps = jnp.ones((2, 16, 1)), jnp.ones((3, 1, 4))  # a 1-D convolution (NWC): XLA's as well
+  numbers = jax.lax.conv_dimension_numbers(signal.shape, taps.shape, ("NWC", "WIO", "NWC"))
+  ours = layers.conv_general_dilated(signal, taps, (1,), "SAME", dimension_numbers=numbers)
+  np.testing.assert_array_equal(ours, jax.lax.conv_general_dilated(signal, taps, (1,), "SAME", dimension_numbers=numbers))
 
 
 def test_lrn_matches_the_papers_formula():
@@ -301,7 +305,7 @@ def test_multiply_adds_agree_with_published_totals(name, options, published):
 # builder and block type runs compiled (the small ones in the fast tier); the other depths of the same
 # builders (VGG A/B/D/E, ResNet-34/101/152, the CIFAR depths) are traced, forward and backward on the 8
 # devices, with jax.eval_shape: they build and differentiate and every gradient has its parameter's shape,
-# and the ~6 minutes their compilation took stay out of CI. resnet1202's 1,202 unrolled layers took over
+# and the ~7 minutes their compilation took stay out of CI. resnet1202's 1,202 unrolled layers took over
 # 10 minutes and 15 GB to compile on CPU before being stopped, so it is traced too.
 FAST = {"lenet5", "lenet5_1998", "mlp", "simple_cnn", "resnet20"}
 COMPILED = FAST | {"alexnet", "alexnet_grouped", "alexnet_owt", "vgg11_lrn", "vgg16_c", "vgg19_bn",

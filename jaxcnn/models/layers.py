@@ -50,19 +50,27 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
   """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same function, computed as
   shifted multiply-adds on the CPU for stride-1 convolutions of images with few channels (see above)."""
-  xla = functools.partial(lax.conv_general_dilated, window_strides=window_strides, padding=padding,
-                          lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
-                          feature_group_count=feature_group_count, precision=precision, **kwargs)
-  kh, kw, cin, cout = rhs.shape
-  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-  plain = (tuple(window_strides) == (1, 1) and feature_group_count == 1 and not kwargs
-           and all(d == 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
-           and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc)
-  if not (plain and jax.default_backend() == "cpu" and cin <= _SHIFTED_MAX_CHANNELS
-          and kh * kw * cin * cout <= _SHIFTED_MAX_TERMS):
-    return xla(lhs, rhs)
+  if not _shifted_form_pays(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
+                            feature_group_count, kwargs):
+    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                                    feature_group_count, precision=precision, **kwargs)
+  kh, kw = rhs.shape[:2]
   pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), (1, 1), padding) if isinstance(padding, str) else padding
   return _shifted_conv(tuple(map(tuple, pads)), lhs, rhs)
+
+
+def _shifted_form_pays(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
+                       feature_group_count, kwargs) -> bool:
+  """A plain stride-1 2-D NHWC/HWIO convolution on the CPU with few input channels and few terms."""
+  if lhs.ndim != 4 or kwargs or feature_group_count != 1 or tuple(window_strides) != (1, 1):
+    return False
+  if any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ()))):
+    return False
+  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc or jax.default_backend() != "cpu":
+    return False
+  kh, kw, cin, cout = rhs.shape
+  return cin <= _SHIFTED_MAX_CHANNELS and kh * kw * cin * cout <= _SHIFTED_MAX_TERMS
 
 
 def _xla_conv(pads, x, w):
