@@ -48,29 +48,48 @@ _SHIFTED_MAX_TERMS = 1024  # kernel height x width x input channels x output cha
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
-  """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same function, computed as
-  shifted multiply-adds on the CPU for stride-1 convolutions of images with few channels (see above)."""
-  if not _shifted_form_pays(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
-                            feature_group_count, kwargs):
+  """`lax.conv_general_dilated` for `nn.Conv(conv_general_dilated=...)`: the same function, computed on
+  the CPU in the form XLA:CPU runs fastest.
+
+  - A kernel as large as its unpadded input (LeNet-5's C5, VGG's fc6 on 7x7 maps) is a matrix product:
+    one output pixel, so the convolution is a dense layer on the flattened input, and XLA's dot and its
+    gradients skip the convolution's layout transposes.
+  - Stride-1 convolutions of images with few channels are shifted multiply-adds (see above).
+  - Every input passes an optimization barrier. XLA:CPU computes a convolution's weight gradient from its
+    input transposed to put the batch last, and fuses that transpose with the cheap elementwise ops that
+    produced the input (BatchNorm's scale and shift, ReLU, the residual additions), recomputing them in
+    transposed order, where memory access is slowest; along ResNet's residual stream each transpose
+    recomputed every block before it (ResNet-20's seven stage-1 transposes: 218 of its 600 ms step). The
+    barrier makes the transposes read the materialised input instead. It lasts until fusion only with
+    `jaxcnn.xla_cpu`'s flags; without them XLA drops it first thing and nothing changes.
+  """
+  if not _plain_nhwc_conv_on_cpu(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+                                 kwargs):
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
                                     feature_group_count, precision=precision, **kwargs)
-  kh, kw = rhs.shape[:2]
-  pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), (1, 1), padding) if isinstance(padding, str) else padding
-  return _shifted_conv(tuple(map(tuple, pads)), lhs, rhs)
+  lhs = lax.optimization_barrier(lhs)
+  kh, kw, cin, cout = rhs.shape
+  pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), window_strides, padding) if isinstance(padding, str) else padding
+  pads = tuple(map(tuple, pads))
+  if (kh, kw) == lhs.shape[1:3] and not any(map(any, pads)):
+    flat = lax.dot_general(lhs.reshape(lhs.shape[0], -1), rhs.reshape(-1, cout), (((1,), (0,)), ((), ())),
+                           precision=precision)
+    return flat.reshape(lhs.shape[0], 1, 1, cout)
+  if tuple(window_strides) == (1, 1) and cin <= _SHIFTED_MAX_CHANNELS and kh * kw * cin * cout <= _SHIFTED_MAX_TERMS:
+    return _shifted_conv(pads, lhs, rhs)
+  return lax.conv_general_dilated(lhs, rhs, window_strides, pads, dimension_numbers=dimension_numbers,
+                                  precision=precision)
 
 
-def _shifted_form_pays(lhs, rhs, window_strides, lhs_dilation, rhs_dilation, dimension_numbers,
-                       feature_group_count, kwargs) -> bool:
-  """A plain stride-1 2-D NHWC/HWIO convolution on the CPU with few input channels and few terms."""
-  if lhs.ndim != 4 or kwargs or feature_group_count != 1 or tuple(window_strides) != (1, 1):
+def _plain_nhwc_conv_on_cpu(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+                            kwargs) -> bool:
+  """An ungrouped, undilated 2-D NHWC/HWIO convolution on the CPU backend."""
+  if lhs.ndim != 4 or kwargs or feature_group_count != 1 or jax.default_backend() != "cpu":
     return False
   if any(d != 1 for d in (*(lhs_dilation or ()), *(rhs_dilation or ()))):
     return False
   nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-  if lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != nhwc or jax.default_backend() != "cpu":
-    return False
-  kh, kw, cin, cout = rhs.shape
-  return cin <= _SHIFTED_MAX_CHANNELS and kh * kw * cin * cout <= _SHIFTED_MAX_TERMS
+  return lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == nhwc
 
 
 def _xla_conv(pads, x, w):
