@@ -145,17 +145,66 @@ def batch_norm(train: bool, epsilon: float = 1e-5, name: str | None = None) -> n
 
 
 def max_pool(x: jnp.ndarray, window: int, stride: int, padding="VALID") -> jnp.ndarray:
-  """Max-pooling over NHWC. Non-overlapping windows that tile the image exactly (LeNet-5's 2x2/2, VGG's on
-  224 pixels, where 'SAME' pads nothing) are taken as a reshape and a max: XLA:CPU's gradient of a windowed max (select-and-scatter) is slow, the
-  gradient of a plain max reduction is an elementwise compare. Same forward values; the gradients differ
-  only at ties inside a window (shared among them rather than given to the first), which after a ReLU are
-  zeros whose gradient the ReLU stops anyway. Measured +31% train-step images/s for LeNet-5 on 2 CPU cores.
+  """Max-pooling over NHWC, in forms whose gradients are elementwise: XLA:CPU expands the gradient of a
+  windowed max (select-and-scatter) into an argmax reduction over index arrays and a scatter, slow on the
+  CPU (AlexNet's three overlapping pools took most of its step).
+
+  - Non-overlapping windows that tile the image exactly (LeNet-5's 2x2/2, VGG's on 224 pixels, where
+    'SAME' pads nothing): a reshape and a max reduction (LeNet-5: +31% train-step images/s on 2 cores).
+  - Other windows on the CPU (AlexNet's and GoogLeNet's overlapping 3/2): the maximum of the window's
+    strided slices of the (-inf padded) image.
+  - Other windows elsewhere: `nn.max_pool` (the GPU's windowed max and its gradient are fast).
+  Same forward values; the gradients differ only at ties inside a window (shared among them rather than
+  given to the first), which after a ReLU are zeros whose gradient the ReLU stops anyway.
   """
   height, width = x.shape[1:3]
   if window == stride and padding in ("VALID", "SAME") and height % window == 0 and width % window == 0:
     n, _, _, channels = x.shape
     return x.reshape(n, height // window, window, width // window, window, channels).max(axis=(2, 4))
-  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+  if jax.default_backend() != "cpu":
+    return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+  if isinstance(padding, str):
+    padding = lax.padtype_to_pads((height, width), (window, window), (stride, stride), padding)
+  return _strided_max_pool(window, stride, tuple(map(tuple, padding)), x)
+
+
+def _window_slices(padded: jnp.ndarray, window: int, stride: int):
+  """(row offset, column offset, strided slice) of each of the window's positions, over a padded NHWC image."""
+  rows, cols = (padded.shape[1] - window) // stride + 1, (padded.shape[2] - window) // stride + 1
+  for i in range(window):
+    for j in range(window):
+      yield i, j, padded[:, i:i + stride * (rows - 1) + 1:stride, j:j + stride * (cols - 1) + 1:stride]
+
+
+# The gradient is written out: differentiated automatically, the chain of maxima became a chain of
+# selects that XLA fused into each of the nine slices' transposes, recomputing it in each.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _strided_max_pool(window, stride, padding, x):
+  padded = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
+  return functools.reduce(jnp.maximum, (part for _, _, part in _window_slices(padded, window, stride)))
+
+
+def _strided_max_pool_fwd(window, stride, padding, x):
+  out = _strided_max_pool(window, stride, padding, x)
+  return out, (x, out)
+
+
+def _strided_max_pool_bwd(window, stride, padding, residuals, grad):
+  x, out = residuals
+  padded = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
+  hits = [(i, j, part == out) for i, j, part in _window_slices(padded, window, stride)]
+  share = grad / sum(hit.astype(grad.dtype) for _, _, hit in hits)  # ties share, as jnp.max's gradient
+  zero = jnp.zeros((), grad.dtype)
+  placed = sum(
+      lax.pad(jnp.where(hit, share, zero), zero,
+              ((0, 0, 0), (i, padded.shape[1] - i - stride * (out.shape[1] - 1) - 1, stride - 1),
+               (j, padded.shape[2] - j - stride * (out.shape[2] - 1) - 1, stride - 1), (0, 0, 0)))
+      for i, j, hit in hits)
+  (top, _), (left, _) = padding
+  return (placed[:, top:top + x.shape[1], left:left + x.shape[2]],)
+
+
+_strided_max_pool.defvjp(_strided_max_pool_fwd, _strided_max_pool_bwd)
 
 
 class LocalResponseNorm(nn.Module):
@@ -178,10 +227,39 @@ class LocalResponseNorm(nn.Module):
   beta: float = 0.75
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    channels = x.shape[-1]
-    squares = jnp.pad(jnp.square(x), [(0, 0)] * (x.ndim - 1) + [(self.n // 2, (self.n - 1) // 2)])
-    sums = sum(squares[..., i : i + channels] for i in range(self.n))
-    return x / (self.k + self.alpha * sums) ** self.beta
+    return _local_response_norm(self.k, self.n, self.alpha, self.beta, x)
+
+
+def _channel_window_sums(x: jnp.ndarray, before: int, after: int) -> jnp.ndarray:
+  """s[c] = sum(x[c'] for c' in [c - before, c + after]), clipped to the channels (the last axis)."""
+  channels = x.shape[-1]
+  padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(before, after)])
+  return sum(padded[..., i:i + channels] for i in range(before + after + 1))
+
+
+# The gradient is written out so that the power is computed once per activation: differentiated
+# automatically, XLA fused it into the window's channel slices and recomputed it for each (AlexNet's
+# LRN gradients took ~0.8 s of a 2.6 s train step on 2 CPU cores).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _local_response_norm(k, n, alpha, beta, x):
+  return _local_response_norm_fwd(k, n, alpha, beta, x)[0]
+
+
+def _local_response_norm_fwd(k, n, alpha, beta, x):
+  denominator = k + alpha * _channel_window_sums(jnp.square(x), n // 2, (n - 1) // 2)
+  scale = denominator ** -beta
+  return x * scale, (x, scale, denominator)
+
+
+def _local_response_norm_bwd(k, n, alpha, beta, residuals, grad):
+  # b = a d^-beta with d = k + alpha sum(a^2 over the window): db[c]/da[c'] is d[c]^-beta at c' = c, minus
+  # 2 alpha beta a[c'] b[c] / d[c] for every c whose window holds c', i.e. c in [c' - (n-1)//2, c' + n//2].
+  x, scale, denominator = residuals
+  spread = _channel_window_sums(grad * x * scale / denominator, (n - 1) // 2, n // 2)
+  return (grad * scale - 2 * alpha * beta * x * spread,)
+
+
+_local_response_norm.defvjp(_local_response_norm_fwd, _local_response_norm_bwd)
 
 
 class ConvBlock(nn.Module):
