@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.models.layers import Conv, max_pool
+from jaxcnn.models.layers import Conv, avg_pool, max_pool
 from jaxcnn.models.registry import register
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
-_POOLS = {"avg": lambda x: nn.avg_pool(x, (2, 2), strides=(2, 2)), "max": lambda x: max_pool(x, 2, 2)}
+_POOLS = {"avg": lambda x: avg_pool(x, 2), "max": lambda x: max_pool(x, 2, 2)}
 
 
 def pad_to(images: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -88,7 +88,7 @@ class Subsampling(nn.Module):
     coefficient = self.param("coefficient", lambda key, shape: jax.random.uniform(key, shape, minval=-0.6, maxval=0.6),
                              (channels,))
     bias = self.param("bias", nn.initializers.zeros_init(), (channels,))
-    sums = nn.avg_pool(x, (2, 2), strides=(2, 2)) * 4.0
+    sums = avg_pool(x, 2) * 4.0
     return sums * coefficient + bias
 
 

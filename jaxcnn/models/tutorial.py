@@ -11,7 +11,7 @@ from typing import Sequence
 
 import flax.linen as nn
 
-from jaxcnn.models.layers import Conv
+from jaxcnn.models.layers import Conv, avg_pool
 from jaxcnn.models.registry import register
 
 
@@ -35,7 +35,7 @@ class SimpleCNN(nn.Module):
     x = images
     for i, features in enumerate((32, 64), start=1):
       x = nn.relu(Conv(features, (3, 3), name=f"conv{i}")(x))
-      x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+      x = avg_pool(x, 2)
     x = nn.relu(nn.Dense(256, name="dense")(x.reshape(x.shape[0], -1)))
     return nn.Dense(self.num_classes, name="output")(x)
 
