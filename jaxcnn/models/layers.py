@@ -40,10 +40,11 @@ def kernel_init(name: str) -> nn.initializers.Initializer:
 # On the CPU, XLA's convolution of a one- to three-channel image is slow: the small CNN's first conv
 # (1 -> 32, 3x3) took 1.76 ms forward at batch 128 where 9 shifted multiply-adds take 0.38 ms (its whole
 # train step: 1.68x), LeNet-5's C1 (1 -> 6, 5x5) 1.89 ms against 0.29, ResNet-20's stem (3 -> 16, 3x3)
-# 3.54 ms against 0.86. Wider convolutions stay XLA's (C3, 6 -> 16: 0.55 ms against 0.88), and so does
-# every gradient (the backward pass is XLA's own).
+# 3.54 ms against 0.86. Wider convolutions stay XLA's (C3, 6 -> 16: 0.55 ms against 0.88); for the
+# gradients see _shifted_conv_bwd.
 _SHIFTED_MAX_CHANNELS = 3
 _SHIFTED_MAX_TERMS = 1024  # kernel height x width x input channels x output channels
+_PATCHES_MIN_FEATURES = 16  # see _shifted_conv_bwd
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
@@ -113,7 +114,23 @@ def _shifted_conv_fwd(pads, x, w):
 
 
 def _shifted_conv_bwd(pads, residuals, grad):
-  return jax.vjp(functools.partial(_xla_conv, pads), *residuals)[1](grad)
+  """The input gradient is XLA's (images need none: it is then dropped as dead code), and so is the weight
+  gradient of convolutions with fewer than _PATCHES_MIN_FEATURES outputs. Wider ones take the weight
+  gradient as one matrix product of the few-channel input's patches with the output gradient in its
+  natural layout: XLA's form transposes the output gradient to put the batch last and runs a convolution
+  with an image-sized window (the small CNN's first layer, 32 outputs: train step 1.5x). For LeNet-5's C1
+  (6 outputs) the 25 materialised patches cost more than XLA's transpose of its narrow gradient (0.92x)."""
+  x, w = residuals
+  kh, kw, cin, cout = w.shape
+  if cout < _PATCHES_MIN_FEATURES:
+    return jax.vjp(functools.partial(_xla_conv, pads), x, w)[1](grad)
+  input_grad = jax.vjp(lambda x: _xla_conv(pads, x, w), x)[1](grad)[0]
+  padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  height, width = grad.shape[1:3]
+  patches = jnp.stack([padded[:, i:i + height, j:j + width] for i in range(kh) for j in range(kw)])
+  weight_grad = lax.dot_general(patches.reshape(kh * kw, -1, cin), grad.reshape(-1, cout), (((1,), (0,)), ((), ())),
+                                preferred_element_type=jnp.float32)
+  return input_grad, weight_grad.reshape(w.shape).astype(w.dtype)
 
 
 _shifted_conv.defvjp(_shifted_conv_fwd, _shifted_conv_bwd)
