@@ -229,12 +229,25 @@ def _strided_max_pool_bwd(window, stride, padding, residuals, grad):
   padded = jnp.pad(x, ((0, 0), *padding, (0, 0)), constant_values=-jnp.inf)
   hits = [(i, j, part == out) for i, j, part in _window_slices(padded, window, stride)]
   share = grad / sum(hit.astype(grad.dtype) for _, _, hit in hits)  # ties share, as jnp.max's gradient
+  # Window position (i, j) = (stride * qi + ri, stride * qj + rj) sends output (r, c)'s share to padded pixel
+  # (stride * (r + qi) + ri, stride * (c + qj) + rj): for each phase (ri, rj), a sum of plain shifts on the
+  # output's grid; the phases then interleave by a reshape. (Placing each position's share with an interior
+  # pad, as the slices' own transposes do, took 2.5x as long on the CPU.)
+  n, rows, cols, channels = out.shape
+  reach = (window - 1) // stride  # the largest qi
   zero = jnp.zeros((), grad.dtype)
-  placed = sum(
-      lax.pad(jnp.where(hit, share, zero), zero,
-              ((0, 0, 0), (i, padded.shape[1] - i - stride * (out.shape[1] - 1) - 1, stride - 1),
-               (j, padded.shape[2] - j - stride * (out.shape[2] - 1) - 1, stride - 1), (0, 0, 0)))
-      for i, j, hit in hits)
+  phases = {}
+  for i, j, hit in hits:
+    (qi, ri), (qj, rj) = divmod(i, stride), divmod(j, stride)
+    shifted = jnp.pad(jnp.where(hit, share, zero), ((0, 0), (qi, reach - qi), (qj, reach - qj), (0, 0)))
+    phases[ri, rj] = phases[ri, rj] + shifted if (ri, rj) in phases else shifted
+  empty = jnp.zeros((n, rows + reach, cols + reach, channels), grad.dtype)
+  placed = jnp.stack([jnp.stack([phases.get((ri, rj), empty) for rj in range(stride)], axis=3)
+                      for ri in range(stride)], axis=2).reshape(n, (rows + reach) * stride, (cols + reach) * stride,
+                                                               channels)
+  height, width = padded.shape[1:3]
+  placed = jnp.pad(placed, ((0, 0), (0, max(0, height - placed.shape[1])), (0, max(0, width - placed.shape[2])),
+                            (0, 0)))
   (top, _), (left, _) = padding
   return (placed[:, top:top + x.shape[1], left:left + x.shape[2]],)
 
