@@ -433,3 +433,26 @@ def test_whole_input_kernel_is_a_matrix_product_with_the_convolutions_values_and
   padded = str(jax.make_jaxpr(lambda x, w: layers.conv_general_dilated(x, w, (1, 1), "SAME",
                                                                        dimension_numbers=numbers))(x, w))
   assert "conv_general_dilated" in padded  # padding: not a single output pixel, XLA's convolution
+
+
+@pytest.mark.parametrize("image_shape, kernel, features, padding, dtype", [
+    ((3, 14, 14, 6), 5, 16, "VALID", jnp.float32),  # LeNet-5's C3
+    ((3, 9, 9, 5), 3, 7, ((2, 1), (0, 2)), jnp.float32),  # uneven padding
+    ((3, 9, 9, 4), 3, 8, "SAME", jnp.bfloat16),
+])
+def test_narrow_input_convolution_equals_xla_values_and_gradients(image_shape, kernel, features, padding, dtype):
+  """Stride-1 convolutions of 4-8 channel inputs keep XLA's forward; their written-out input gradient
+  (one product with the kernel, shifted into place) equals XLA's."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=image_shape), dtype)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, image_shape[-1], features)) * 0.2, dtype)
+  numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
+  ours = functools.partial(layers.conv_general_dilated, window_strides=(1, 1), padding=padding, dimension_numbers=numbers)
+  xla = functools.partial(jax.lax.conv_general_dilated, window_strides=(1, 1), padding=padding, dimension_numbers=numbers)
+  assert "custom_vjp_call" in str(jax.make_jaxpr(ours)(x, w))
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(np.float32(ours(x, w)), np.float32(xla(x, w)), rtol=tolerance, atol=tolerance)
+  loss = lambda conv: lambda x, w: jnp.sum(jnp.sin(conv(x, w).astype(jnp.float32)))
+  for ours_grad, xla_grad in zip(jax.grad(loss(ours), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
+    assert ours_grad.dtype == xla_grad.dtype
+    np.testing.assert_allclose(np.float32(ours_grad), np.float32(xla_grad), rtol=tolerance, atol=tolerance)
