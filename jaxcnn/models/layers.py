@@ -57,6 +57,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     one output pixel, so the convolution is a dense layer on the flattened input, and XLA's dot and its
     gradients skip the convolution's layout transposes.
   - Stride-1 convolutions of images with few channels are shifted multiply-adds (see above).
+  - Other stride-1 convolutions of inputs with few channels keep XLA's forward with a written-out input
+    gradient (`_narrow_input_conv`).
   - Every input passes an optimization barrier. XLA:CPU computes a convolution's weight gradient from its
     input transposed to put the batch last, and fuses that transpose with the cheap elementwise ops that
     produced the input (BatchNorm's scale and shift, ReLU, the residual additions), recomputing them in
