@@ -79,9 +79,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     flat = lax.dot_general(lhs.reshape(lhs.shape[0], -1), rhs.reshape(-1, cout), (((1,), (0,)), ((), ())),
                            precision=precision)
     return flat.reshape(lhs.shape[0], 1, 1, cout)
-  if tuple(window_strides) == (1, 1) and cin <= _SHIFTED_MAX_CHANNELS and kh * kw * cin * cout <= _SHIFTED_MAX_TERMS:
-    return _shifted_conv(pads, lhs, rhs)
   if tuple(window_strides) == (1, 1) and cin <= _NARROW_MAX_CHANNELS:
+    if cin <= _SHIFTED_MAX_CHANNELS and kh * kw * cin * cout <= _SHIFTED_MAX_TERMS:
+      return _shifted_conv(pads, lhs, rhs)
     return _narrow_input_conv(pads, lhs, rhs)
   return lax.conv_general_dilated(lhs, rhs, window_strides, pads, dimension_numbers=dimension_numbers,
                                   precision=precision)
