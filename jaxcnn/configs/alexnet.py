@@ -23,28 +23,18 @@ VARIANTS = ("alexnet", "alexnet_grouped", "alexnet_owt")
 
 def get_config(name: str = "alexnet"):
   config = default.get_config()
-  config.model = name
-  config.num_epochs = 90
-  config.momentum = 0.9
-  config.learning_rate = 0.01
+  config.update(model=name, num_epochs=90, momentum=0.9, learning_rate=0.01)
   if name == "alexnet_owt":
     # PyTorch's default initialisation (uniform +-1/sqrt(fan_in)) is not one of the model's; He's fan-in
     # scaling with zero biases is the nearest.
-    config.model_options.initializer = "he"
-    config.model_options.hidden_bias = 0.0
-    config.batch_size = 256
-    config.weight_decay = 1e-4
-    config.schedule = "step"
-    config.lr_boundaries_epochs = (30, 60)
+    config.update(model_options={"initializer": "he", "hidden_bias": 0.0}, batch_size=256, weight_decay=1e-4,
+                  schedule="step", lr_boundaries_epochs=(30, 60))
     default.on_imagenet(config, train_augment="random_sized_crop(224, 0.08, 1.0, 0.75, 1.3333333)|flip_lr",
                         eval_augment="center")
     return config
   # Section 5's initialisation, named so that an override can replace it (Fashion-MNIST needs "he" and
   # hidden_bias 0: the fashion_mnist_alexnet config).
-  config.model_options.initializer = "normal"
-  config.model_options.hidden_bias = 1.0
-  config.batch_size = 128
-  config.weight_decay = 5e-4
+  config.update(model_options={"initializer": "normal", "hidden_bias": 1.0}, batch_size=128, weight_decay=5e-4)
   # Section 5: "divide the learning rate by 10 when the validation error rate stopped improving", three times.
   default.divide_on_plateau(config, patience=2, max_reductions=3)
   # Section 4.1: random 227 crops of the 256 centre, flips, PCA lighting; test on ten crops.
