@@ -79,7 +79,8 @@ def test_experiment_recipe_is_what_its_docstring_says(name):
 def test_transfer_configs_start_from_the_pretrained_run():
   pretrain = configs.get("fashion_mnist_transfer_pretrain")
   frozen, finetune, scratch = (configs.get(f"fashion_mnist_transfer_{n}") for n in ("frozen", "finetune", "scratch"))
-  assert pretrain.classes == (0, 1, 2, 3, 4) and frozen.classes == finetune.classes == scratch.classes == (5, 6, 7, 8, 9)
+  assert pretrain.classes == (0, 1, 2, 3, 4)
+  assert frozen.classes == finetune.classes == scratch.classes == (5, 6, 7, 8, 9)
   assert frozen.init_from == finetune.init_from == "workdirs/fashion_mnist_transfer_pretrain"
   assert frozen.freeze_backbone and finetune.backbone_lr_multiplier == 0.1 and not scratch.init_from
 

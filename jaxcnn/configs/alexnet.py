@@ -9,8 +9,8 @@ conv2/4/5, fc6/7 (Section 5); random 227 crops of the 256x256 centre, flips and 
 ten-crop testing (Section 4.1).
 `alexnet_owt`: pytorch/examples' imagenet/main.py, which trained torchvision's weights: batch 256, momentum
 0.9, weight decay 1e-4, learning rate 0.01 (its advice for AlexNet and VGG) divided by 10 every 30 epochs,
-90 epochs; He initialisation with zero biases; random-sized 224 crops (8%-100% of the area, aspect 3/4-4/3) and flips; a centre 224 crop of
-the short side resized to 256 for evaluation.
+90 epochs; He initialisation with zero biases; random-sized 224 crops (8%-100% of the area, aspect 3/4-4/3)
+and flips; a centre 224 crop of the short side resized to 256 for evaluation.
 Small images (`--config.dataset=fashion_mnist`): the model switches to its small-input stem (conv1 5x5/1
 instead of 11x11/4, chosen automatically below 64 pixels): resizing 28 pixels to 227 would cost ~65x the
 compute without adding information, and conv1 11x11/4 would leave nothing after the third pool.

@@ -3,7 +3,8 @@
   python -m jaxcnn.main --config=fashion_mnist_alexnet --workdir=workdirs/fashion_mnist_alexnet
   python -m jaxcnn.main --workdir=workdirs/fashion_mnist_alexnet --mode=eval
 
-Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline (`pipeline=auto` picks `jax` where TensorFlow is absent), five runs sharing the GPU
+Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline (`pipeline=auto`
+picks `jax` where TensorFlow is absent), five runs sharing the GPU
 (2026-11-23). Time: 143 s train + eval (shared GPU). Result: test top-1 92.92% (top-5 99.93%), validation
 93.16%.
 Recipe: the `alexnet` config's network (conv1 5x5/1 instead of 11x11/4 on 28 pixels; LRN and dropout 0.5

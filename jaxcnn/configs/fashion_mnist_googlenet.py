@@ -3,7 +3,8 @@
   python -m jaxcnn.main --config=fashion_mnist_googlenet --workdir=workdirs/fashion_mnist_googlenet
   python -m jaxcnn.main --workdir=workdirs/fashion_mnist_googlenet --mode=eval
 
-Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, five runs sharing the GPU (2026-11-23). Time: compilation took ~3 minutes (first epoch
+Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, five runs sharing
+the GPU (2026-11-23). Time: compilation took ~3 minutes (first epoch
 179 s), then 7-8 s per epoch on the shared GPU; a 500 s limit on the GPU session stopped the run at epoch
 ~32 of 40, before the test evaluation. Result: validation top-1 94.04% at epoch 30 (learning rate 0.0059
 of 0.04); no test figure. The Fashion-MNIST benchmark table's GoogLeNet has 93.7%

@@ -3,7 +3,8 @@
   python -m jaxcnn.main --config=fashion_mnist_resnet18 --workdir=workdirs/fashion_mnist_resnet18
   python -m jaxcnn.main --workdir=workdirs/fashion_mnist_resnet18 --mode=eval
 
-Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, the GPU shared with five other runs (2026-11-23). Time: 380 s train + eval (shared GPU;
+Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, the GPU shared with
+five other runs (2026-11-23). Time: 380 s train + eval (shared GPU;
 on its own the GPU trained ResNet-18 at ~47,000 img/s, 1.2 s per epoch). Result: test top-1 95.30% (top-5
 99.91%), validation 95.38%; the Fashion-MNIST benchmark table's ResNet18 (flips, translations and
 rotations) has 94.9% (zalandoresearch/fashion-mnist README).

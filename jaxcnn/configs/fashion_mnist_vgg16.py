@@ -3,7 +3,8 @@
   python -m jaxcnn.main --config=fashion_mnist_vgg16 --workdir=workdirs/fashion_mnist_vgg16
   python -m jaxcnn.main --workdir=workdirs/fashion_mnist_vgg16 --mode=eval
 
-Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, five runs sharing the GPU (2026-11-23). Time: 203 s train + eval (shared GPU).
+Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, five runs sharing
+the GPU (2026-11-23). Time: 203 s train + eval (shared GPU).
 Result: test top-1 92.47% (top-5 99.96%), validation 92.66%, below the Fashion-MNIST benchmark table's VGG16
 (26M parameters) 93.5% (zalandoresearch/fashion-mnist README): the network spent its first epoch at chance
 (train accuracy 10.4%) and was still improving when the cosine schedule ended (validation 92.1% at epoch

@@ -3,7 +3,8 @@
   python -m jaxcnn.main --config=fashion_mnist_vgg16_bn --workdir=workdirs/fashion_mnist_vgg16_bn
   python -m jaxcnn.main --workdir=workdirs/fashion_mnist_vgg16_bn --mode=eval
 
-Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, five runs sharing the GPU (2026-11-23). Time: 235 s train + eval (shared GPU).
+Hardware: one NVIDIA H100 80GB HBM3, JAX 0.11.2, bfloat16 compute, TF-free input pipeline, five runs sharing
+the GPU (2026-11-23). Time: 235 s train + eval (shared GPU).
 Result: test top-1 94.63% (top-5 99.95%), validation 94.56%; the Fashion-MNIST benchmark table's VGG16
 (26M parameters) has 93.5% (zalandoresearch/fashion-mnist README). Unlike `fashion_mnist_vgg16` it trains
 from the first epoch.
