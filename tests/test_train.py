@@ -105,3 +105,30 @@ def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(ti
   assert {"split", "step", "num_examples", "loss", "top1_accuracy", "top5_accuracy"} <= set(written)
   assert written["split"] == "test" and written["step"] == record["step"]
   assert 0.0 <= written["top1_accuracy"] <= written["top5_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_stop_at_accuracy_ends_the_run_after_the_first_epoch_that_reaches_it(tiny_config, tmp_path, capsys):
+  tiny_config.num_epochs = 3
+  tiny_config.stop_at_accuracy = 0.05  # reached after the first epoch (the tiny task is learnable)
+  record = train.train_and_evaluate(tiny_config, tmp_path)
+  assert record["epoch"] == 1 and record["stopped_at_accuracy"] is True
+  assert record["validation_top1_accuracy"] >= 0.05
+  assert "reached stop_at_accuracy 5.00% after epoch 1" in capsys.readouterr().out
+  checkpointer = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.latest_step() == record["step"]  # the final checkpoint, as at any epoch's end
+  checkpointer.close()
+
+  again = train.train_and_evaluate(tiny_config, tmp_path)  # a resumed run does not train further
+  assert again == record
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_stop_at_accuracy_needs_a_validation_split_and_a_fraction(tiny_config, tmp_path):
+  tiny_config.stop_at_accuracy = 0.9
+  tiny_config.validation_size = 0
+  with pytest.raises(ValueError, match="no split 'validation'.*validation_size"):
+    train.train_and_evaluate(tiny_config, tmp_path)
+  tiny_config.stop_at_accuracy = 90.0  # a percentage, not a fraction
+  with pytest.raises(ValueError, match=r"stop_at_accuracy is a fraction in \[0, 1\]"):
+    train.train_and_evaluate(tiny_config, tmp_path)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn import configs, optim, parallel, train
+from jaxcnn import configs, optim, parallel, train, transfer
 from jaxcnn.models import layers
 
 
@@ -25,8 +25,8 @@ class BatchNormNet(nn.Module):
 def test_head_modules_are_the_class_outputs_and_aux_heads():
   params = {"conv": {"kernel": np.zeros((3, 3, 1, 5))}, "aux1": {"fc": {"kernel": np.zeros((8, 7))}},
             "classifier": {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)}}
-  assert train.head_modules(params, num_classes=5) == {("classifier",), ("aux1",)}
-  groups = train.parameter_groups(params, num_classes=5)
+  assert transfer.head_modules(params, num_classes=5) == {("classifier",), ("aux1",)}
+  groups = transfer.parameter_groups(params, num_classes=5)
   assert groups == {"conv": {"kernel": "backbone"}, "aux1": {"fc": {"kernel": "head"}},
                     "classifier": {"kernel": "head", "bias": "head"}}
 
@@ -51,7 +51,7 @@ def test_frozen_backbone_keeps_params_and_statistics_while_the_head_learns(freez
   config = configs.get("lenet5")
   config.update(schedule="constant", learning_rate=0.1, freeze_backbone=freeze,
                 backbone_lr_multiplier=1.0 if freeze else 0.1)
-  groups = functools.partial(train.parameter_groups, num_classes=3)
+  groups = functools.partial(transfer.parameter_groups, num_classes=3)
   state = train.create_train_state(config, BatchNormNet(3), (8, 8, 1), optim.create(config, 10, groups))
   state = state.replace(batch_stats=jax.tree.map(lambda x: x + 0.5, state.batch_stats))  # "pretrained" stats
   trained = _train(state, _batches(3, 3, 0), train.StepOptions.from_config(config))

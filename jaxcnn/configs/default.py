@@ -64,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.plateau_max_reductions = 0  # 0 = no limit (AlexNet reduced 3 times)
   c.early_stopping_patience = 0  # > 0: stop after this many epochs without a better validation loss
   c.early_stopping_min_delta = 0.0
+  c.stop_at_accuracy = 0.0  # > 0: end the run after the first epoch whose validation top-1 accuracy reaches this
   c.warmup_epochs = 0.0
   c.warmup_steps = 0  # added to warmup_epochs
   c.warmup_mode = "linear"  # linear: warmup_init_lr -> lr; constant: hold warmup_init_lr (ResNet-110)
