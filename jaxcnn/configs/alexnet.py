@@ -3,7 +3,7 @@
 Paper recipe: SGD, batch 128, momentum 0.9, weight decay 5e-4, learning rate 0.01 divided by 10 when the
 validation error stopped improving (three times in ~90 epochs); dropout 0.5 on fc6/fc7 (model default);
 N(0, 0.01) weights and bias 1 on conv2/4/5, fc6/7 (model default); Section 4.1's augmentation (random
-227 crops, flips, PCA lighting) and ten-crop testing on ImageNet only (`augment_datasets`).
+227 crops, flips, PCA lighting) and ten-crop testing, fitted to any dataset (jaxcnn/data/recipe.py).
 Small images (`--config.dataset=fashion_mnist`): the model switches to its small-input stem (conv1 5x5/1
 instead of 11x11/4, chosen automatically below 64 pixels): resizing 28 pixels to 227 would cost ~65x the
 compute without adding information, and conv1 11x11/4 would leave nothing after the third pool.

@@ -26,5 +26,4 @@ def get_config():
   config.lr_boundaries_steps = (32000, 48000)
   config.lr_decay_factor = 0.1
   config.train_augment = "resnet_cifar"
-  config.augment_datasets = ("cifar10",)
   return config

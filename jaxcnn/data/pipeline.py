@@ -20,7 +20,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from jaxcnn.data import augment, folder, host, stats, tf_import, tf_ops
+from jaxcnn.data import augment, folder, host, recipe, stats, tf_import, tf_ops
 from jaxcnn.data.sources import Dataset, FileSplit, Split, TfdsSplit
 
 PIPELINES = ("auto", "tfdata", "jax")
@@ -202,20 +202,48 @@ class InputPipeline:
     self.config, self.dataset = config, dataset
     self.stats = stats.for_dataset(config, dataset)
     self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
-    kwargs = dict(image_size=config.image_size, stats=self.stats)
-    # A paper's recipe (ImageNet crops, PCA lighting) would not fit 28x28 grayscale images: a config lists
-    # the datasets its chains are for, and other datasets (e.g. --config.dataset=fashion_mnist) get none.
-    applies = not config.augment_datasets or dataset.name in config.augment_datasets
-    self.train_chain = augment.Chain(config.train_augment if applies else "", train=True, **kwargs)
-    self.eval_chain = augment.Chain(config.eval_augment if applies else "", train=False, **kwargs)
+    self.recipe = recipe.fit(config.train_augment, config.eval_augment, image_size=config.image_size,
+                             source_shape=dataset.image_shape, stats=self.stats)
+    self.train_chain, self.eval_chain = self.recipe.train, self.recipe.eval
     source_hw, channels = dataset.image_shape[:2], dataset.image_shape[2]
-    for chain in (self.train_chain, self.eval_chain):
-      chain.check_channels(channels)
     train_hw, eval_hw = self.train_chain.output_size(source_hw), self.eval_chain.output_size(source_hw)
     if train_hw != eval_hw:
       raise ValueError(f"training images are {train_hw} ({self.train_chain.spec!r}) but evaluation images are "
                        f"{eval_hw} ({self.eval_chain.spec!r}); the model needs one size")
     self.image_shape = (*train_hw, channels)
+    for name, split in dataset.splits.items():
+      self._check_fits(name, split)
+
+  def _check_fits(self, name: str, split) -> None:
+    """Plans every example of a split once, so that a chain its images cannot take fails before training."""
+    if isinstance(split, TfdsSplit):  # sizes unknown until read
+      return
+    chain = self.train_chain if name == "train" else self.eval_chain
+    try:
+      chain.plan(np.random.default_rng(0), *_source_sizes(split, np.arange(len(split))))
+    except ValueError as e:
+      raise ValueError(f"{self.dataset.name} {name} split, augmentation {chain.spec!r}: {e}") from None
+
+  def describe(self) -> list[str]:
+    """What the run will read and how, one line each, for the start of the log."""
+    dataset, config = self.dataset, self.config
+    counts = ", ".join(f"{name} {len(split):,}" for name, split in dataset.splits.items())
+    where = f" from {dataset.root}" if dataset.root else ""
+    source = "x".join(map(str, dataset.image_shape)) if None not in dataset.image_shape else \
+        f"images of varying size, {dataset.image_shape[2]} channels"
+    lines = [f"data: {dataset.name}{where}: {counts} images; {dataset.num_classes} classes",
+             f"input: {'x'.join(map(str, self.image_shape))} (source: {source})"]
+    for kind, spec, chain in (("train", config.train_augment, self.train_chain),
+                              ("eval", config.eval_augment, self.eval_chain)):
+      named = f" (preset {spec!r})" if isinstance(spec, str) and chain.spec != spec.strip() else ""
+      views = f"; {chain.num_views} views" if chain.num_views else ""
+      lines.append(f"{kind} augmentation: {chain.spec or 'none'}{named}{views}")
+    lines += self.recipe.notes
+    origin = {"file": f"statistics file {self.stats.get('path')}", "computed": "all training images",
+              "sampled": "a sample of training images"}[self.stats["origin"]]
+    lines.append(f"normalisation: mean {np.round(self.mean, 4).tolist()}, std {np.round(self.std, 4).tolist()} "
+                 f"({origin})")
+    return lines
 
   def train_batches(self, epoch: int) -> Iterator[dict]:
     return train_batches(self.dataset.split("train"), global_batch=self.config.batch_size, seed=self.config.seed,
