@@ -89,10 +89,6 @@ class Dataset:
     train = self.splits["train"]
     return tuple(train.images.shape[1:]) if isinstance(train, Split) else (None, None, 3)
 
-  @property
-  def in_memory(self) -> bool:
-    return all(isinstance(s, Split) for s in self.splits.values())
-
   def split(self, name: str) -> Split:
     if name not in self.splits:
       raise ValueError(f"dataset {self.name!r} has no split {name!r}; it has {', '.join(sorted(self.splits))}"
@@ -119,11 +115,6 @@ _CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog"
 _LOCAL = sorted([*_IDX_DATASETS, *cifar.LAYOUTS, "image_folder", "synthetic"])
 # Above this many bytes of pixels a TFDS split is streamed rather than held in host memory.
 _TFDS_IN_MEMORY_BYTES = 4 << 30
-
-
-def names() -> list[str]:
-  """jaxcnn's own dataset names; any other name is looked up in TFDS."""
-  return _LOCAL
 
 
 def _user_data_dir(data_dir: str) -> tuple[str, str] | None:
