@@ -8,7 +8,6 @@ parallel.py runs them under `pmap` or `jit(shard_map)`.
 
 import dataclasses
 import functools
-import itertools
 import pathlib
 import time
 from typing import Any
@@ -195,8 +194,8 @@ class Run:
     self.dataset = data.load(config)
     train_split = self.dataset.split("train")
     self.input = data.InputPipeline(config, self.dataset)
-    data.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
-    data.batch_layout(config.eval_batch_size)
+    parallel.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
+    parallel.batch_layout(config.eval_batch_size)
     if config.batch_size % (jax.device_count() * config.grad_accum_steps):
       raise ValueError(f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
                        f"on each of {jax.device_count()} devices")
@@ -268,6 +267,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
           f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
           f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
+    print("\n".join(f"  {line}" for line in run.input.describe()), flush=True)
 
   p_train_step = run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
   state = run.strategy.put_state(run.state)
@@ -355,12 +355,12 @@ def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requ
   bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
   first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
   start, host_sums, pending, stopped_at = time.perf_counter(), [], [], None
-  for i, batch in enumerate(itertools.islice(run.input.train_batches(epoch), skip, None), start=skip + 1):
+  for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
     state, step_sums = p_train_step(state, strategy.put_batch(batch))
     pending.append(step_sums)
     step = epoch * run.steps_per_epoch + i
     if tensorboard is not None and i == skip + 1:
-      first = np.asarray(batch["image"]).reshape(-1, *batch["image"].shape[2:])[:8]
+      first = np.asarray(batch["image"])[:8]
       tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
     stopping = stop_requests.should_stop(step)
     periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0

@@ -24,12 +24,13 @@ def _state_and_batch(config):
 
 
 def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tiny_config):
-  state, batch = _state_and_batch(tiny_config)  # batch is [8, 4, ...]
+  state, batch = _state_and_batch(tiny_config)  # batch is [32, ...]
   strategy = parallel.Pmap()
-  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
+  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state),
+                                                                         strategy.put_batch(batch))
   one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
   state1, sums1 = one(flax.jax_utils.replicate(state, devices=jax.devices()[:1]),
-                      jax.tree.map(lambda x: x.reshape(1, -1, *x.shape[2:]), batch))
+                      jax.tree.map(lambda x: x[None], batch))
   _tree_allclose(strategy.to_host(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
   assert float(sums8["count"][0]) == float(sums1["count"][0]) == tiny_config.batch_size
   np.testing.assert_allclose(float(sums8["loss"][0]), float(sums1["loss"][0]), rtol=1e-5)

@@ -33,8 +33,8 @@ def test_head_modules_are_the_class_outputs_and_aux_heads():
 
 def _batches(steps, num_classes, seed):
   rng = np.random.default_rng(seed)
-  return [{"image": rng.normal(size=(8, 2, 8, 8, 1)).astype(np.float32),
-           "label": rng.integers(0, num_classes, (8, 2)).astype(np.int32)} for _ in range(steps)]
+  return [{"image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, num_classes, 16).astype(np.int32)} for _ in range(steps)]
 
 
 def _train(state, batches, options):
@@ -42,7 +42,7 @@ def _train(state, batches, options):
   step = strategy.compile(functools.partial(train.train_step, options=options), donate_state=False)
   device_state = strategy.put_state(state)
   for batch in batches:
-    device_state, _ = step(device_state, batch)
+    device_state, _ = step(device_state, strategy.put_batch(batch))
   return strategy.to_host(device_state)
 
 

@@ -25,5 +25,4 @@ def get_config(name: str = "resnet20"):
   if name == "resnet110":
     config.update(warmup_mode="constant", warmup_init_lr=0.01, warmup_steps=400)
   config.train_augment = "resnet_cifar"
-  config.augment_datasets = ("cifar10",)
   return config
