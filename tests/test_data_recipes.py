@@ -1,6 +1,7 @@
 """The papers' recipes on every source: in effect, stated, fitted to small images; the user's chains as given."""
 
 import json
+import pathlib
 import pickle
 
 import numpy as np
@@ -91,7 +92,9 @@ def _source(kind, tmp_path):
     return (_config("alexnet", "fashion_mnist", _write_idx(tmp_path / "fmnist")), "pad(4)|random_crop(28, 28)|flip_lr",
             ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"))
   directory = _tfds_gradients(tmp_path / "tfds")
-  return (_config("alexnet", "jaxcnn_tiny_gradients", directory, image_size=32, stats_file=str(directory / "stats.json")),
+  config = _config("alexnet", "jaxcnn_tiny_gradients", directory, image_size=32,
+                   stats_file=str(directory / "stats.json"))
+  return (config,
           "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr|pca_lighting(0.1, 'imagenet')", ("cat", "dog"))
 
 
@@ -100,7 +103,8 @@ def _read_geometry(images, pipe):
   pixels = (images * pipe.std + pipe.mean) * 255
   first = pixels[..., 0]
   flipped = first[:, :, -1].mean(axis=1) < first[:, :, 0].mean(axis=1)
-  left_slope = np.where(flipped[:, None], first[:, :, -2] - first[:, :, -1], first[:, :, 1] - first[:, :, 0]).mean(axis=1)
+  left_slope = np.where(flipped[:, None], first[:, :, -2] - first[:, :, -1], first[:, :, 1] - first[:, :, 0])
+  left_slope = left_slope.mean(axis=1)
   offsets = [np.round(left_slope, 1)]
   if pixels.shape[-1] == 3:
     offsets.append(np.round((pixels[:, 1, :, 1] - pixels[:, 0, :, 1]).mean(axis=1), 1))
@@ -133,7 +137,7 @@ def test_the_papers_recipe_applies_to_every_source_and_reaches_the_batches(kind,
 
 def test_lighting_shifts_colour_along_the_datasets_eigenvectors_when_it_has_statistics(tmp_path):
   # Constant-colour images: crops and flips leave the pixels alone, so the output minus the source is the shift.
-  root = _write_cifar(tmp_path, image=np.full((32, 32, 3), 100, np.uint8))
+  _write_cifar(tmp_path, image=np.full((32, 32, 3), 100, np.uint8))
   eigval, eigvec = np.array([0.3, 0.05, 0.01]), np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
   stats = {"mean": [0.4] * 3, "std": [0.2] * 3, "pca_eigval": eigval.tolist(), "pca_eigvec": eigvec.tolist()}
   (tmp_path / "jaxcnn_stats.json").write_text(json.dumps(stats))
@@ -214,7 +218,7 @@ def test_resuming_mid_epoch_decodes_no_image_of_the_earlier_batches(tmp_path, mo
   train = dataset.split("train")
   # Every file through the Python decoder, which counts what it decodes.
   dataset.splits["train"] = type(train)(train.paths, train.labels, train.sizes, np.ones(len(train), bool))
-  contents = {open(p, "rb").read(): p for p in train.paths}
+  contents = {pathlib.Path(p).read_bytes(): p for p in train.paths}
   decoded, decode = [], tf_ops._pil_decode
   monkeypatch.setattr(tf_ops, "_pil_decode", lambda raw: decoded.append(contents[raw]) or decode(raw))
   pipe = data.InputPipeline(config, dataset)

@@ -42,7 +42,8 @@ def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tin
 def test_checkpoint_round_trip_restores_params_optimizer_step_and_rng(tiny_config, tmp_path):
   state, batch = _state_and_batch(tiny_config)
   strategy = parallel.Pmap()
-  stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
+  stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state),
+                                                                         strategy.put_batch(batch))
   stepped = strategy.to_host(stepped)
   ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
   ckpt.save(1, stepped, {"epoch": 1})

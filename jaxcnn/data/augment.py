@@ -53,7 +53,8 @@ def _presets(size: int) -> tuple[dict, dict]:
   train = {
       # Krizhevsky et al. 2012, Section 4.1: 256x256 centre of the short-side-256 image, random crops, flips,
       # PCA lighting.
-      "alexnet": f"resize_short({scaled(256)})|center_crop({scaled(256)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
+      "alexnet": (f"resize_short({scaled(256)})|center_crop({scaled(256)})|random_crop({size})|flip_lr|"
+                  "pca_lighting(0.1)"),
       # Simonyan & Zisserman 2015, Section 3.1: scale jittering S in [256, 512], crop, flip, RGB shift.
       "vgg": f"random_resize_short({scaled(256)}, {scaled(512)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
       # Szegedy et al. 2014, Section 6: 8%-100% of the area, aspect 3/4-4/3, photometric distortions.
@@ -208,7 +209,8 @@ def _check_fits(v: Views, height: int, width: int, op: str):
   if small.any():
     i = np.argwhere(small)[0]
     raise ValueError(f"{op}({height}, {width}) does not fit an image of {int(v.out_h[tuple(i)])}x"
-                     f"{int(v.out_w[tuple(i)])} (example {i[0]}): start the chain with a resize or set --config.image_size")
+                     f"{int(v.out_w[tuple(i)])} (example {i[0]}): start the chain with a resize or set "
+                     "--config.image_size")
 
 
 class CenterCrop(Op):

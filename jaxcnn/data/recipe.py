@@ -79,8 +79,8 @@ def _lighting_notes(chain: augment.Chain, stats: dict) -> list[str]:
     where = {"file": "its statistics file", "computed": "all its training images"}[stats["origin"]]
     return [f"PCA lighting: the dataset's own eigenvalues and eigenvectors (from {where})"]
   if "imagenet" in sources:
-    return ["PCA lighting: ImageNet's eigenvalues and eigenvectors (AlexNet's; run `python -m jaxcnn.data.stats` "
-            "for the dataset's own)"]
+    return [("PCA lighting: ImageNet's eigenvalues and eigenvectors (AlexNet's; run `python -m jaxcnn.data.stats` "
+             "for the dataset's own)")]
   return []
 
 

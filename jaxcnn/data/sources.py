@@ -91,8 +91,8 @@ class Dataset:
 
   def split(self, name: str) -> Split:
     if name not in self.splits:
-      raise ValueError(f"dataset {self.name!r} has no split {name!r}; it has {', '.join(sorted(self.splits))}"
-                       + (" (set --config.validation_size to 'auto' or > 0 for a validation split)" if name == "validation" else ""))
+      hint = " (set --config.validation_size to 'auto' or > 0 for a validation split)" if name == "validation" else ""
+      raise ValueError(f"dataset {self.name!r} has no split {name!r}; it has {', '.join(sorted(self.splits))}{hint}")
     return self.splits[name]
 
 
