@@ -6,12 +6,24 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxcnn import configs  # noqa: E402
+from jaxcnn import compile_cache, configs  # noqa: E402
 from jaxcnn.data import idx  # noqa: E402
+
+
+def pytest_configure(config):
+  """One compilation cache per test run, shared by the xdist workers and the subprocesses they start (they
+  inherit the environment): the same small steps compile in many tests. A JAXCNN_CACHE_DIR set by the user
+  is used as it is (an empty one turns the cache off)."""
+  if compile_cache.ENV not in os.environ and not hasattr(config, "workerinput"):
+    os.environ[compile_cache.ENV] = tempfile.mkdtemp(prefix="jaxcnn-test-xla-")
+    config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(compile_cache.ENV), ignore_errors=True))
+  compile_cache.enable()
 
 
 def write_idx_dataset(directory: pathlib.Path, num_train: int, num_test: int, seed: int = 0, num_classes: int = 10):
