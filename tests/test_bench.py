@@ -66,15 +66,12 @@ def test_bench_compare_pytorch(tmp_path):
     assert record["no_ratio_because"] is None and record["pytorch_compiled_images_per_sec"] is None
 
 
-def test_bench_prints_no_ratio_for_another_device_count_or_the_end_to_end_mode(tmp_path):
+def test_bench_prints_no_ratio_for_another_device_count(tmp_path):
   pytest.importorskip("torch")
   stdout, records = run_bench(tmp_path, "--models=mlp", "--devices=2", "--compare=pytorch", "--nopytorch_compile")
   assert records[0]["ratio"] is None and records[0]["pytorch_images_per_sec"] > 0
   assert records[0]["no_ratio_because"] == "unequal devices: jaxcnn 2, PyTorch 1"
   assert "mlp: no ratio: unequal devices: jaxcnn 2, PyTorch 1" in stdout
-  _, records = run_bench(tmp_path, "--models=mlp", "--devices=1", "--compare=pytorch", "--nopytorch_compile",
-                         "--mode=end_to_end", "--dataset=synthetic")
-  assert records[0]["ratio"] is None and records[0]["no_ratio_because"].startswith("end_to_end: jaxcnn includes")
 
 
 @pytest.mark.parametrize("field,value,reason", [

@@ -127,17 +127,22 @@ def start_sides(model: str) -> tuple[dict, dict]:
   jax_env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.45"} if FLAGS.compare else {}
   workers, infos, errors = {}, {}, {}
   sides = ["jaxcnn"] + (["pytorch"] + (["pytorch_compiled"] if FLAGS.pytorch_compile else []) if FLAGS.compare else [])
-  for side in sides:
-    image_shape = infos["jaxcnn"]["image_shape"] if side != "jaxcnn" else None
-    worker = Worker(worker_spec(model, side, image_shape), jax_env if side == "jaxcnn" else None)
-    message = worker.receive()
-    if "error" in message:
+  try:
+    for side in sides:
+      image_shape = infos["jaxcnn"]["image_shape"] if side != "jaxcnn" else None
+      worker = Worker(worker_spec(model, side, image_shape), jax_env if side == "jaxcnn" else None)
+      message = worker.receive()
+      if "error" in message:
+        worker.close()
+        if side == "jaxcnn":
+          raise RuntimeError(f"{model}: jaxcnn's step failed: {message['error']}")
+        errors[side] = message["error"]
+        continue
+      workers[side], infos[side] = worker, message["ready"]
+  except BaseException:
+    for worker in workers.values():
       worker.close()
-      if side == "jaxcnn":
-        raise RuntimeError(f"{model}: jaxcnn's step failed: {message['error']}")
-      errors[side] = message["error"]
-      continue
-    workers[side], infos[side] = worker, message["ready"]
+    raise
   return workers, infos | {"errors": errors}
 
 
@@ -223,6 +228,9 @@ def run_step_benchmark() -> None:
 def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if FLAGS.threads > len(os.sched_getaffinity(0)):
+    sys.exit(f"jaxcnn.bench: error: --threads={FLAGS.threads} but this process may use "
+             f"{len(os.sched_getaffinity(0))} CPUs")
   try:
     if FLAGS.mode == "time_to_accuracy":
       from jaxcnn.bench import accuracy
