@@ -15,7 +15,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import configs, xla_cpu
+from jaxcnn import compile_cache, configs, xla_cpu
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (all modes but summary).")
@@ -31,6 +31,8 @@ flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes t
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's index in [0, num_processes).", lower_bound=0)
 flags.DEFINE_integer("heartbeat_timeout", 30, "Multi-process: seconds of silence after which a peer counts as dead.",
                      lower_bound=1)
+flags.DEFINE_string("compilation_cache_dir", None, "JAX's persistent compilation cache, so restarts, eval and predict "
+                    f"load the compiled steps; empty = off; default ${compile_cache.ENV} or ~/.cache/jaxcnn/xla.")
 _CONFIG = config_flags.DEFINE_config_file("config", str(configs.path_of("lenet5")), "Experiment name or config file.")
 
 
@@ -79,6 +81,7 @@ def main(argv):
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
   xla_cpu.apply()  # before JAX starts a backend
+  compile_cache.enable(FLAGS.compilation_cache_dir)
   from jaxcnn import evaluate, parallel, summary, train  # after flag parsing, so that --help stays fast
 
   try:

@@ -19,7 +19,7 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from jaxcnn import checkpoint, data, models, optim, parallel, preemption, reporting, transfer
+from jaxcnn import checkpoint, compile_cache, data, models, optim, parallel, preemption, reporting, transfer
 from jaxcnn.models import layers
 
 
@@ -356,10 +356,13 @@ def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requ
   first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
   start, host_sums, pending, stopped_at = time.perf_counter(), [], [], None
   for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
-    state, step_sums = p_train_step(state, strategy.put_batch(batch))
+    with compile_cache.watch() as compilations:
+      state, step_sums = p_train_step(state, strategy.put_batch(batch))
     pending.append(step_sums)
     step = epoch * run.steps_per_epoch + i
-    if tensorboard is not None and i == skip + 1:
+    if tensorboard is not None and i == skip + 1:  # this invocation's first step
+      if reporting.is_reporter():
+        print(f"  train step: {compilations.describe()}", flush=True)
       first = np.asarray(batch["image"])[:8]
       tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
     stopping = stop_requests.should_stop(step)

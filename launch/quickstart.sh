@@ -17,6 +17,6 @@ if [ ! -e "$data/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev/null;
   fi
 fi
 start=$(date +%s)
-.venv/bin/python -m jaxcnn.main --config=lenet5 --workdir="$workdir" "$@"
-.venv/bin/python -m jaxcnn.main --config=lenet5 --workdir="$workdir" --mode=eval "$@"
+"$venv/bin/python" -m jaxcnn.main --config=lenet5 --workdir="$workdir" "$@"
+"$venv/bin/python" -m jaxcnn.main --config=lenet5 --workdir="$workdir" --mode=eval "$@"
 echo "train + eval took $(( $(date +%s) - start )) s; results in $workdir/eval_results.json"

@@ -6,12 +6,44 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from jaxcnn import configs  # noqa: E402
+from jaxcnn import compile_cache, configs  # noqa: E402
 from jaxcnn.data import idx  # noqa: E402
+
+
+def pytest_configure(config):
+  """One compilation cache per test run, shared by the xdist workers and the subprocesses they start (they
+  inherit the environment): the same small steps compile in many tests. A JAXCNN_CACHE_DIR set by the user
+  is used as it is (an empty one turns the cache off)."""
+  if compile_cache.ENV not in os.environ and not hasattr(config, "workerinput"):
+    os.environ[compile_cache.ENV] = tempfile.mkdtemp(prefix="jaxcnn-test-xla-")
+    config.add_cleanup(lambda: shutil.rmtree(os.environ.pop(compile_cache.ENV), ignore_errors=True))
+  compile_cache.enable()
+
+
+# The end-to-end tier that CI runs on its second Python beside the fast tier (`-m "not slow or e2e"`): train,
+# eval and resume through the command line and in process, and two processes training like one.
+E2E_TESTS = ("test_cli.py::test_train_then_eval_through_the_command_line",
+             "test_train.py::test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends",
+             "test_multihost.py::test_two_processes_train_like_one_process_with_all_devices[pmap]")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+  marked = set()
+  for item in items:
+    if f"{item.path.name}::{item.name}" in E2E_TESTS:
+      item.add_marker(pytest.mark.e2e)
+      marked.add(f"{item.path.name}::{item.name}")
+  whole_directory = any(pathlib.Path(arg.split("::")[0]).is_dir() for arg in config.args)
+  if "e2e" in config.getoption("markexpr", "") and whole_directory and marked != set(E2E_TESTS):
+    raise pytest.UsageError(f"conftest.E2E_TESTS names tests that were not collected: "
+                            f"{', '.join(sorted(set(E2E_TESTS) - marked))}")
 
 
 def write_idx_dataset(directory: pathlib.Path, num_train: int, num_test: int, seed: int = 0, num_classes: int = 10):

@@ -1,18 +1,19 @@
 """The PyTorch measuring stick for `python -m jaxcnn.bench --compare=pytorch` (not part of jaxcnn).
 
-The same architectures as jaxcnn's zoo, layer for layer (the parameter counts are checked against
-jaxcnn's before anything is timed), trained the same way: SGD with momentum and coupled weight decay
-on a cross-entropy loss, the same batch and precision, synthetic data already on the device. On a GPU:
-channels_last memory format and bfloat16 autocast for `precision="bfloat16"`, and torchvision's own
-ResNet-50, VGG-16 and AlexNet (the "one weird trick" layout, jaxcnn's `alexnet_owt`) when torchvision is
-importable. On the CPU every core is an intra-op thread.
+The same architectures as jaxcnn's zoo, layer for layer (the parameter counts and multiply-adds are
+compared with jaxcnn's), trained the same way: SGD with momentum and coupled weight decay on a
+cross-entropy loss, the same batch and precision, synthetic data already on the device, in channels_last
+memory format; on a GPU with `cudnn.benchmark` and bfloat16 autocast for `precision="bfloat16"`; eager or
+`torch.compile`d. torchvision's own ResNet-50 (v1.5: stride in the
+3x3), VGG-16 and AlexNet (the "one weird trick" layout, jaxcnn's `alexnet_owt`) when torchvision is
+importable. The thread count is the caller's (`torch.set_num_threads`).
 
-`jaxcnn.bench` loads this file by path; run on its own it prints the parameter counts:
+`jaxcnn.bench` loads this file by path; run on its own it prints the parameter counts and multiply-adds:
 
   python experiments/benchmark/pytorch_models.py
 """
 
-import os
+import functools
 import time
 
 import torch
@@ -123,11 +124,11 @@ MODELS = {
     "mlp": mlp,
     "simple_cnn": simple_cnn,
     "alexnet": alexnet,
-    **{f"resnet{d}": (lambda d: lambda num_classes, channels, size: CifarResNet(d, num_classes, channels))(d)
-       for d in (20, 32, 44, 56, 110)},
+    **{f"resnet{d}": functools.partial(lambda depth, num_classes, channels, size: CifarResNet(
+        depth, num_classes, channels), d) for d in (20, 32, 44, 56, 110)},
     # torchvision's layouts: ResNet-50 v1.5 (stride in the 3x3; jaxcnn's resnet50 strides in the 1x1 by
     # default, same parameters, ~4% fewer multiply-adds), VGG-16 and AlexNet "one weird trick".
-    "resnet50": _torchvision("resnet50"),
+    "resnet50": _torchvision("resnet50"),  # compare with --model_options=stride_in_3x3=True
     "vgg16": _torchvision("vgg16"),
     "alexnet_owt": _torchvision("alexnet"),
 }
@@ -137,25 +138,54 @@ def parameter_count(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def multiply_adds(model: nn.Module, image_shape) -> int:
+  """Forward multiply-adds per image of the convolutions and dense layers (what jaxcnn.summary counts)."""
+  size, _, channels = image_shape
+  total = 0
+
+  def count(module, inputs, output):
+    nonlocal total
+    spatial = output[0, 0].numel() if isinstance(module, nn.Conv2d) else 1
+    total += spatial * module.weight.numel()
+
+  hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+  was_training = model.training
+  with torch.no_grad():
+    model.eval()(torch.zeros(1, channels, size, size, device=next(model.parameters()).device))
+  model.train(was_training)
+  for hook in hooks:
+    hook.remove()
+  return total
+
+
 class TrainStep:
-  """A PyTorch model, optimizer and synthetic batch; `run(steps)` times that many training steps."""
+  """A PyTorch model, optimizer and synthetic batch; `run(steps)` times that many training steps.
+
+  Set up the way users who want speed run PyTorch: channels_last memory format, `cudnn.benchmark` on a GPU,
+  bfloat16 autocast for `precision="bfloat16"` (GPU only), and `compile=True` for `torch.compile` (compiled
+  by the first step). `tf32` allows TensorFloat-32 in float32 matmuls and convolutions on a GPU.
+  """
 
   def __init__(self, name: str, num_classes: int, image_shape, batch_size: int, precision: str = "float32",
-               momentum: float = 0.9, weight_decay: float = 5e-4, learning_rate: float = 0.01):
+               momentum: float = 0.9, weight_decay: float = 5e-4, learning_rate: float = 0.01,
+               compile: bool = False, tf32: bool = True):
     if name not in MODELS:
       raise KeyError(f"no PyTorch twin of jaxcnn model {name!r}; known: {', '.join(sorted(MODELS))}")
     size, _, channels = image_shape
     self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if self.device.type == "cpu":
-      torch.set_num_threads(os.cpu_count())
     if precision == "bfloat16" and self.device.type != "cuda":
       raise ValueError("bfloat16 autocast is measured on a GPU only (CPU autocast is not what jaxcnn compares to)")
-    self.precision = precision
-    self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
+    if self.device.type == "cuda":
+      torch.backends.cudnn.benchmark = True
+      torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    self.precision, self.compiled = precision, compile
+    self.memory_format = torch.channels_last
     self.model = MODELS[name](num_classes, channels, size).to(self.device, memory_format=self.memory_format).train()
     self.params = parameter_count(self.model)
+    self.macs = multiply_adds(self.model, image_shape)
     self.optimizer = torch.optim.SGD(self.model.parameters(), lr=learning_rate, momentum=momentum,
                                      weight_decay=weight_decay)
+    self.forward = torch.compile(self.model) if compile else self.model
     generator = torch.Generator().manual_seed(0)
     self.images = torch.randn(batch_size, channels, size, size, generator=generator).to(
         self.device, memory_format=self.memory_format)
@@ -165,7 +195,7 @@ class TrainStep:
   def _step(self):
     self.optimizer.zero_grad(set_to_none=True)
     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-      loss = F.cross_entropy(self.model(self.images), self.labels)
+      loss = F.cross_entropy(self.forward(self.images), self.labels)
     loss.backward()
     self.optimizer.step()
 
@@ -188,10 +218,11 @@ class TrainStep:
   @property
   def description(self) -> str:
     where = torch.cuda.get_device_name() if self.device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    return f"PyTorch {torch.__version__} ({where})"
+    return f"PyTorch {torch.__version__} {'compiled' if self.compiled else 'eager'} ({where})"
 
 
 if __name__ == "__main__":
   for model_name, shape in (("lenet5", (28, 28, 1)), ("mlp", (28, 28, 1)), ("simple_cnn", (28, 28, 1)),
                             ("resnet20", (32, 32, 3)), ("alexnet", (32, 32, 3))):
-    print(f"{model_name:<12} {parameter_count(MODELS[model_name](10, shape[2], shape[0])):>12,} parameters")
+    twin = MODELS[model_name](10, shape[2], shape[0])
+    print(f"{model_name:<12} {parameter_count(twin):>12,} parameters {multiply_adds(twin, shape):>14,} multiply-adds")

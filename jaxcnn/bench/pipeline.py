@@ -1,11 +1,12 @@
 """Input pipeline throughput beside the train step it feeds.
 
-  python -m jaxcnn.data.benchmark [--num_jpegs=2000] [--batch_size=128] [--batches=15]
+  python -m jaxcnn.bench.pipeline [--num_jpegs=2000] [--batch_size=128] [--batches=15]
 
 Measures images/s of (1) the AlexNet train pipeline (resize_short 256, centre 256, random 227 crop fused
 with the JPEG decode, flip, PCA lighting) over a folder of generated ~400x350 JPEGs, (2) the ResNet CIFAR
 pipeline (pad 4, random 32 crop, flip) through tf.data and through the TF-free JAX path, and (3) the train
-steps they feed (AlexNet at 227, ResNet-20, LeNet-5), measured as `jaxcnn.bench` measures them.
+steps they feed (AlexNet at 227, ResNet-20, LeNet-5), measured as `python -m jaxcnn.bench` measures them
+(`jaxcnn.bench.step.JaxStep`), in this process.
 """
 
 import itertools
@@ -18,10 +19,11 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from jaxcnn import bench, configs, data, xla_cpu
+from jaxcnn import compile_cache, configs, data, xla_cpu
+from jaxcnn.bench import step as bench_step
 
 FLAGS = flags.FLAGS
-# --batch_size (global) is jaxcnn.bench's flag, defined when bench is imported.
+flags.DEFINE_integer("batch_size", 128, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("num_jpegs", 2000, "JPEG files generated for the folder pipeline.")
 flags.DEFINE_integer("batches", 15, "Timed batches (after two warm-up batches).", lower_bound=1)
 
@@ -55,8 +57,9 @@ def _pipeline_rate(config, steps: int) -> float:
 
 
 def _train_step_rate(model_name: str, image_size: int, batch_size: int, steps: int) -> float:
-  """`jaxcnn.bench`'s measurement of the train step alone (synthetic batch on the device)."""
-  step = bench.JaxStep(bench.bench_config(model_name, batch_size, "float32", "pmap", image_size, "synthetic"), "step")
+  """`python -m jaxcnn.bench`'s measurement of the train step alone (synthetic batch on the device)."""
+  config = bench_step.bench_config(model_name, batch_size, "float32", "pmap", image_size, "synthetic")
+  step = bench_step.JaxStep(config, "step")
   step.run(2)
   return steps * batch_size / step.run(steps)
 
@@ -64,6 +67,7 @@ def _train_step_rate(model_name: str, image_size: int, batch_size: int, steps: i
 def main(argv):
   del argv
   xla_cpu.apply()  # before the backend starts, as training and jaxcnn.bench do
+  compile_cache.enable()
   batch, steps = FLAGS.batch_size, FLAGS.batches
   print(f"{jax.device_count()} {jax.devices()[0].platform} device(s), batch {batch}, {steps} timed batches")
   with tempfile.TemporaryDirectory() as tmp:

@@ -1,0 +1,247 @@
+"""Train-step throughput of the zoo's models, optionally side by side with PyTorch; time to a target accuracy.
+
+  python -m jaxcnn.bench --models=lenet5,resnet20 --batch_size=128 [--compare=pytorch] [--json=FILE]
+      [--precision=float32|bfloat16] [--image_size=N] [--devices=N] [--mode=step|end_to_end]
+      [--parallelism=pmap|shard_map] [--repeats=R] [--steps=S] [--threads=T] [--model_options=K=V,...]
+      [--nopytorch_compile] [--notf32]
+  python -m jaxcnn.bench --mode=time_to_accuracy --config=lenet5 --target=0.91 [--compare=pytorch]
+
+For each model: steady-state images/s of jaxcnn's train step (`jaxcnn.bench.step`), after compilation; the
+compile time (and whether the persistent compilation cache served it); the peak device memory where the
+device reports it; the model FLOPs utilisation where the device's peak is known. Each repeat times `--steps`
+steps (by default as many as take about `--seconds` in jaxcnn, judged from the warm-up); the table shows the
+median over `--repeats`.
+
+The protocol, the same for every model and printed above the table:
+- Each framework runs in its own process (`jaxcnn.bench.worker`), built, compiled and warmed up one after
+  the other, then timed in turns with the other process idle (blocked on a pipe; half a second of quiet
+  before each turn, longer than XLA's and OpenMP's spin-waits): no framework's threads compete with the
+  other's. The order alternates, ABBA: jaxcnn first in odd repeats, last in even ones.
+- Both processes may run on the same `--threads` CPUs (0: every CPU this process may use).
+- `--compare=pytorch` times the identical PyTorch model (experiments/benchmark/pytorch_models.py, loaded by
+  path from the repository; not part of the package) in channels_last memory format, eager and
+  `torch.compile`d (`--nopytorch_compile` leaves the compiled column out; when it cannot compile, the
+  column says why), with `cudnn.benchmark` and bfloat16 autocast (`--precision=bfloat16`) on a GPU, and
+  TF32 in float32 matmuls allowed on both sides (XLA's GPU default) or, with `--notf32`, on neither.
+- A ratio (jaxcnn / PyTorch images/s) is printed only for equal work: the same forward multiply-adds per
+  image, parameters, input shape and device count (the PyTorch side runs on one device: compare with
+  `--devices=1`), and the same step: `--mode=end_to_end` feeds jaxcnn's real input pipeline
+  (`jaxcnn.data.InputPipeline`; Fashion-MNIST or `--dataset=synthetic`) while PyTorch runs synthetic
+  batches, so it prints no ratio. The reason stands where the ratio would.
+
+`--mode=time_to_accuracy` trains the named `--config` until its test accuracy reaches `--target` (checked
+after every epoch) and reports the wall time from process start; with `--compare=pytorch`, then the PyTorch
+twin under the same recipe (`jaxcnn.bench.accuracy`), one after the other.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from jaxcnn.bench import step
+from jaxcnn.bench.report import Record, table
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", ["lenet5", "resnet20"], "Registered model names, comma-separated.")
+flags.DEFINE_integer("batch_size", 128, "Global batch size (split over the devices).", lower_bound=1)
+flags.DEFINE_enum("compare", None, ["pytorch"], "Also time the identical PyTorch model, side by side.")
+flags.DEFINE_string("json", None, "Write the records as a JSON list to this file.")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtype (params stay float32).")
+flags.DEFINE_integer("image_size", 0, "Image height and width; 0 = the model's default input.", lower_bound=0)
+flags.DEFINE_integer("devices", 0, "Devices to use (on a CPU: this many host devices sharing the cores); "
+                     "0 = all.", lower_bound=0)
+flags.DEFINE_enum("mode", "step", ["step", "end_to_end", "time_to_accuracy"], "step: synthetic batch on the "
+                  "device; end_to_end: the real input pipeline feeds the step; time_to_accuracy: see --config.")
+flags.DEFINE_enum("dataset", "fashion_mnist", ["fashion_mnist", "synthetic"], "--mode=end_to_end's data.")
+flags.DEFINE_enum("parallelism", "pmap", ["pmap", "shard_map"], "How the step runs over the devices.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats per model; the median is reported.", lower_bound=1)
+flags.DEFINE_integer("steps", 0, "Train steps per timed repeat; 0 = as many as take about --seconds in jaxcnn.",
+                     lower_bound=0)
+flags.DEFINE_float("seconds", 2.0, "With --steps=0: the target duration of one jaxcnn repeat.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.", lower_bound=0)
+flags.DEFINE_integer("threads", 0, "CPUs each side may run on (both the same); 0 = all.", lower_bound=0)
+flags.DEFINE_list("model_options", [], "Model builder options as KEY=VALUE (e.g. stride_in_3x3=True).")
+flags.DEFINE_bool("pytorch_compile", True, "With --compare=pytorch: a torch.compile column beside eager.")
+flags.DEFINE_bool("tf32", True, "float32 on a GPU: TF32 matmuls and convolutions on both sides, else on neither.")
+flags.DEFINE_bool("xla_cpu_tuning", True, "Add jaxcnn.xla_cpu's XLA flags (as training does); "
+                  "--noxla_cpu_tuning measures XLA's defaults.")
+flags.DEFINE_string("compilation_cache_dir", None, "JAX's persistent compilation cache (see jaxcnn.compile_cache); "
+                    "empty = off.")
+flags.DEFINE_string("config", "lenet5", "--mode=time_to_accuracy: the named experiment config to train.")
+flags.DEFINE_float("target", 0.91, "--mode=time_to_accuracy: the test top-1 accuracy to reach.")
+flags.DEFINE_list("overrides", [], "--mode=time_to_accuracy: config FIELD=VALUE overrides (e.g. num_epochs=20).")
+
+# Half a second of quiet before each timed turn: longer than XLA's and OpenMP's spin-waits after work.
+SETTLE_SECONDS = 0.5
+SIDES = {"jaxcnn": "jaxcnn", "pytorch": "PyTorch eager", "pytorch_compiled": "PyTorch compiled"}
+
+
+class Worker:
+  """A `jaxcnn.bench.worker` process: ready() waits for its set-up, run(steps) times steps in it."""
+
+  def __init__(self, spec: dict, env: dict | None = None):
+    self.side = spec["side"]
+    self.process = subprocess.Popen([sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, **(env or {})})
+
+  def receive(self) -> dict:
+    line = self.process.stdout.readline()
+    if not line:
+      raise RuntimeError(f"the {SIDES[self.side]} worker exited with status {self.process.wait()} (its stderr is "
+                         f"above)")
+    return json.loads(line)
+
+  def run(self, steps: int) -> dict:
+    time.sleep(SETTLE_SECONDS)
+    self.process.stdin.write(f"{steps}\n")
+    self.process.stdin.flush()
+    return self.receive()
+
+  def close(self) -> None:
+    self.process.stdin.close()
+    self.process.wait(timeout=60)
+
+
+def worker_spec(model: str, side: str, image_shape=None) -> dict:
+  return {"side": side, "model": model, "batch_size": FLAGS.batch_size, "precision": FLAGS.precision,
+          "mode": FLAGS.mode, "parallelism": FLAGS.parallelism, "image_size": FLAGS.image_size,
+          "dataset": FLAGS.dataset if FLAGS.mode == "end_to_end" else "synthetic",
+          "model_options": step.parse_options(FLAGS.model_options), "devices": FLAGS.devices, "threads": FLAGS.threads,
+          "warmup": FLAGS.warmup, "tf32": FLAGS.tf32, "xla_cpu_tuning": FLAGS.xla_cpu_tuning,
+          "compilation_cache_dir": FLAGS.compilation_cache_dir, "image_shape": image_shape}
+
+
+def start_sides(model: str) -> tuple[dict, dict]:
+  """The workers of every side, each built and warmed up before the next starts: {side: Worker}, {side: info}."""
+  # JAX takes 75% of a GPU's memory up front by default, which leaves PyTorch too little for VGG-16 at batch
+  # 256; 45% leaves each framework about half the card.
+  jax_env = {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.45"} if FLAGS.compare else {}
+  workers, infos, errors = {}, {}, {}
+  sides = ["jaxcnn"] + (["pytorch"] + (["pytorch_compiled"] if FLAGS.pytorch_compile else []) if FLAGS.compare else [])
+  try:
+    for side in sides:
+      image_shape = infos["jaxcnn"]["image_shape"] if side != "jaxcnn" else None
+      worker = Worker(worker_spec(model, side, image_shape), jax_env if side == "jaxcnn" else None)
+      message = worker.receive()
+      if "error" in message:
+        worker.close()
+        if side == "jaxcnn":
+          raise RuntimeError(f"{model}: jaxcnn's step failed: {message['error']}")
+        errors[side] = message["error"]
+        continue
+      workers[side], infos[side] = worker, message["ready"]
+  except BaseException:
+    for worker in workers.values():
+      worker.close()
+    raise
+  return workers, infos | {"errors": errors}
+
+
+def measure(model: str) -> Record:
+  load_before = os.getloadavg()[0]
+  workers, infos = start_sides(model)
+  ours = infos["jaxcnn"]
+  try:
+    steps = FLAGS.steps or max(2, math.ceil(FLAGS.seconds / ours["warmup_seconds_per_step"]))
+    order = list(workers)
+    runs = {side: [] for side in order}
+    peak = None
+    for repeat in range(FLAGS.repeats):  # ABBA: the order reverses every other repeat
+      for side in order if repeat % 2 == 0 else order[::-1]:
+        result = workers[side].run(steps)
+        runs[side].append(steps * FLAGS.batch_size / result["seconds"])
+        peak = result["peak_memory_bytes"] if side == "jaxcnn" else peak
+  finally:
+    for worker in workers.values():
+      worker.close()
+  rate = statistics.median(runs["jaxcnn"])
+  mfu = ours["step_flops"] * rate / FLAGS.batch_size / ours["peak_flops"] if ours["peak_flops"] else None
+  record = Record(model, FLAGS.batch_size, tuple(ours["image_shape"]), FLAGS.precision, FLAGS.mode,
+                  FLAGS.parallelism, ours["devices"], ours["device_kind"], ours["params"], ours["macs"], rate,
+                  runs["jaxcnn"], steps, ours["compile_seconds"], ours["compile_source"], ours["step_flops"],
+                  ours["xla_step_flops"], mfu, peak, (load_before, os.getloadavg()[0]))
+  if "pytorch" in workers:
+    theirs = infos["pytorch"]
+    reason = step.unequal_work(ours, theirs, FLAGS.mode)
+    eager = statistics.median(runs["pytorch"])
+    record = dataclasses.replace(record, pytorch=theirs["description"], pytorch_params=theirs["params"],
+                                 pytorch_macs=theirs["macs"], pytorch_images_per_sec=eager,
+                                 pytorch_images_per_sec_runs=runs["pytorch"], no_ratio_because=reason,
+                                 ratio=None if reason else rate / eager)
+    if "pytorch_compiled" in workers:
+      compiled = statistics.median(runs["pytorch_compiled"])
+      record = dataclasses.replace(record, pytorch_compiled_images_per_sec=compiled,
+                                   pytorch_compiled_images_per_sec_runs=runs["pytorch_compiled"],
+                                   compiled_ratio=None if reason else rate / compiled)
+  if FLAGS.compare and "pytorch" not in workers:
+    record.no_ratio_because = f"PyTorch eager failed: {infos['errors']['pytorch']}"
+  record.pytorch_compiled_error = infos["errors"].get("pytorch_compiled")
+  return record
+
+
+def protocol_line() -> str:
+  pytorch = ""
+  if FLAGS.compare:
+    pytorch = (f"; PyTorch eager{' and torch.compile' if FLAGS.pytorch_compile else ''}, channels_last, "
+               f"cudnn.benchmark and bf16 autocast on a GPU")
+  threads = FLAGS.threads or len(os.sched_getaffinity(0))
+  return (f"protocol: each framework in its own process, the other idle, ABBA order over {FLAGS.repeats} repeats "
+          f"(median); {threads} CPU threads each; float32 TF32 on a GPU: {'both' if FLAGS.tf32 else 'neither'}"
+          f"{pytorch}; ratios only for equal multiply-adds, parameters, input and devices")
+
+
+def run_step_benchmark() -> None:
+  from jaxcnn import models
+
+  unknown = [m for m in FLAGS.models if m not in models.names()]
+  if unknown:
+    sys.exit(f"jaxcnn.bench: unknown model(s) {', '.join(unknown)}; known: {', '.join(models.names())}")
+  print(protocol_line(), flush=True)
+  records = []
+  try:
+    for model in FLAGS.models:
+      records.append(measure(model))
+      r = records[-1]
+      if r.pytorch:
+        print(f"  {model}: {r.params:,} parameters and {r.macs:,} multiply-adds in jaxcnn, {r.pytorch_params:,} and "
+              f"{r.pytorch_macs:,} in {r.pytorch}", flush=True)
+      elif FLAGS.compare:
+        print(f"  {model}: compared with nothing: {r.no_ratio_because}", flush=True)
+  finally:  # a model that fails (out of memory, say) keeps the ones measured before it
+    if records:
+      r = records[0]
+      print(f"jaxcnn.bench: {r.devices} x {r.device_kind}, {r.mode} mode, {r.precision}, {r.parallelism}")
+    print(table(records))
+    if FLAGS.json:
+      pathlib.Path(FLAGS.json).write_text(json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
+
+
+def main(argv):
+  del argv
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if FLAGS.threads > len(os.sched_getaffinity(0)):
+    sys.exit(f"jaxcnn.bench: error: --threads={FLAGS.threads} but this process may use "
+             f"{len(os.sched_getaffinity(0))} CPUs")
+  try:
+    if FLAGS.mode == "time_to_accuracy":
+      from jaxcnn.bench import accuracy
+
+      accuracy.main(FLAGS)
+    else:
+      step.parse_options(FLAGS.model_options)
+      run_step_benchmark()
+  except (ValueError, RuntimeError) as e:
+    sys.exit(f"jaxcnn.bench: error: {' '.join(str(e).split())}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,206 @@
+"""Time to a target test accuracy: a named config in jaxcnn, then its PyTorch twin under the same recipe.
+
+  python -m jaxcnn.bench --mode=time_to_accuracy --config=lenet5 --target=0.91 [--compare=pytorch]
+      [--overrides=num_epochs=20,batch_size=256] [--threads=T] [--json=FILE]
+
+Each side runs in its own process, one after the other (never at once), and trains up to the config's
+`num_epochs`, evaluating the whole test split after every epoch and stopping at the first epoch whose test
+top-1 accuracy reaches `--target`. The time reported is the wall time from starting the process to that
+evaluation's end: start-up (imports, data loading), compilation, training and every evaluation included.
+
+jaxcnn runs its own pieces: `jaxcnn.train.Run` (data, input pipeline, model, optimizer), the compiled
+`train_step` and `Run.evaluate`, without the loop's checkpoints, metrics files and TensorBoard logs.
+
+The PyTorch twin (experiments/benchmark/pytorch_models.py) trains on the same examples (this config's
+training split, its validation examples left out the same way), normalised with the same mean and standard
+deviation, in the same batch size, dropping the incomplete last batch as jaxcnn does, with SGD (momentum,
+Nesterov, coupled weight decay on every weight) at jaxcnn's own learning rate for every step (the config's
+schedule evaluated by `jaxcnn.optim`), the same label smoothing, as in-memory tensors. Recipes it cannot
+repeat (augmentation, other optimizers, gradient clipping or accumulation, weight averaging) are refused.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+_UNSUPPORTED = {"optimizer": "sgd", "weight_decay_mode": "coupled", "decay_biases_and_norms": True,
+                "grad_clip_norm": 0.0, "grad_accum_steps": 1, "ema_decay": 0.0, "train_augment": "",
+                "eval_augment": "", "compute_dtype": "float32", "init_from": ""}
+
+
+def load_config(name: str, overrides: list[str]):
+  """The named config with FIELD=VALUE overrides (values parsed as Python literals where they parse)."""
+  from jaxcnn import configs
+  from jaxcnn.bench.step import parse_options
+
+  config = configs.get(name)
+  for field, value in parse_options(overrides).items():
+    if field not in config:
+      raise ValueError(f"--overrides: config {name!r} has no field {field!r}")
+    config[field] = type(config[field])(value) if isinstance(config[field], float) else value
+  return config
+
+
+def check_twin_recipe(config) -> None:
+  """Raises ValueError for a recipe the PyTorch twin does not repeat."""
+  if config.schedule == "plateau":
+    raise ValueError("the PyTorch twin follows a fixed schedule; schedule='plateau' depends on validation")
+  for field, supported in _UNSUPPORTED.items():
+    if config.get(field, supported) != supported:
+      raise ValueError(f"the PyTorch twin does not repeat {field}={config[field]!r} (it needs {supported!r})")
+
+
+def write_twin_inputs(config, directory: pathlib.Path) -> dict:
+  """The PyTorch twin's data (jaxcnn's splits), normalisation and per-step learning rates, in `directory`."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxcnn import data, optim
+
+  dataset = data.load(config)
+  train, test = dataset.split("train"), dataset.split("test")
+  if not hasattr(train, "images"):
+    raise ValueError(f"the PyTorch twin trains on in-memory datasets; {config.dataset!r} is read from files")
+  pipeline = data.InputPipeline(config, dataset)
+  steps_per_epoch = len(train) // config.batch_size
+  schedule = optim.learning_rate_schedule(config, steps_per_epoch)
+  rates = np.asarray(jax.vmap(schedule)(jnp.arange(steps_per_epoch * config.num_epochs)), np.float32)
+  np.savez(directory / "data.npz", train_images=train.images, train_labels=train.labels, test_images=test.images,
+           test_labels=test.labels, mean=pipeline.mean, std=pipeline.std, learning_rates=rates)
+  return {"data": str(directory / "data.npz"), "num_classes": dataset.num_classes, "model": config.model,
+          "image_shape": list(pipeline.image_shape), "batch_size": config.batch_size,
+          "eval_batch_size": config.eval_batch_size, "num_epochs": config.num_epochs, "momentum": config.momentum,
+          "nesterov": config.nesterov, "weight_decay": config.weight_decay,
+          "label_smoothing": config.label_smoothing, "seed": config.seed}
+
+
+def jaxcnn_until(spec: dict, emit) -> None:
+  """Trains spec's config with jaxcnn's Run and train step; emit(epoch, accuracy) after every epoch's test eval."""
+  from jaxcnn import compile_cache, xla_cpu
+
+  xla_cpu.apply()
+  compile_cache.enable(spec["compilation_cache_dir"])
+  import functools
+
+  from jaxcnn import train
+
+  config = load_config(spec["config"], spec["overrides"])
+  with tempfile.TemporaryDirectory() as workdir:
+    run = train.Run(config, workdir)
+    strategy = run.strategy
+    step = strategy.compile(functools.partial(train.train_step, options=run.step_options), donate_state=True)
+    state = strategy.put_state(run.state)
+    for epoch in range(config.num_epochs):
+      for batch in run.input.train_batches(epoch):
+        state, _ = step(state, strategy.put_batch(batch))
+      if emit(epoch + 1, run.evaluate(state, "test", "test")["test_top1_accuracy"]):
+        return
+
+
+def pytorch_until(spec: dict, emit) -> None:
+  """The PyTorch twin of jaxcnn_until under the recipe in spec (see write_twin_inputs)."""
+  from jaxcnn.bench import worker
+
+  twins = worker.load_pytorch_models()
+  import numpy as np
+  import torch
+  import torch.nn.functional as F
+
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  torch.manual_seed(spec["seed"])
+  arrays = np.load(spec["data"])
+  mean, std = arrays["mean"], arrays["std"]
+
+  def tensor(images):  # uint8 NHWC -> normalised float32 NCHW in channels_last memory
+    normalised = (images.astype(np.float32) / 255.0 - mean) / std
+    return torch.from_numpy(normalised).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+  train_x, test_x = tensor(arrays["train_images"]), tensor(arrays["test_images"])
+  train_y, test_y = (torch.from_numpy(arrays[k].astype(np.int64)) for k in ("train_labels", "test_labels"))
+  rates = arrays["learning_rates"]
+  size, _, channels = spec["image_shape"]
+  model = twins.MODELS[spec["model"]](spec["num_classes"], channels, size).to(memory_format=torch.channels_last)
+  optimizer = torch.optim.SGD(model.parameters(), lr=float(rates[0]), momentum=spec["momentum"],
+                              nesterov=spec["nesterov"], weight_decay=spec["weight_decay"])
+  batch, step = spec["batch_size"], 0
+  for epoch in range(spec["num_epochs"]):
+    model.train()
+    order = torch.randperm(len(train_y))
+    for start in range(0, len(order) - batch + 1, batch):
+      index = order[start : start + batch]
+      for group in optimizer.param_groups:
+        group["lr"] = float(rates[step])
+      optimizer.zero_grad(set_to_none=True)
+      F.cross_entropy(model(train_x[index]), train_y[index], label_smoothing=spec["label_smoothing"]).backward()
+      optimizer.step()
+      step += 1
+    model.eval()
+    with torch.no_grad():
+      correct = sum(int((model(test_x[i : i + spec["eval_batch_size"]]).argmax(1)
+                         == test_y[i : i + spec["eval_batch_size"]]).sum())
+                    for i in range(0, len(test_y), spec["eval_batch_size"]))
+    if emit(epoch + 1, correct / len(test_y)):
+      return
+
+
+def train_until(spec: dict, channel) -> None:
+  """The worker's side: trains and writes one JSON line per epoch; stops at the target."""
+
+  def emit(epoch: int, accuracy: float) -> bool:
+    channel.write(json.dumps({"epoch": epoch, "test_top1_accuracy": float(accuracy)}) + "\n")
+    return accuracy >= spec["target"]
+
+  (jaxcnn_until if spec["side"] == "time_to_accuracy_jaxcnn" else pytorch_until)(spec, emit)
+
+
+def time_side(spec: dict) -> dict:
+  """Runs one side in a worker process; the wall time from its start to each epoch's evaluation."""
+  start = time.perf_counter()
+  process = subprocess.Popen([sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)], stdout=subprocess.PIPE,
+                             text=True)
+  epochs = []
+  for line in process.stdout:
+    epochs.append({**json.loads(line), "wall_seconds": time.perf_counter() - start})
+    print(f"  {spec['side'][len('time_to_accuracy_'):]}: epoch {epochs[-1]['epoch']}, test accuracy "
+          f"{epochs[-1]['test_top1_accuracy']:.4f} at {epochs[-1]['wall_seconds']:.1f} s", flush=True)
+  if process.wait():
+    raise RuntimeError(f"the {spec['side']} worker exited with status {process.returncode} (its stderr is above)")
+  reached = [e for e in epochs if e["test_top1_accuracy"] >= spec["target"]]
+  return {"epochs": epochs, "reached": bool(reached),
+          "seconds_to_target": reached[0]["wall_seconds"] if reached else None,
+          "epochs_to_target": reached[0]["epoch"] if reached else None}
+
+
+def main(flags) -> None:
+  config = load_config(flags.config, flags.overrides)
+  if flags.compare:
+    check_twin_recipe(config)
+  base = {"config": flags.config, "overrides": flags.overrides, "target": flags.target, "threads": flags.threads,
+          "compilation_cache_dir": flags.compilation_cache_dir}
+  print(f"time to {flags.target:.2%} test accuracy: {flags.config} ({config.num_epochs} epochs at most), each side "
+        f"in its own process, one after the other, on {flags.threads or len(os.sched_getaffinity(0))} CPU threads; "
+        f"wall time from process start (start-up, compile, train and eval included)", flush=True)
+  results = {"config": flags.config, "overrides": flags.overrides, "target": flags.target,
+             "jaxcnn": time_side({**base, "side": "time_to_accuracy_jaxcnn"})}
+  if flags.compare:
+    with tempfile.TemporaryDirectory() as tmp:
+      twin = write_twin_inputs(config, pathlib.Path(tmp))
+      results["pytorch"] = time_side({**base, **twin, "side": "time_to_accuracy_pytorch"})
+  for side in ("jaxcnn", "pytorch"):
+    if side in results:
+      r = results[side]
+      best = max(e["test_top1_accuracy"] for e in r["epochs"])
+      outcome = (f"{r['seconds_to_target']:.1f} s ({r['epochs_to_target']} epochs)" if r["reached"] else
+                 f"not reached in {len(r['epochs'])} epochs (best {best:.4f})")
+      print(f"{side:<8} {outcome}")
+  if "pytorch" in results and results["jaxcnn"]["reached"] and results["pytorch"]["reached"]:
+    ratio = results["jaxcnn"]["seconds_to_target"] / results["pytorch"]["seconds_to_target"]
+    results["time_ratio"] = ratio
+    print(f"jaxcnn / PyTorch wall time to target: {ratio:.2f}")
+  if flags.json:
+    pathlib.Path(flags.json).write_text(json.dumps(results, indent=2) + "\n")
