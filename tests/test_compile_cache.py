@@ -23,7 +23,7 @@ config.batch_size = 8
 strategy = parallel.strategy("pmap")
 state = train.create_train_state(config, models.create("lenet5", num_classes=10), (28, 28, 1),
                                  optim.create(config, steps_per_epoch=10))
-batch = strategy.put_batch({"image": np.zeros((2, 4, 28, 28, 1), np.float32), "label": np.zeros((2, 4), np.int32)})
+batch = strategy.put_batch({"image": np.zeros((8, 28, 28, 1), np.float32), "label": np.zeros(8, np.int32)})
 step = strategy.compile(functools.partial(train.train_step, options=train.StepOptions.from_config(config)),
                         donate_state=True)
 with compile_cache.watch() as first_step:
