@@ -90,6 +90,7 @@ def test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends(tiny_confi
 @pytest.mark.slow
 def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(tiny_config, tmp_path):
   tiny_config.num_epochs = 3
+  tiny_config.ema_decay = 0.9  # the averaged weights are validated (and evaluated below) too
   record = train.train_and_evaluate(tiny_config, tmp_path)
   assert record["validation_top1_accuracy"] > 0.5  # the tiny task is learnable; the model learned it
 
@@ -97,6 +98,12 @@ def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(ti
   results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
   assert results["top1_accuracy"] == pytest.approx(record["validation_top1_accuracy"], abs=1e-6)
   assert results["loss"] == pytest.approx(record["validation_loss"], rel=1e-5)
+  tiny_config.eval_weights = "ema"
+  tiny_config.optimizer = "adam"  # eval reads the weights only: another optimizer state's layout is no matter
+  results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
+  assert results["top1_accuracy"] == pytest.approx(record["ema_validation_top1_accuracy"], abs=1e-6)
+  assert results["loss"] == pytest.approx(record["ema_validation_loss"], rel=1e-5)
+  tiny_config.eval_weights = "raw"
 
   tiny_config.eval_split = "test"  # 203 examples, eval batch 64: the last batch is padded and masked
   results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
