@@ -139,3 +139,22 @@ def test_stop_at_accuracy_needs_a_validation_split_and_a_fraction(tiny_config, t
   tiny_config.stop_at_accuracy = 90.0  # a percentage, not a fraction
   with pytest.raises(ValueError, match=r"stop_at_accuracy is a fraction in \[0, 1\]"):
     train.train_and_evaluate(tiny_config, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_stop_request_at_an_epochs_last_batch_saves_that_epochs_end(tiny_config, tmp_path, monkeypatch, capsys):
+  from jaxcnn import preemption
+
+  def sigterm_at_step_7(self, step):  # 7 steps per epoch: the first epoch's last batch
+    if step == 7:
+      self.signal_name = "SIGTERM"
+    return self.signal_name is not None
+
+  monkeypatch.setattr(preemption.StopRequests, "should_stop", sigterm_at_step_7)
+  record = train.train_and_evaluate(tiny_config, tmp_path)
+  assert record["epoch"] == 1 and "validation_top1_accuracy" in record  # the epoch's end ran, validation included
+  assert "SIGTERM: saved step 7 (epoch 1, batch 7)" in capsys.readouterr().out
+  checkpointer = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.steps() == [7]
+  checkpointer.close()
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
