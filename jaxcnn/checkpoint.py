@@ -19,6 +19,7 @@ import json
 import pathlib
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -73,12 +74,25 @@ class Checkpointer:
     ValueError. Without a step, the newest checkpoint that reads back completely is taken: a damaged
     one (truncated or corrupt files) is skipped, with a warning naming it, in favour of the one before.
     """
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template_state)
+    return self._restore(ocp.args.StandardRestore(target), step, check_meta)
+
+  def restore_subtree(self, template: dict, step: int | None = None, check_meta=None):
+    """(part of the state, meta): only the entries of `template` (a dict of ShapeDtypeStruct trees, e.g.
+    {"params", "batch_stats"}) are read, as NumPy arrays; the rest (optimizer state) stays on disk.
+
+    Steps, `check_meta` and damaged checkpoints are handled as by `restore`.
+    """
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), template)
+    return self._restore(ocp.args.PyTreeRestore(item=template, restore_args=restore_args, partial_restore=True),
+                         step, check_meta)
+
+  def _restore(self, state_args, step: int | None, check_meta):
     available = self.steps()
     if not available:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
     if step is not None and step not in available:
       raise ValueError(f"no checkpoint for step {step} in {self.directory}; available steps: {available}")
-    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), template_state)
     problems = []
     for candidate in [step] if step is not None else available[::-1]:
       path = self.directory / str(candidate)
@@ -90,8 +104,7 @@ class Checkpointer:
         if check_meta is not None:
           check_meta(meta, path)
         try:
-          restore_args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
-          state = self._manager.restore(candidate, args=restore_args).state
+          state = self._manager.restore(candidate, args=ocp.args.Composite(state=state_args)).state
         except Exception as e:  # noqa: BLE001
           problems.append(f"{path}: {_first_line(e)}")
         else:

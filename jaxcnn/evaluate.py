@@ -1,67 +1,55 @@
 """`--mode=eval` and `--mode=predict`: what a checkpoint does on a whole split, or on image files.
 
-Eval restores a checkpoint (the latest, or `--step`), evaluates every example of `config.eval_split`
-once (the last batch padded and masked) with the views of `config.eval_augment` (centre crop,
-AlexNet's ten crops, VGG's multi-scale grid), with the raw or the EMA weights, and writes
-`eval_results.json`, the per-class accuracies and the confusion matrix (CSV and PNG).
+Both restore only the weights of a checkpoint (the latest, or `--step`) through `inference.Inference`:
+no optimizer, no training run. Eval evaluates every example of `config.eval_split` once (the last batch
+padded and masked) with the views of `config.eval_augment` (centre crop, AlexNet's ten crops, VGG's
+multi-scale grid), with the raw or the EMA weights, and writes `eval_results.json`, the per-class
+accuracies and the confusion matrix (CSV and PNG).
 """
 
 import csv
 import json
 import pathlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxcnn import parallel, reporting, train
+from jaxcnn import inference, reporting
 from jaxcnn.data import sources
-
-
-def _restored_run(config, workdir, step: int | None) -> tuple[train.Run, object]:
-  run = train.Run(config, workdir)
-  run.restore(step)
-  if config.eval_weights not in ("raw", "ema"):
-    raise ValueError(f"eval_weights must be 'raw' or 'ema', got {config.eval_weights!r}")
-  if config.eval_weights == "ema" and not config.ema_decay:
-    raise ValueError("eval_weights='ema' needs a run trained with ema_decay > 0")
-  return run, run.strategy.put_state(run.state)
 
 
 def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   """Evaluates a checkpoint on `config.eval_split`; returns (and writes) eval_results.json's dict:
   split, step, num_examples, loss, top-1/top-5 accuracy and error, per-class accuracy."""
-  run, device_state = _restored_run(config, workdir, step)
+  restored = inference.Inference(config, workdir, step)
   split = config.eval_split
-  metrics = run.evaluate(device_state, split, "eval", with_confusion=True)
-  prefix = "ema_eval" if config.eval_weights == "ema" else "eval"
-  expected = len(run.dataset.split(split))
-  if metrics[f"{prefix}_num_examples"] != expected:
-    raise RuntimeError(f"evaluated {metrics[f'{prefix}_num_examples']} examples of the {expected} in split {split!r}")
-  confusion = metrics[f"{prefix}_confusion"]
+  metrics = restored.evaluate(split)
+  expected = len(restored.dataset.split(split))
+  if metrics["eval_num_examples"] != expected:
+    raise RuntimeError(f"evaluated {metrics['eval_num_examples']} examples of the {expected} in split {split!r}")
+  confusion = metrics["eval_confusion"]
   per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
+  class_names = restored.dataset.class_names
   results = {
       "split": split,
-      "step": int(run.state.step),
-      "num_examples": metrics[f"{prefix}_num_examples"],
-      "loss": metrics[f"{prefix}_loss"],
-      "top1_accuracy": metrics[f"{prefix}_top1_accuracy"],
-      "top5_accuracy": metrics[f"{prefix}_top5_accuracy"],
-      "top1_error": 1.0 - metrics[f"{prefix}_top1_accuracy"],
-      "top5_error": 1.0 - metrics[f"{prefix}_top5_accuracy"],
+      "step": restored.step,
+      "num_examples": metrics["eval_num_examples"],
+      "loss": metrics["eval_loss"],
+      "top1_accuracy": metrics["eval_top1_accuracy"],
+      "top5_accuracy": metrics["eval_top5_accuracy"],
+      "top1_error": 1.0 - metrics["eval_top1_accuracy"],
+      "top5_error": 1.0 - metrics["eval_top5_accuracy"],
       "weights": config.eval_weights,
       "views": config.eval_augment or "as trained (no augmentation)",
-      "per_class_accuracy": dict(zip(run.dataset.class_names, per_class.round(6).tolist())),
+      "per_class_accuracy": dict(zip(class_names, per_class.round(6).tolist())),
       "model": config.model,
       "dataset": config.dataset,
-      "checkpoint_dir": str(run.checkpointer.directory),
+      "checkpoint_dir": str(restored.checkpoint_dir),
   }
-  run.checkpointer.close()
   if reporting.is_reporter():
     workdir = pathlib.Path(workdir)
     (workdir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_confusion(confusion, run.dataset.class_names, workdir / f"confusion_{split}")
+    write_confusion(confusion, class_names, workdir / f"confusion_{split}")
     print(f"{config.model} on {config.dataset}/{split} at step {results['step']} ({config.eval_weights} weights): "
           f"{results['num_examples']} images, top-1 {results['top1_accuracy']:.2%}, "
           f"top-5 {results['top5_accuracy']:.2%}, loss {results['loss']:.4f}", flush=True)
@@ -129,34 +117,23 @@ def _image_paths(images: str) -> list[pathlib.Path]:
 
 def predict(config, workdir, images: str, step: int | None = None, top_k: int = 5) -> list[dict]:
   """Top-k classes with probabilities for image files; printed as a table, written to predictions.json."""
-  run, device_state = _restored_run(config, workdir, step)
+  restored = inference.Inference(config, workdir, step)
   paths = _image_paths(images)
-  train_shape = run.dataset.image_shape
+  train_shape = restored.dataset.image_shape
   if None in train_shape:  # file datasets: the eval views decide the size, from any source size
     split = sources.FileSplit(np.array([str(p) for p in paths], object), np.zeros(len(paths), np.int32),
                               np.array([Image.open(p).size[::-1] for p in paths], np.int32),
                               np.ones(len(paths), bool))
   else:
     split = sources.Split(_read_images(paths, train_shape), np.zeros(len(paths), np.int32))
-  run.dataset.splits["predict"] = split
-  use_ema = config.eval_weights == "ema"
-
-  def probabilities(state, batch):
-    probs = jax.nn.softmax(train.class_scores(state, batch["image"], use_ema).astype(jnp.float32))
-    return jax.lax.all_gather(probs, parallel.AXIS, tiled=True)  # every device holds the whole batch
-
-  step_fn = run.strategy.compile(probabilities, donate_state=False)
-  batches = run.input.eval_batches("predict")
-  probs = np.concatenate([run.strategy.to_host(step_fn(device_state, run.strategy.put_batch(batch)))
-                          for batch in batches])[: len(paths)]
-  run.checkpointer.close()
-  k = min(top_k, probs.shape[-1])
+  probabilities = restored.probabilities(split)
+  class_names = restored.dataset.class_names
+  k = min(top_k, probabilities.shape[-1])
   results = []
-  for path, p in zip(paths, probs):
+  for path, p in zip(paths, probabilities):
     top = np.argsort(-p)[:k]
     results.append({"image": str(path),
-                    "top": [{"class": run.dataset.class_names[c], "index": int(c), "probability": float(p[c])}
-                            for c in top]})
+                    "top": [{"class": class_names[c], "index": int(c), "probability": float(p[c])} for c in top]})
   if reporting.is_reporter():
     pathlib.Path(workdir, "predictions.json").write_text(json.dumps(results, indent=2) + "\n")
     for result in results:

@@ -41,14 +41,12 @@ import pickle
 import sys
 from typing import Callable, Iterator
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from flax import traverse_util
 
 import jaxcnn
-from jaxcnn import checkpoint, configs, models, optim, train, transfer
+from jaxcnn import checkpoint, configs, inference, models, optim, train, transfer
 from jaxcnn.configs import default
 from jaxcnn.models import googlenet
 
@@ -204,8 +202,7 @@ def _kernel(weight: np.ndarray, target: tuple[int, ...], flattened: tuple[int, i
 
 def _template(model) -> dict:
   """{(collection, *module path, leaf): shape} of `model` on a torchvision-sized input."""
-  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct((1, *IMAGE_SHAPE), jnp.float32))
+  shapes = inference.variable_shapes(model, IMAGE_SHAPE)
   return {path: leaf.shape for path, leaf in traverse_util.flatten_dict(shapes).items()}
 
 

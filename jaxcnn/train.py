@@ -19,7 +19,8 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from jaxcnn import checkpoint, compile_cache, data, models, optim, parallel, preemption, reporting, transfer
+from jaxcnn import checkpoint, compile_cache, data, inference, models, optim, parallel, preemption, reporting, transfer
+from jaxcnn.metrics import metric_sums, summarize
 from jaxcnn.models import layers
 
 
@@ -68,20 +69,6 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
   """Mean softmax cross-entropy in float32, on one-hot targets (smoothed when asked)."""
   targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
-
-
-def metric_sums(logits, labels, mask=None) -> dict:
-  """Per-batch sums (not means), so that padded examples and uneven batches average correctly."""
-  mask = jnp.ones(labels.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
-  logits = logits.astype(jnp.float32)
-  losses = optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
-  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-  return {
-      "loss": jnp.sum(losses * mask),
-      "top1": jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
-      "top5": jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) * mask),
-      "count": jnp.sum(mask),
-  }
 
 
 def _cast_floats(tree, dtype):
@@ -146,41 +133,10 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   return new_state, sums
 
 
-def class_scores(state: TrainState, images, use_ema: bool = False):
-  """Logits for [per_device, H, W, C] images; for [per_device, views, H, W, C] (e.g. AlexNet's ten crops)
-  the log of the views' averaged softmax, so that a cross-entropy of it stays meaningful."""
-  variables = {"params": state.ema_params if use_ema else state.params, "batch_stats": state.batch_stats}
-  if images.ndim == 4:
-    return state.apply_fn(variables, images, train=False)
-  per_device, views = images.shape[:2]
-  logits = state.apply_fn(variables, images.reshape(per_device * views, *images.shape[2:]), train=False)
-  return jnp.log(jax.nn.softmax(logits.astype(jnp.float32)).reshape(per_device, views, -1).mean(axis=1))
-
-
 def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
-  """Metric sums and the confusion matrix (rows: true class, columns: predicted) of one eval batch."""
-  scores = class_scores(state, batch["image"], use_ema)
-  num_classes = scores.shape[-1]
-  sums = metric_sums(scores, batch["label"], batch["mask"])
-  # One-hot product rather than a scatter: no scatter sharding rules to meet under jit.
-  truth = jax.nn.one_hot(batch["label"], num_classes) * batch["mask"][:, None]
-  sums["confusion"] = truth.T @ jax.nn.one_hot(jnp.argmax(scores, -1), num_classes)
-  return jax.lax.psum(sums, parallel.AXIS)
-
-
-def summarize(sums: list[dict], prefix: str) -> dict:
-  """Means from a list of per-batch metric sums already on the host (a confusion matrix is summed too)."""
-  totals = {k: np.sum([s[k] for s in sums], axis=0) for k in sums[0]} if sums else {}
-  count = max(float(totals.get("count", 0.0)), 1.0)
-  top1 = float(totals.get("top1", 0.0)) / count
-  summary = {f"{prefix}_loss": float(totals.get("loss", 0.0)) / count,
-             f"{prefix}_top1_accuracy": top1,
-             f"{prefix}_top1_error": 1.0 - top1,
-             f"{prefix}_top5_accuracy": float(totals.get("top5", 0.0)) / count,
-             f"{prefix}_num_examples": int(totals.get("count", 0.0))}
-  if "confusion" in totals:
-    summary[f"{prefix}_confusion"] = totals["confusion"].astype(np.int64)
-  return summary
+  """`inference.eval_step` on a train state's raw or averaged weights (the validation during training)."""
+  variables = {"params": state.ema_params if use_ema else state.params, "batch_stats": state.batch_stats}
+  return inference.eval_step(state.apply_fn, variables, batch)
 
 
 class Run:
@@ -219,14 +175,14 @@ class Run:
     return {prefix: self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False)
             for prefix, use_ema in variants.items()}
 
-  def evaluate(self, device_state, split: str, prefix: str, with_confusion: bool = False) -> dict:
-    """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...`."""
+  def evaluate(self, device_state, split: str, prefix: str) -> dict:
+    """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...` (no confusion
+    matrix: `inference.Inference.evaluate` gives it)."""
     results = {}
     for variant, step in self.compiled_eval_steps.items():
       sums = [step(device_state, self.strategy.put_batch(batch)) for batch in self.input.eval_batches(split)]
       summary = summarize(self.strategy.to_host(sums), variant + prefix)
-      if not with_confusion:
-        summary.pop(f"{variant}{prefix}_confusion")
+      summary.pop(f"{variant}{prefix}_confusion")
       results.update(summary)
     return results
 

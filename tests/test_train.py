@@ -92,6 +92,7 @@ def test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends(tiny_confi
 @pytest.mark.slow
 def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(tiny_config, tmp_path):
   tiny_config.num_epochs = 3
+  tiny_config.ema_decay = 0.9  # the averaged weights are validated (and evaluated below) too
   record = train.train_and_evaluate(tiny_config, tmp_path)
   assert record["validation_top1_accuracy"] > 0.5  # the tiny task is learnable; the model learned it
 
@@ -99,6 +100,12 @@ def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(ti
   results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
   assert results["top1_accuracy"] == pytest.approx(record["validation_top1_accuracy"], abs=1e-6)
   assert results["loss"] == pytest.approx(record["validation_loss"], rel=1e-5)
+  tiny_config.eval_weights = "ema"
+  tiny_config.optimizer = "adam"  # eval reads the weights only: another optimizer state's layout is no matter
+  results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
+  assert results["top1_accuracy"] == pytest.approx(record["ema_validation_top1_accuracy"], abs=1e-6)
+  assert results["loss"] == pytest.approx(record["ema_validation_loss"], rel=1e-5)
+  tiny_config.eval_weights = "raw"
 
   tiny_config.eval_split = "test"  # 203 examples, eval batch 64: the last batch is padded and masked
   results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
@@ -134,3 +141,22 @@ def test_stop_at_accuracy_needs_a_validation_split_and_a_fraction(tiny_config, t
   tiny_config.stop_at_accuracy = 90.0  # a percentage, not a fraction
   with pytest.raises(ValueError, match=r"stop_at_accuracy is a fraction in \[0, 1\]"):
     train.train_and_evaluate(tiny_config, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_stop_request_at_an_epochs_last_batch_saves_that_epochs_end(tiny_config, tmp_path, monkeypatch, capsys):
+  from jaxcnn import preemption
+
+  def sigterm_at_step_7(self, step):  # 7 steps per epoch: the first epoch's last batch
+    if step == 7:
+      self.signal_name = "SIGTERM"
+    return self.signal_name is not None
+
+  monkeypatch.setattr(preemption.StopRequests, "should_stop", sigterm_at_step_7)
+  record = train.train_and_evaluate(tiny_config, tmp_path)
+  assert record["epoch"] == 1 and "validation_top1_accuracy" in record  # the epoch's end ran, validation included
+  assert "SIGTERM: saved step 7 (epoch 1, batch 7)" in capsys.readouterr().out
+  checkpointer = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.steps() == [7]
+  checkpointer.close()
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1

@@ -1,0 +1,122 @@
+"""A checkpoint restored for inference: the model, its weights, the eval input pipeline and compiled steps.
+
+Evaluation and prediction need no optimizer and no train state: only the step, `batch_stats` and
+`params` (or `ema_params`, for `eval_weights="ema"`) are read from a checkpoint, through an Orbax partial
+restore into the shapes `model.init` gives. The input pipeline is the one training validates with (the
+training split's statistics, `config.eval_augment`'s views). The steps are written, like train.py's,
+for one device's slice of a batch and reduce over `parallel.AXIS`.
+"""
+
+import functools
+import pathlib
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcnn import checkpoint, data, models, parallel
+from jaxcnn.metrics import metric_sums, summarize
+
+WEIGHTS = ("raw", "ema")  # config.eval_weights: the trained params, or their moving average (ema_decay > 0)
+
+
+def variable_shapes(model, image_shape: tuple) -> dict:
+  """{"params", "batch_stats"} of `model` as ShapeDtypeStructs (nothing is computed or allocated)."""
+  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  return {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
+
+
+def class_scores(apply_fn, variables: dict, images):
+  """Logits for [per_device, H, W, C] images; for [per_device, views, H, W, C] (e.g. AlexNet's ten crops)
+  the log of the views' averaged softmax, so that a cross-entropy of it stays meaningful."""
+  if images.ndim == 4:
+    return apply_fn(variables, images, train=False)
+  per_device, views = images.shape[:2]
+  logits = apply_fn(variables, images.reshape(per_device * views, *images.shape[2:]), train=False)
+  return jnp.log(jax.nn.softmax(logits.astype(jnp.float32)).reshape(per_device, views, -1).mean(axis=1))
+
+
+def eval_step(apply_fn, variables: dict, batch: dict) -> dict:
+  """Metric sums and the confusion matrix (rows: true class, columns: predicted) of one eval batch."""
+  scores = class_scores(apply_fn, variables, batch["image"])
+  num_classes = scores.shape[-1]
+  sums = metric_sums(scores, batch["label"], batch["mask"])
+  # One-hot product rather than a scatter: no scatter sharding rules to meet under jit.
+  truth = jax.nn.one_hot(batch["label"], num_classes) * batch["mask"][:, None]
+  sums["confusion"] = truth.T @ jax.nn.one_hot(jnp.argmax(scores, -1), num_classes)
+  return jax.lax.psum(sums, parallel.AXIS)
+
+
+def probabilities_step(apply_fn, variables: dict, batch: dict):
+  """Class probabilities of the whole batch, on every device."""
+  probabilities = jax.nn.softmax(class_scores(apply_fn, variables, batch["image"]).astype(jnp.float32))
+  return jax.lax.all_gather(probabilities, parallel.AXIS, tiled=True)
+
+
+def restore_variables(directory: pathlib.Path, config, model, image_shape: tuple, num_classes: int,
+                      step: int | None = None) -> tuple[dict, int, dict]:
+  """({"params", "batch_stats"} as NumPy, step, metadata) of a checkpoint in `directory` (the latest by default).
+
+  The params are the averaged ones for `config.eval_weights="ema"`. A checkpoint of another model,
+  dataset, class count or jaxcnn version is refused, as when training resumes.
+  """
+  weights = "ema_params" if config.eval_weights == "ema" else "params"
+  shapes = variable_shapes(model, image_shape)
+  template = {"step": jax.ShapeDtypeStruct((), jnp.int32), weights: shapes["params"],
+              "batch_stats": shapes["batch_stats"]}
+  checkpointer = checkpoint.Checkpointer(directory)
+  try:
+    restored, meta = checkpointer.restore_subtree(
+        template, step, functools.partial(checkpoint.check_run_meta, config=config, num_classes=num_classes))
+  finally:
+    checkpointer.close()
+  return {"params": restored[weights], "batch_stats": restored["batch_stats"]}, int(restored["step"]), meta
+
+
+class Inference:
+  """A trained model restored from WORKDIR/checkpoints with the config's data, ready to evaluate and predict."""
+
+  def __init__(self, config, workdir, step: int | None = None):
+    if config.eval_weights not in WEIGHTS:
+      raise ValueError(f"eval_weights must be 'raw' or 'ema', got {config.eval_weights!r}")
+    if config.eval_weights == "ema" and not config.ema_decay:
+      raise ValueError("eval_weights='ema' needs a run trained with ema_decay > 0")
+    self.config = config
+    self.strategy = parallel.strategy(config.parallelism)
+    self.dataset = data.load(config)
+    self.input = data.InputPipeline(config, self.dataset)
+    parallel.batch_layout(config.eval_batch_size)  # fail early on a batch the devices cannot share
+    self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
+    self.checkpoint_dir = (pathlib.Path(workdir) / "checkpoints").absolute()
+    self.variables, self.step, self.meta = restore_variables(self.checkpoint_dir, config, self.model,
+                                                             self.input.image_shape, self.dataset.num_classes, step)
+    self._device_variables = self.strategy.put_state(self.variables)
+
+  def batches(self, split: data.Split | data.FileSplit) -> Iterator[dict]:
+    """Eval batches of a split: one of the dataset's, or of other images (prediction)."""
+    return data.eval_batches(split, global_batch=self.config.eval_batch_size, mean=self.input.mean,
+                             std=self.input.std, augment_chain=self.input.eval_chain, pipeline=self.config.pipeline)
+
+  @functools.cached_property
+  def _eval_step(self):
+    return self.strategy.compile(functools.partial(eval_step, self.model.apply), donate_state=False)
+
+  @functools.cached_property
+  def _probabilities_step(self):
+    return self.strategy.compile(functools.partial(probabilities_step, self.model.apply), donate_state=False)
+
+  def evaluate(self, split: str) -> dict:
+    """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`."""
+    sums = [self._eval_step(self._device_variables, self.strategy.put_batch(batch))
+            for batch in self.batches(self.dataset.split(split))]
+    return summarize(self.strategy.to_host(sums), "eval")
+
+  def probabilities(self, split: data.Split | data.FileSplit) -> np.ndarray:
+    """[examples, classes] class probabilities of a split's images (the views' average where the eval chain
+    makes several)."""
+    probabilities = [self.strategy.to_host(self._probabilities_step(self._device_variables,
+                                                                   self.strategy.put_batch(batch)))
+                     for batch in self.batches(split)]
+    return np.concatenate(probabilities)[: len(split)]
