@@ -41,7 +41,7 @@ import time
 
 from absl import app, flags
 
-from jaxcnn import xla_cpu
+from jaxcnn import kernels
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet5", "resnet20"], "Registered model names, comma-separated.")
@@ -283,8 +283,7 @@ def _select_devices(count: int) -> None:
 def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  if FLAGS.xla_cpu_tuning:
-    xla_cpu.apply()
+  print(kernels.enable(add_xla_flags=FLAGS.xla_cpu_tuning), flush=True)
   if FLAGS.compare == "pytorch":
     # JAX takes 75% of a GPU's memory up front by default, which leaves PyTorch, in the same process,
     # too little for VGG-16 at batch 256; 45% leaves each framework about half the card.

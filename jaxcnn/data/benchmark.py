@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from jaxcnn import bench, configs, data, xla_cpu
+from jaxcnn import bench, configs, data, kernels
 
 FLAGS = flags.FLAGS
 # --batch_size (global) is jaxcnn.bench's flag, defined when bench is imported.
@@ -63,7 +63,7 @@ def _train_step_rate(model_name: str, image_size: int, batch_size: int, steps: i
 
 def main(argv):
   del argv
-  xla_cpu.apply()  # before the backend starts, as training and jaxcnn.bench do
+  print(kernels.enable(), flush=True)  # before the backend starts, as training and jaxcnn.bench do
   batch, steps = FLAGS.batch_size, FLAGS.batches
   print(f"{jax.device_count()} {jax.devices()[0].platform} device(s), batch {batch}, {steps} timed batches")
   with tempfile.TemporaryDirectory() as tmp:
