@@ -21,7 +21,7 @@ and JAX's own barriers (`jax.checkpoint`) then keep their documented meaning on 
 
 import dataclasses
 import os
-from typing import MutableMapping
+from collections.abc import MutableMapping
 
 import jaxlib
 

@@ -6,7 +6,7 @@ automatic differentiation); `jaxcnn.kernels.enable()` swaps in faster forms of t
 
 import contextlib
 import contextvars
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax.numpy as jnp
