@@ -67,7 +67,7 @@ class Applied:
   def __str__(self) -> str:
     version = f"jaxlib {self.jaxlib_version}"
     if minor_version(self.jaxlib_version) not in FLAGS_BY_JAXLIB:
-      version += " (not in the flag table: only the flags every version accepts)"
+      version += ", not in the flag table, so only the flags every version accepts"
     parts = [f"XLA_FLAGS for {version}: added {' '.join(self.added) or 'nothing'}"]
     if self.kept:
       parts.append(f"kept yours: {' '.join(self.kept)}")
