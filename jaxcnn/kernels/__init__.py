@@ -7,7 +7,7 @@ points (`jaxcnn.main`, `jaxcnn.bench`, `jaxcnn.data.benchmark`) call it before J
 
   layer                  form                                                      applies
   conv_general_dilated   conv.py: a dot, shifted multiply-adds, a written-out        CPU
-                         input gradient, a barrier before each weight gradient
+                         input gradient, an optimization barrier on each input
   max_pool               pool.py: reshape + max for exact tiles;                     every backend
                          strided slices with a written-out gradient otherwise        CPU
   avg_pool               pool.py: the sum of the tiles' elements                     every backend
