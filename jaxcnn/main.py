@@ -15,7 +15,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxcnn import compile_cache, configs, xla_cpu
+from jaxcnn import compile_cache, configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (all modes but summary).")
@@ -26,6 +26,8 @@ flags.DEFINE_integer("step", None, "For --mode=eval/predict: the checkpoint step
 flags.DEFINE_string("images", None, "For --mode=predict: image files or folders, comma-separated.")
 flags.DEFINE_integer("epochs_per_run", None, "For --mode=train: stop after this many epochs; rerun to continue "
                      "(for schedulers with time limits).", lower_bound=1)
+flags.DEFINE_bool("kernels", True, "Compute the layers with jaxcnn.kernels' faster forms and add its XLA flags; "
+                  "--nokernels runs the plain Flax layers with XLA's defaults, to compare.")
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0's coordinator.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.", lower_bound=1)
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's index in [0, num_processes).", lower_bound=0)
@@ -80,9 +82,13 @@ def main(argv):
     sys.exit(f"jaxcnn: error: --workdir is required for --mode={FLAGS.mode}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
-  xla_cpu.apply()  # before JAX starts a backend
+  # Imported after flag parsing, so that --help stays fast; the kernels switch adds XLA flags, so it comes
+  # before anything starts a JAX backend.
+  from jaxcnn import kernels
+
+  print(kernels.enable() if FLAGS.kernels else kernels.disable(), flush=True)
   compile_cache.enable(FLAGS.compilation_cache_dir)
-  from jaxcnn import evaluate, parallel, summary, train  # after flag parsing, so that --help stays fast
+  from jaxcnn import evaluate, parallel, summary, train
 
   try:
     if FLAGS.mode == "summary":

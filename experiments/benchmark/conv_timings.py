@@ -14,9 +14,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from jaxcnn import xla_cpu  # noqa: E402
+from jaxcnn.kernels import xla_flags  # noqa: E402
 
-xla_cpu.apply()
+xla_flags.apply()
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

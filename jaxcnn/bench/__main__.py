@@ -71,8 +71,10 @@ flags.DEFINE_integer("threads", 0, "CPUs each side may run on (both the same); 0
 flags.DEFINE_list("model_options", [], "Model builder options as KEY=VALUE (e.g. stride_in_3x3=True).")
 flags.DEFINE_bool("pytorch_compile", True, "With --compare=pytorch: a torch.compile column beside eager.")
 flags.DEFINE_bool("tf32", True, "float32 on a GPU: TF32 matmuls and convolutions on both sides, else on neither.")
-flags.DEFINE_bool("xla_cpu_tuning", True, "Add jaxcnn.xla_cpu's XLA flags (as training does); "
-                  "--noxla_cpu_tuning measures XLA's defaults.")
+flags.DEFINE_bool("kernels", True, "jaxcnn.kernels' faster layer forms and XLA flags, as training uses them; "
+                  "--nokernels measures the plain layers with XLA's defaults.")
+flags.DEFINE_bool("kernels_xla_flags", True, "With --kernels: add the kernels' XLA flags for this jaxlib; "
+                  "--nokernels_xla_flags keeps XLA_FLAGS as given (A/B runs of single flags).")
 flags.DEFINE_string("compilation_cache_dir", None, "JAX's persistent compilation cache (see jaxcnn.compile_cache); "
                     "empty = off.")
 flags.DEFINE_string("config", "lenet5", "--mode=time_to_accuracy: the named experiment config to train.")
@@ -116,7 +118,7 @@ def worker_spec(model: str, side: str, image_shape=None) -> dict:
           "mode": FLAGS.mode, "parallelism": FLAGS.parallelism, "image_size": FLAGS.image_size,
           "dataset": FLAGS.dataset if FLAGS.mode == "end_to_end" else "synthetic",
           "model_options": step.parse_options(FLAGS.model_options), "devices": FLAGS.devices, "threads": FLAGS.threads,
-          "warmup": FLAGS.warmup, "tf32": FLAGS.tf32, "xla_cpu_tuning": FLAGS.xla_cpu_tuning,
+          "warmup": FLAGS.warmup, "tf32": FLAGS.tf32, "kernels": FLAGS.kernels, "kernels_xla_flags": FLAGS.kernels_xla_flags,
           "compilation_cache_dir": FLAGS.compilation_cache_dir, "image_shape": image_shape}
 
 

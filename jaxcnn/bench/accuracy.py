@@ -81,9 +81,9 @@ def write_twin_inputs(config, directory: pathlib.Path) -> dict:
 
 def jaxcnn_until(spec: dict, emit) -> None:
   """Trains spec's config with jaxcnn's Run and train step; emit(epoch, accuracy) after every epoch's test eval."""
-  from jaxcnn import compile_cache, xla_cpu
+  from jaxcnn import compile_cache, kernels
 
-  xla_cpu.apply()
+  kernels.enable()
   compile_cache.enable(spec["compilation_cache_dir"])
   import functools
 

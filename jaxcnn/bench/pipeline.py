@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from jaxcnn import compile_cache, configs, data, xla_cpu
+from jaxcnn import compile_cache, configs, data, kernels
 from jaxcnn.bench import step as bench_step
 
 FLAGS = flags.FLAGS
@@ -66,7 +66,7 @@ def _train_step_rate(model_name: str, image_size: int, batch_size: int, steps: i
 
 def main(argv):
   del argv
-  xla_cpu.apply()  # before the backend starts, as training and jaxcnn.bench do
+  print(kernels.enable(), flush=True)  # before the backend starts, as training and jaxcnn.bench do
   compile_cache.enable()
   batch, steps = FLAGS.batch_size, FLAGS.batches
   print(f"{jax.device_count()} {jax.devices()[0].platform} device(s), batch {batch}, {steps} timed batches")

@@ -53,10 +53,9 @@ def select_devices(count: int) -> None:
 
 def jax_side(spec: dict):
   """jaxcnn's compiled train step, and what the controller prints and checks about it."""
-  from jaxcnn import compile_cache, xla_cpu
+  from jaxcnn import compile_cache, kernels
 
-  if spec["xla_cpu_tuning"]:
-    xla_cpu.apply()
+  kernels_line = kernels.enable(add_xla_flags=spec["kernels_xla_flags"]) if spec["kernels"] else kernels.disable()
   if spec["devices"]:
     select_devices(spec["devices"])
   compile_cache.enable(spec["compilation_cache_dir"])
@@ -71,7 +70,7 @@ def jax_side(spec: dict):
   runner = step.JaxStep(config, spec["mode"])
   devices = jax.local_devices()
   peak = step.peak_flops(devices[0], spec["precision"])
-  info = {"description": f"jaxcnn, JAX {jax.__version__}", "params": runner.params, "macs": runner.macs,
+  info = {"description": f"jaxcnn, JAX {jax.__version__}; {kernels_line}", "params": runner.params, "macs": runner.macs,
           "devices": jax.device_count(), "device_kind": devices[0].device_kind, "backend": jax.default_backend(),
           "image_shape": runner.image_shape, "compile_seconds": runner.compile_seconds,
           "compile_source": runner.compile_source, "step_flops": runner.step_flops,
