@@ -151,14 +151,14 @@ class JaxStep:
 
     self.jax, self.batch_size = jax, config.batch_size
     self.strategy = parallel.strategy(config.parallelism)
-    _, local_devices, per_device = data.batch_layout(config.batch_size)
+    local_batch = parallel.batch_layout(config.batch_size)[0]
     if mode == "step":
       shape = default_input(config.model)
       self.image_shape = (config.image_size, config.image_size, shape[2]) if config.image_size else shape
       rng = np.random.default_rng(0)
       batch = self.strategy.put_batch({
-          "image": rng.normal(size=(local_devices, per_device, *self.image_shape)).astype(np.float32),
-          "label": rng.integers(0, 10, (local_devices, per_device)).astype(np.int32)})
+          "image": rng.normal(size=(local_batch, *self.image_shape)).astype(np.float32),
+          "label": rng.integers(0, 10, local_batch).astype(np.int32)})
       self.batches = itertools.repeat(batch)
     else:
       pipeline = data.InputPipeline(config, data.load(config))

@@ -1,19 +1,28 @@
 """Orbax checkpoints of the full train state (params, optimizer state, step, RNG, EMA) plus JSON metadata.
 
+The metadata (`run_meta`) names the model, dataset, class count and jaxcnn version, which
+`check_run_meta` compares with the config that restores it, and holds what a resumed run continues
+from (epoch, batch, last epoch record, host-side controls).
+
 The state is saved as one host (NumPy) copy, so a checkpoint does not depend on the device count it
 was written with; the caller places it on its own devices after restoring. Saves are asynchronous:
 training continues while Orbax writes, and `close()` waits for the last one.
 
 Which checkpoints are kept: the newest `max_to_keep`, plus the best `keep_best` by a validation
-metric (Orbax's AnyPreservationPolicy of LatestN and BestN; `best_fn` with `max_to_keep` would drop
-the newest, see ../shared/reference/jax-stack.md).
+metric (Orbax's AnyPreservationPolicy of LatestN and BestN). Orbax's older `CheckpointManagerOptions(
+best_fn=..., max_to_keep=N)` keeps the N best only, so it can delete the newest checkpoint a resumed
+run needs.
 """
 
+import dataclasses
+import json
 import pathlib
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
+
+import jaxcnn
 
 # Checkpoints written by another major.minor of jaxcnn may hold another state layout.
 COMPATIBLE_VERSION_PREFIX = 2  # compare the first two version components
@@ -25,7 +34,8 @@ class Checkpointer:
   def __init__(self, directory: pathlib.Path, max_to_keep: int = 3, keep_best: int = 0,
                best_metric: str = "validation_top1_error"):
     if max_to_keep < 1 or keep_best < 0:
-      raise ValueError(f"need checkpoint_max_to_keep >= 1 and checkpoint_keep_best >= 0, got {max_to_keep}, {keep_best}")
+      raise ValueError(f"need checkpoint_max_to_keep >= 1 and checkpoint_keep_best >= 0, "
+                       f"got {max_to_keep}, {keep_best}")
     self.directory = pathlib.Path(directory).absolute()
     policies = [ocp.checkpoint_managers.LatestN(n=max_to_keep)]
     if keep_best:
@@ -80,7 +90,8 @@ class Checkpointer:
         if check_meta is not None:
           check_meta(meta, path)
         try:
-          state = self._manager.restore(candidate, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))).state
+          restore_args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+          state = self._manager.restore(candidate, args=restore_args).state
         except Exception as e:  # noqa: BLE001
           problems.append(f"{path}: {_first_line(e)}")
         else:
@@ -88,9 +99,13 @@ class Checkpointer:
       logging.warning("skipping damaged checkpoint %s", problems[-1])
     raise ValueError(f"no readable checkpoint in {self.directory}: {'; '.join(problems)}")
 
+  def wait_until_finished(self) -> None:
+    """Waits for pending (asynchronous) saves."""
+    self._manager.wait_until_finished()
+
   def close(self) -> None:
     """Waits for pending (asynchronous) saves, then releases the manager."""
-    self._manager.wait_until_finished()
+    self.wait_until_finished()
     self._manager.close()
 
 
@@ -111,6 +126,25 @@ def read_weights(path: pathlib.Path, step: int | None = None) -> tuple[dict, dic
   finally:
     manager.close()
   return restored.state["params"], restored.state.get("batch_stats", {}), restored.meta
+
+
+def run_meta(config, num_classes: int, epoch: int, record: dict, controls: dict, batches_done: int = 0) -> dict:
+  """A checkpoint's metadata: what `check_run_meta` checks and what a resumed run continues from.
+
+  `controls` are the host-side controls (dataclasses: plateau, early stopping), saved as their fields.
+  """
+  return {"epoch": epoch, "batches_done": batches_done, "record": record, "model": config.model,
+          "dataset": config.dataset, "num_classes": num_classes, "jaxcnn_version": jaxcnn.__version__,
+          "controls": {name: dataclasses.asdict(control) for name, control in controls.items()},
+          "config": json.loads(config.to_json_best_effort())}
+
+
+def check_run_meta(meta: dict, where: pathlib.Path, config, num_classes: int) -> None:
+  """Refuses (ValueError) a checkpoint of another model, dataset, class count or jaxcnn version."""
+  check_version(meta, jaxcnn.__version__, where)
+  for key, expected in (("model", config.model), ("dataset", config.dataset), ("num_classes", num_classes)):
+    if meta.get(key) != expected:
+      raise ValueError(f"checkpoint {where} has {key}={meta.get(key)!r}, but the config asks for {expected!r}")
 
 
 def check_version(meta: dict, current: str, where: pathlib.Path) -> None:

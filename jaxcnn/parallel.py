@@ -22,6 +22,17 @@ from jax.sharding import PartitionSpec as P
 AXIS = "batch"
 
 
+def batch_layout(global_batch: int) -> tuple[int, int, int]:
+  """(this process's share of the global batch, local device count, examples per device)."""
+  devices = jax.device_count()
+  if global_batch < 1 or global_batch % devices:
+    raise ValueError(f"batch size {global_batch} does not divide by the {devices} devices "
+                     f"({jax.process_count()} process(es) x {jax.local_device_count()} local device(s))")
+  local_devices = jax.local_device_count()
+  per_device = global_batch // devices
+  return per_device * local_devices, local_devices, per_device
+
+
 class Pmap:
   """`jax.pmap` over the local devices (the devices of every process join the same collectives)."""
 
@@ -35,7 +46,8 @@ class Pmap:
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
   def put_batch(self, batch: dict) -> dict:
-    return batch  # already [local_devices, per_device, ...]; pmap splits the leading axis
+    """This process's [local_batch, ...] as [local_devices, per_device, ...]: pmap splits the leading axis."""
+    return {k: v.reshape(jax.local_device_count(), -1, *v.shape[1:]) for k, v in batch.items()}
 
   def compile(self, step_fn, *, donate_state: bool):
     return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
@@ -62,9 +74,8 @@ class ShardMap:
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
   def put_batch(self, batch: dict) -> dict:
-    # [local_devices, per_device, ...] -> this process's rows of the global [devices * per_device, ...].
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v.reshape(-1, *v.shape[2:]))
-            for k, v in batch.items()}
+    """This process's [local_batch, ...] as its rows of the global [devices * per_device, ...] array."""
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in batch.items()}
 
   def compile(self, step_fn, *, donate_state: bool):
     mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)

@@ -3,7 +3,7 @@
   python -m jaxcnn.torchvision_weights --arch=resnet50 --pth=resnet50.pth --workdir=runs/resnet50_tv \
       [--config=NAME_OR_FILE]
 
-writes WORKDIR/checkpoints/0 (through jaxcnn.checkpoint, with train.py's metadata) and WORKDIR/config.json,
+writes WORKDIR/checkpoints/0 (through jaxcnn.checkpoint, with its run metadata) and WORKDIR/config.json,
 so that `python -m jaxcnn.main --mode=eval --workdir=WORKDIR` evaluates the weights and
 `--config.init_from=WORKDIR` starts transfer learning or fine-tuning from them. Nothing is downloaded:
 the file is one the user already has (e.g. torchvision's ImageNet weights, or a state_dict they saved).
@@ -48,7 +48,7 @@ from absl import app, flags, logging
 from flax import traverse_util
 
 import jaxcnn
-from jaxcnn import checkpoint, configs, models, optim, train
+from jaxcnn import checkpoint, configs, models, optim, train, transfer
 from jaxcnn.configs import default
 from jaxcnn.models import googlenet
 
@@ -275,11 +275,10 @@ def write_checkpoint(imported: Imported, config, workdir, source: str = "") -> p
       raise ValueError(f"{checkpointer.directory} already holds checkpoints; import into an empty workdir")
     model = models.create(config.model, num_classes=imported.num_classes, **config.model_options)
     tx = optim.create(config, steps_per_epoch=1,
-                      parameter_groups=functools.partial(train.parameter_groups, num_classes=imported.num_classes))
+                      parameter_groups=functools.partial(transfer.parameter_groups, num_classes=imported.num_classes))
     state = train.create_train_state(config, model, IMAGE_SHAPE, tx, variables=imported.variables)
-    meta = train.checkpoint_meta(config, imported.num_classes, epoch=0, record={}, controls={})
-    checkpointer.save(0, state, meta | {"batches_done": 0, "imported_from": {"torchvision": imported.arch,
-                                                                             "file": source}})
+    meta = checkpoint.run_meta(config, imported.num_classes, epoch=0, record={}, controls={})
+    checkpointer.save(0, state, meta | {"imported_from": {"torchvision": imported.arch, "file": source}})
   finally:
     checkpointer.close()
   (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")

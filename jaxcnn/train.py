@@ -8,11 +8,7 @@ parallel.py runs them under `pmap` or `jit(shard_map)`.
 
 import dataclasses
 import functools
-import itertools
-import json
 import pathlib
-import signal
-import threading
 import time
 from typing import Any
 
@@ -22,10 +18,8 @@ import numpy as np
 import optax
 from absl import logging
 from flax.training import train_state
-from jax.experimental import multihost_utils
 
-import jaxcnn
-from jaxcnn import checkpoint, data, models, optim, parallel, reporting
+from jaxcnn import checkpoint, data, models, optim, parallel, preemption, reporting, transfer
 from jaxcnn.models import layers
 
 
@@ -44,73 +38,6 @@ def create_train_state(config, model, image_shape, tx, variables=None) -> TrainS
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=variables.get("batch_stats", {}),
                             rng=state_rng, ema_params=params if config.ema_decay else {})
   return state.replace(step=jnp.zeros((), jnp.int32))  # an array, so that checkpoints hold it like every leaf
-
-
-def _keys(path) -> tuple[str, ...]:
-  """A pytree path (DictKey entries) as plain module/parameter names."""
-  return tuple(str(getattr(k, "key", k)) for k in path)
-
-
-def head_modules(params, num_classes: int) -> set[tuple[str, ...]]:
-  """Module paths of the classifier head(s): dense layers with `num_classes` outputs, and auxiliary heads.
-
-  Transfer learning re-initialises these and trains them; everything else is the backbone.
-  """
-  heads = set()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    keys = _keys(path)
-    if keys[-1] == "kernel" and leaf.ndim == 2 and leaf.shape[-1] == num_classes:
-      heads.add(keys[:-1])
-    if any("aux" in k for k in keys):
-      heads.add(keys[: next(i for i, k in enumerate(keys) if "aux" in k) + 1])
-  return heads
-
-
-def _in_heads(keys: tuple[str, ...], heads: set) -> bool:
-  return any(keys[: len(h)] == h for h in heads)
-
-
-def parameter_groups(params, num_classes: int):
-  """"head" / "backbone" for every parameter leaf (optax.multi_transform's labels)."""
-  heads = head_modules(params, num_classes)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, _: "head" if _in_heads(_keys(path), heads) else "backbone",
-      params)
-
-
-def transfer_weights(state: "TrainState", config, num_classes: int) -> "TrainState":
-  """`state` with the backbone's params and BatchNorm statistics taken from `config.init_from`."""
-  source_params, source_stats, meta = checkpoint.read_weights(config.init_from, config.init_step or None)
-  if meta.get("model") != config.model:
-    raise ValueError(f"init_from {config.init_from} holds model {meta.get('model')!r}, not {config.model!r}")
-  source_options = meta.get("config", {}).get("model_options", {})
-  differing = {k for k in set(source_options) | set(config.model_options)
-               if source_options.get(k) != config.model_options.get(k)}
-  if differing:
-    # Same shapes, maybe another function (e.g. resnet's stride_in_3x3 for imported v1.5 weights).
-    logging.warning("init_from %s was trained with other model_options: %s", config.init_from,
-                    ", ".join(f"{k}={source_options.get(k)!r} here {config.model_options.get(k)!r}" for k in sorted(differing)))
-  heads = head_modules(state.params, num_classes)
-  source = {"params": source_params, "batch_stats": source_stats}
-
-  def take(collection):
-    def pick(path, new):
-      keys = _keys(path)
-      if _in_heads(keys, heads):
-        return new
-      old = source[collection]
-      for key in keys:
-        if key not in old:
-          raise ValueError(f"init_from {config.init_from} has no {collection} {'/'.join(keys)}")
-        old = old[key]
-      if old.shape != new.shape:
-        raise ValueError(f"init_from {config.init_from}: {collection} {'/'.join(keys)} is {old.shape}, "
-                         f"this model needs {new.shape}")
-      return jnp.asarray(old, new.dtype)
-    return pick
-
-  return state.replace(params=jax.tree_util.tree_map_with_path(take("params"), state.params),
-                       batch_stats=jax.tree_util.tree_map_with_path(take("batch_stats"), state.batch_stats))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +184,7 @@ def summarize(sums: list[dict], prefix: str) -> dict:
 
 
 class Run:
-  """Everything a train or eval run derives from its config: data, model, optimizer, state, steps."""
+  """Everything a training run derives from its config: data, model, optimizer, state, steps."""
 
   def __init__(self, config, workdir):
     self.config = config
@@ -267,20 +194,20 @@ class Run:
     self.dataset = data.load(config)
     train_split = self.dataset.split("train")
     self.input = data.InputPipeline(config, self.dataset)
-    data.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
-    data.batch_layout(config.eval_batch_size)
+    parallel.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
+    parallel.batch_layout(config.eval_batch_size)
     if config.batch_size % (jax.device_count() * config.grad_accum_steps):
       raise ValueError(f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
                        f"on each of {jax.device_count()} devices")
     self.steps_per_epoch = data.num_batches(len(train_split), config.batch_size, drop_remainder=True)
     if self.steps_per_epoch == 0:
       raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_split)} training examples")
-    if config.schedule == "plateau" or config.early_stopping_patience:
-      self.dataset.split("validation")  # both watch the validation split
+    if config.schedule == "plateau" or config.early_stopping_patience or config.stop_at_accuracy:
+      self.dataset.split("validation")  # all three watch the validation split
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     tx = optim.create(config, self.steps_per_epoch,
-                      functools.partial(parameter_groups, num_classes=self.dataset.num_classes))
+                      functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes))
     self.state = create_train_state(config, self.model, self.input.image_shape, tx)
     self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep,
                                                 config.checkpoint_keep_best, config.checkpoint_best_metric)
@@ -305,16 +232,101 @@ class Run:
 
   def restore(self, step: int | None = None) -> dict:
     """Loads a checkpoint into self.state, refusing one of another model, dataset or jaxcnn version."""
-
-    def check_meta(meta: dict, path):
-      checkpoint.check_version(meta, jaxcnn.__version__, path)
-      for key, expected in (("model", self.config.model), ("dataset", self.config.dataset),
-                            ("num_classes", self.dataset.num_classes)):
-        if meta.get(key) != expected:
-          raise ValueError(f"checkpoint {path} has {key}={meta.get(key)!r}, but the config asks for {expected!r}")
-
-    self.state, meta = self.checkpointer.restore(self.state, step, check_meta)
+    check = functools.partial(checkpoint.check_run_meta, config=self.config, num_classes=self.dataset.num_classes)
+    self.state, meta = self.checkpointer.restore(self.state, step, check)
     return meta
+
+
+class NonFiniteLossError(RuntimeError):
+  """The loss became NaN or infinite (config.nan_policy="stop")."""
+
+
+def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> dict:
+  """Trains up to config.num_epochs epochs, resuming from the latest checkpoint in `workdir`.
+
+  Checkpoints are written at every epoch's end and every `config.checkpoint_every_steps` steps; a
+  resumed run continues at the exact batch (the epoch's order is a function of seed and epoch).
+  SIGTERM/SIGINT save a checkpoint at the next step and return. `epochs_per_run` stops this
+  invocation after that many epochs (job time limits). Early stopping and `config.stop_at_accuracy`
+  end the run for good. Returns the last epoch's record (also the last line of WORKDIR/metrics.jsonl).
+  """
+  if epochs_per_run is not None and epochs_per_run < 1:
+    raise ValueError(f"epochs_per_run must be >= 1, got {epochs_per_run}")
+  if config.nan_policy not in ("stop", "skip"):
+    raise ValueError(f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
+  if not 0 <= config.stop_at_accuracy <= 1:
+    raise ValueError(f"stop_at_accuracy is a fraction in [0, 1] (0 = off), got {config.stop_at_accuracy}")
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  if reporting.is_reporter():
+    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  run = Run(config, workdir)
+  start_epoch, batches_done, record, controls = _resume_or_initialise(run)
+  end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
+  if reporting.is_reporter():
+    print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
+          f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
+          f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
+    print("\n".join(f"  {line}" for line in run.input.describe()), flush=True)
+
+  p_train_step = run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
+  state = run.strategy.put_state(run.state)
+  metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
+
+  def save(host_state, record: dict, epoch_done: int, batches: int = 0, metrics=None):
+    meta = checkpoint.run_meta(config, run.dataset.num_classes, epoch_done, record, controls, batches)
+    run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
+
+  try:
+    with preemption.StopRequests(config.log_every_steps) as stop_requests:
+      for epoch in range(start_epoch, end_epoch):
+        skip = batches_done if epoch == start_epoch else 0
+        state, host_sums, seconds, stopped_at = _train_epoch(
+            run, p_train_step, state, epoch, skip, stop_requests,
+            functools.partial(save, record=record, epoch_done=epoch),
+            tensorboard if epoch == start_epoch else None)
+        if stopped_at is not None and stopped_at < run.steps_per_epoch:
+          _report_stop(stop_requests.signal_name, epoch * run.steps_per_epoch + stopped_at, epoch, stopped_at)
+          return record
+        state, host_state, record = _end_epoch(run, state, epoch, host_sums, seconds, controls)
+        metrics_log.write(record)
+        tensorboard.scalars(record["step"], record | {"weight_norm": float(optax.tree.norm(host_state.params))})
+        if reporting.is_reporter():
+          print(reporting.epoch_line(record), flush=True)
+        best = config.checkpoint_best_metric
+        save(host_state, record, epoch + 1, metrics={best: record[best]} if best in record else None)
+        if stopped_at is not None:  # the stop request came at the epoch's last batch
+          _report_stop(stop_requests.signal_name, record["step"], epoch, run.steps_per_epoch)
+          return record
+        if record.get("stopped_early") or record.get("stopped_at_accuracy"):
+          _report_end(record, config)
+          break
+  finally:
+    run.checkpointer.close()
+    tensorboard.close()
+  reporting.plot_curves(workdir)
+  return record
+
+
+def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:
+  """Restores the latest checkpoint into `run.state`, or takes config.init_from's backbone for a new run.
+
+  Returns where training continues: (epoch, batches of it done, last epoch record, host-side controls).
+  A run that ended itself (early stopping, stop_at_accuracy) continues at num_epochs, i.e. not at all.
+  """
+  config = run.config
+  if run.checkpointer.latest_step() is None:
+    if config.init_from:
+      run.state = transfer.transfer_weights(run.state, config, run.dataset.num_classes)
+      logging.info("Backbone initialised from %s", config.init_from)
+    return 0, 0, {}, _controls(config, {})
+  meta = run.restore()
+  epoch, batches_done, record = meta["epoch"], meta.get("batches_done", 0), meta["record"]
+  logging.info("Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), epoch + 1, batches_done,
+               run.workdir)
+  if record.get("stopped_early") or record.get("stopped_at_accuracy"):
+    epoch = config.num_epochs
+  return epoch, batches_done, record, _controls(config, meta.get("controls", {}))
 
 
 def _controls(config, saved: dict) -> dict:
@@ -331,174 +343,102 @@ def _controls(config, saved: dict) -> dict:
   return controls
 
 
-class NonFiniteLossError(RuntimeError):
-  """The loss became NaN or infinite (config.nan_policy="stop")."""
+def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requests, save_mid_epoch,
+                 tensorboard=None):
+  """Trains `epoch` from batch `skip` on; returns (state, per-step metric sums on the host, seconds, stopped_at).
 
-
-class _StopRequests:
-  """SIGTERM/SIGINT (preemption, Ctrl-C) ask the loop to checkpoint at the next step boundary and exit.
-
-  In a multi-process run the processes agree on stopping through an all-gather every
-  `sync_every` steps, so that all of them save the same step together.
+  `stopped_at` is the epoch's batch (1-based) after which a stop request ended it, else None. Periodic
+  and stop checkpoints inside the epoch go through `save_mid_epoch(host_state, batches_done)`. With a
+  `tensorboard`, the first batch's images are logged: what the model sees, augmentation included.
   """
+  config, strategy = run.config, run.strategy
+  bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
+  first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
+  start, host_sums, pending, stopped_at = time.perf_counter(), [], [], None
+  for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
+    state, step_sums = p_train_step(state, strategy.put_batch(batch))
+    pending.append(step_sums)
+    step = epoch * run.steps_per_epoch + i
+    if tensorboard is not None and i == skip + 1:
+      first = np.asarray(batch["image"])[:8]
+      tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
+    stopping = stop_requests.should_stop(step)
+    periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
+    if i % config.log_every_steps == 0 or i == run.steps_per_epoch or stopping or periodic:
+      new_sums = strategy.to_host(pending)  # waits for the steps so far
+      _check_finite(new_sums, first_step + len(host_sums), run.checkpointer, config.nan_policy)
+      host_sums, pending = host_sums + new_sums, []
+      running = summarize(host_sums, "train")
+      bar.update(i - skip, (i - skip) * config.batch_size, loss=running["train_loss"],
+                 acc=running["train_top1_accuracy"])
+    if (stopping or periodic) and i < run.steps_per_epoch:
+      save_mid_epoch(strategy.to_host(state), batches=i)
+    if stopping:
+      stopped_at = i
+      break
+  bar.close()
+  return state, host_sums, time.perf_counter() - start, stopped_at
 
-  def __init__(self, sync_every: int):
-    self.signal_name = None
-    self.sync_every = sync_every if jax.process_count() > 1 else 1
-    self._previous = {}
 
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
+def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: float, controls: dict):
+  """The epoch's record (train and validation metrics, learning rate, speed) and what the controls decide on it.
 
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signal_name = signal.Signals(signum).name
-
-  def should_stop(self, step: int) -> bool:
-    if step % self.sync_every:
-      return False
-    if jax.process_count() == 1:
-      return self.signal_name is not None
-    return bool(np.any(multihost_utils.process_allgather(np.int32(self.signal_name is not None))))
-
-
-def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> dict:
-  """Trains up to config.num_epochs epochs, resuming from the latest checkpoint in `workdir`.
-
-  Checkpoints are written at every epoch's end and every `config.checkpoint_every_steps` steps; a
-  resumed run continues at the exact batch (the epoch's order is a function of seed and epoch).
-  SIGTERM/SIGINT save a checkpoint at the next step and return. `epochs_per_run` stops this
-  invocation after that many epochs (job time limits). Returns the last epoch's record (also the
-  last line of WORKDIR/metrics.jsonl).
+  Returns (state, its host copy, record); a plateau reduction changes the learning-rate factor in the state.
   """
-  if epochs_per_run is not None and epochs_per_run < 1:
-    raise ValueError(f"epochs_per_run must be >= 1, got {epochs_per_run}")
-  if config.nan_policy not in ("stop", "skip"):
-    raise ValueError(f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  config, strategy = run.config, run.strategy
+  host_state = strategy.to_host(state)
+  step = int(host_state.step)
+  record = {"epoch": epoch + 1, "step": step,
+            "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
+            **summarize(host_sums, "train"), "images_per_sec": len(host_sums) * config.batch_size / seconds,
+            "epoch_seconds": seconds}
+  if "validation" in run.dataset.splits:
+    record.update(run.evaluate(state, "validation", "validation"))
+  if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
+    factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
+    host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))
+    state = strategy.put_state(host_state)
+    record["lr_reduced_to"] = float(run.schedule(step)) * factor
+  if "early_stopping" in controls and controls["early_stopping"].update(record["validation_loss"]):
+    record["stopped_early"] = True
+  if config.stop_at_accuracy and record[_stop_metric(config)] >= config.stop_at_accuracy:
+    record["stopped_at_accuracy"] = True
+  return state, host_state, record
+
+
+def _stop_metric(config) -> str:
+  """The validation accuracy stop_at_accuracy watches: of the weights that --mode=eval evaluates."""
+  return ("ema_" if config.ema_decay and config.eval_weights == "ema" else "") + "validation_top1_accuracy"
+
+
+def _report_stop(signal_name: str, step: int, epoch: int, batch: int) -> None:
   if reporting.is_reporter():
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
-  run = Run(config, workdir)
-  start_epoch, batches_done, record, saved_controls = 0, 0, {}, {}
-  if run.checkpointer.latest_step() is not None:
-    meta = run.restore()
-    start_epoch, batches_done = meta["epoch"], meta.get("batches_done", 0)
-    record, saved_controls = meta["record"], meta.get("controls", {})
-    logging.info("Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), start_epoch + 1,
-                 batches_done, workdir)
-  elif config.init_from:
-    run.state = transfer_weights(run.state, config, run.dataset.num_classes)
-    logging.info("Backbone initialised from %s", config.init_from)
-  controls = _controls(config, saved_controls)
-  if record.get("stopped_early"):
-    start_epoch = config.num_epochs
-  if reporting.is_reporter():
-    print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
-          f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
-          f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
-
-  strategy = run.strategy
-  p_train_step = strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
-  state = strategy.put_state(run.state)
-  metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
-  end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
-
-  def save(host_state, epoch_done: int, batches: int, record: dict, metrics=None):
-    meta = checkpoint_meta(config, run.dataset.num_classes, epoch_done, record, controls) | {"batches_done": batches}
-    run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
-
-  with _StopRequests(config.log_every_steps) as stop_requests:
-    for epoch in range(start_epoch, end_epoch):
-      bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
-      batches = run.input.train_batches(epoch)
-      skip = batches_done if epoch == start_epoch else 0
-      first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
-      start, host_sums, pending = time.perf_counter(), [], []
-      for i, batch in enumerate(itertools.islice(batches, skip, None), start=skip + 1):
-        state, step_sums = p_train_step(state, strategy.put_batch(batch))
-        pending.append(step_sums)
-        step = epoch * run.steps_per_epoch + i
-        if epoch == start_epoch and i == skip + 1:  # what the model sees, augmentation included
-          first = np.asarray(batch["image"]).reshape(-1, *batch["image"].shape[2:])[:8]
-          tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
-        stopping = stop_requests.should_stop(step)
-        periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
-        if i % config.log_every_steps == 0 or i == run.steps_per_epoch or stopping or periodic:
-          new_sums = strategy.to_host(pending)  # waits for the steps so far
-          _check_finite(new_sums, first_step + len(host_sums), run, config.nan_policy)
-          host_sums, pending = host_sums + new_sums, []
-          running = summarize(host_sums, "train")
-          bar.update(i - skip, (i - skip) * config.batch_size, loss=running["train_loss"],
-                     acc=running["train_top1_accuracy"])
-        if (stopping or periodic) and i < run.steps_per_epoch:
-          save(strategy.to_host(state), epoch, i, record)
-        if stopping:
-          bar.close()
-          run.checkpointer.close()
-          tensorboard.close()
-          if reporting.is_reporter():
-            print(f"{stop_requests.signal_name}: saved step {step} (epoch {epoch + 1}, batch {i}); "
-                  f"run the same command to continue", flush=True)
-          return record
-      bar.close()
-      seconds = time.perf_counter() - start
-      host_state = strategy.to_host(state)
-      step = int(host_state.step)
-      record = {"epoch": epoch + 1, "step": step,
-                "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
-                **summarize(host_sums, "train"), "images_per_sec": len(host_sums) * config.batch_size / seconds,
-                "epoch_seconds": seconds}
-      if "validation" in run.dataset.splits:
-        record.update(run.evaluate(state, "validation", "validation"))
-      if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
-        factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
-        host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))
-        state = strategy.put_state(host_state)
-        record["lr_reduced_to"] = float(run.schedule(step)) * factor
-      if "early_stopping" in controls and controls["early_stopping"].update(record["validation_loss"]):
-        record["stopped_early"] = True
-      metrics_log.write(record)
-      tensorboard.scalars(step, record | {"weight_norm": float(optax.tree.norm(host_state.params))})
-      if reporting.is_reporter():
-        print(reporting.epoch_line(record), flush=True)
-      best_metric = config.checkpoint_best_metric
-      save(host_state, epoch + 1, 0, record, {best_metric: record[best_metric]} if best_metric in record else None)
-      if record.get("stopped_early"):
-        if reporting.is_reporter():
-          print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
-        break
-  run.checkpointer.close()
-  tensorboard.close()
-  reporting.plot_curves(workdir)
-  return record
+    print(f"{signal_name}: saved step {step} (epoch {epoch + 1}, batch {batch}); run the same command to continue",
+          flush=True)
 
 
-def _check_finite(step_sums: list[dict], first_step: int, run: Run, nan_policy: str) -> None:
+def _report_end(record: dict, config) -> None:
+  """One line on why the run ended before num_epochs."""
+  if not reporting.is_reporter():
+    return
+  if record.get("stopped_at_accuracy"):
+    print(f"Stopping: validation top-1 accuracy {record[_stop_metric(config)]:.2%} reached stop_at_accuracy "
+          f"{config.stop_at_accuracy:.2%} after epoch {record['epoch']}", flush=True)
+  else:
+    print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
+
+
+def _check_finite(step_sums: list[dict], first_step: int, checkpointer: checkpoint.Checkpointer,
+                  nan_policy: str) -> None:
   """Stops at the first step whose loss is not finite; the checkpoints written before it stay intact."""
   for offset, sums in enumerate(step_sums):
     if nan_policy == "stop" and not np.isfinite(sums["loss"]):
-      run.checkpointer.close()
-      latest = run.checkpointer.latest_step()
+      checkpointer.wait_until_finished()  # so that the last good checkpoint is complete and named below
+      latest = checkpointer.latest_step()
       raise NonFiniteLossError(f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped. "
-                               f"The last good checkpoint is step {latest} in {run.checkpointer.directory}"
+                               f"The last good checkpoint is step {latest} in {checkpointer.directory}"
                                if latest is not None else
                                f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped "
                                f"before any checkpoint was written")
     if nan_policy == "skip" and sums.get("skipped", 0):
       logging.warning("step %d: non-finite loss or gradient, update skipped", first_step + offset)
-
-
-def checkpoint_meta(config, num_classes: int, epoch: int, record: dict, controls: dict) -> dict:
-  """What `Run.restore` checks (model, dataset, classes, version) and what a resumed run continues from."""
-  return {"epoch": epoch, "record": record, "model": config.model, "dataset": config.dataset,
-          "num_classes": num_classes, "jaxcnn_version": jaxcnn.__version__,
-          "controls": {name: dataclasses.asdict(control) for name, control in controls.items()},
-          "config": json.loads(config.to_json_best_effort())}

@@ -135,8 +135,8 @@ def test_nan_at_step_k_stops_the_run_naming_k_and_keeps_the_last_good_checkpoint
   poisoned_step = 10  # epoch 2, batch 3 (7 steps per epoch)
   original = pipeline.InputPipeline.train_batches
 
-  def poisoned(self, epoch):
-    for i, batch in enumerate(original(self, epoch), start=1):
+  def poisoned(self, epoch, start_batch=0):
+    for i, batch in enumerate(original(self, epoch, start_batch), start=1):
       if epoch * 7 + i == poisoned_step:
         batch = dict(batch, image=np.full_like(batch["image"], np.nan))
       yield batch

@@ -1,27 +1,91 @@
-"""Every named experiment config starts a real training run on a tiny Fashion-MNIST-format dataset.
+"""The named configs: one for every registered model, each building its model, and the experiment configs
+documented by the command, hardware, time and result that their docstrings open with.
 
-Each config names its paper's dataset; the single override `dataset=fashion_mnist` (plus the tiny data
-directory and a small batch) must be enough: models on 224-pixel inputs switch to their small-input
-stems by themselves. One epoch of 3 steps over 8 devices, then validation.
+A few configs, one per paper family, start a real training run on a tiny Fashion-MNIST-format dataset: each
+names its paper's dataset, and the single override `dataset=fashion_mnist` (plus the tiny data directory and
+a small batch) must be enough, since models on 224-pixel inputs switch to their small-input stems by
+themselves. One epoch of 3 steps over 8 devices, then validation.
 """
 
 import math
 
+import jax
+import jax.numpy as jnp
 import pytest
+from ml_collections.config_flags import config_flags
 
-from jaxcnn import configs, train
+from jaxcnn import configs, models, train
 
-# Configs whose models compile for long on CPU (tens of seconds each): the slow tier.
-SLOW = {"alexnet", "alexnet_grouped", "googlenet", "resnet18", "resnet50", "vgg16"}
+# The input each config's own dataset gives its model (the ImageNet configs crop 224 pixels).
+INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3),
+                "imagenet2012": (224, 224, 3)}
+# The configs that reproduce a result: their docstrings open with the command.
+EXPERIMENTS = ("lenet5", "mlp", "fashion_mnist_lenet5", "fashion_mnist_simple_cnn", "fashion_mnist_simple_cnn_flax",
+               "fashion_mnist_alexnet", "fashion_mnist_vgg16", "fashion_mnist_vgg16_bn", "fashion_mnist_googlenet",
+               "fashion_mnist_googlenet_bn", "fashion_mnist_resnet20", "fashion_mnist_resnet18",
+               "fashion_mnist_transfer_pretrain", "fashion_mnist_transfer_frozen", "fashion_mnist_transfer_finetune",
+               "fashion_mnist_transfer_scratch")
+# One config per family trains; those whose models compile for long on the CPU are the slow tier.
+TRAINED = ("lenet5", "lenet5_1998", "mlp", "simple_cnn", "resnet20")
+TRAINED_SLOW = ("alexnet", "googlenet", "resnet18", "vgg16", "fashion_mnist_lenet5")
+BUILT_SLOW = {"resnet1202"}  # 600 blocks: tracing its init alone takes tens of seconds
 
 
-def test_each_config_names_a_registered_model():
-  from jaxcnn import models
-
-  assert {configs.get(name).model for name in configs.names()} <= set(models.names())
+def test_every_registered_model_has_a_config_of_its_name():
+  assert {name for name in models.names() if name not in configs.names() or configs.get(name).model != name} == set()
 
 
-@pytest.mark.parametrize("name", [n if n not in SLOW else pytest.param(n, marks=pytest.mark.slow) for n in configs.names()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BUILT_SLOW else n
+                                  for n in configs.names()])
+def test_config_builds_its_model_on_its_datasets_input(name):
+  config = configs.get(name)
+  model = models.create(config.model, num_classes=10, **config.model_options)
+  images = jax.ShapeDtypeStruct((2, *INPUT_SHAPES[config.dataset]), jnp.float32)
+  logits, _ = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False), images)
+  assert logits.shape == (2, 10)
+
+
+def test_a_family_member_loads_through_the_command_line_flag_parser():
+  parser = config_flags.ConfigFileFlagParser(name="config")
+  assert parser.parse(configs.path_of("resnet34")).model == "resnet34"
+  assert parser.parse(configs.path_of("lenet5")).model == "lenet5"
+
+
+def test_an_unknown_name_lists_the_known_ones():
+  with pytest.raises(ValueError, match="unknown config 'resnet35'; known configs: .*resnet34, "):
+    configs.get("resnet35")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_docstring_opens_with_its_command_and_says_what_it_gave(name):
+  doc = configs.module_of(name).__doc__
+  opening = "\n".join(doc.splitlines()[:8])
+  assert f"python -m jaxcnn.main --config={name} --workdir=workdirs/{name}\n" in opening
+  assert "--mode=eval" in opening
+  for what in ("Hardware:", "20", "%"):  # the machine, the date, the result
+    assert what in doc
+
+
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if "transfer" not in n])
+def test_experiment_recipe_is_what_its_docstring_says(name):
+  config, doc = configs.get(name), " ".join(configs.module_of(name).__doc__.split())
+  assert f"{config.num_epochs} epochs" in doc
+  assert f"lr {config.learning_rate:g}" in doc
+  assert config.compute_dtype in doc
+  if name.startswith("fashion_mnist_"):
+    assert config.dataset == "fashion_mnist" and config.validation_size in (5000, "auto") and config.eval_split == "test"
+
+
+def test_transfer_configs_start_from_the_pretrained_run():
+  pretrain = configs.get("fashion_mnist_transfer_pretrain")
+  frozen, finetune, scratch = (configs.get(f"fashion_mnist_transfer_{n}") for n in ("frozen", "finetune", "scratch"))
+  assert pretrain.classes == (0, 1, 2, 3, 4)
+  assert frozen.classes == finetune.classes == scratch.classes == (5, 6, 7, 8, 9)
+  assert frozen.init_from == finetune.init_from == "workdirs/fashion_mnist_transfer_pretrain"
+  assert frozen.freeze_backbone and finetune.backbone_lr_multiplier == 0.1 and not scratch.init_from
+
+
+@pytest.mark.parametrize("name", [*TRAINED, *(pytest.param(n, marks=pytest.mark.slow) for n in TRAINED_SLOW)])
 def test_config_trains_one_epoch_on_fashion_mnist(name, tiny_data_dir, tmp_path):
   config = configs.get(name)
   config.dataset = "fashion_mnist"

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn import data
+from jaxcnn import data, parallel
 from jaxcnn.data import idx
 
 
@@ -58,13 +58,13 @@ def test_missing_explicit_data_dir_is_an_error_not_a_download(tmp_path, tiny_con
     data.load(tiny_config)
 
 
-def test_train_batches_are_laid_out_per_device_and_seeded(tiny_config):
+def test_train_batches_are_this_processs_flat_batches_and_seeded(tiny_config):
   dataset = data.load(tiny_config)
   mean, std = data.channel_stats(dataset.splits["train"])
   kwargs = dict(global_batch=32, mean=mean, std=std)
   first = next(data.train_batches(dataset.splits["train"], seed=0, epoch=0, **kwargs))
-  assert first["image"].shape == (8, 4, 28, 28, 1) and first["image"].dtype == np.float32
-  assert first["label"].shape == (8, 4)
+  assert first["image"].shape == (32, 28, 28, 1) and first["image"].dtype == np.float32
+  assert first["label"].shape == (32,)
   again = next(data.train_batches(dataset.splits["train"], seed=0, epoch=0, **kwargs))
   other_seed = next(data.train_batches(dataset.splits["train"], seed=1, epoch=0, **kwargs))
   other_epoch = next(data.train_batches(dataset.splits["train"], seed=0, epoch=1, **kwargs))
@@ -97,4 +97,4 @@ def test_eval_batches_cover_every_example_once(tiny_config):
 def test_batch_that_does_not_divide_by_the_devices_is_refused():
   assert jax.device_count() == 8
   with pytest.raises(ValueError, match="does not divide by the 8 devices"):
-    data.batch_layout(100)
+    parallel.batch_layout(100)

@@ -71,8 +71,8 @@ def test_ten_crop_gives_the_four_corners_the_centre_and_their_mirror_images():
   for pipeline in ("tfdata", "jax"):
     batch = next(data.eval_batches(split, global_batch=8, mean=np.zeros(3), std=np.ones(3), augment_chain=chain,
                                    pipeline=pipeline))
-    assert batch["image"].shape == (8, 1, 10, 4, 4, 3)
-    np.testing.assert_allclose(np.asarray(batch["image"])[0, 0], expected, atol=1e-6)
+    assert batch["image"].shape == (8, 10, 4, 4, 3)
+    np.testing.assert_allclose(np.asarray(batch["image"])[0], expected, atol=1e-6)
 
 
 def test_vgg_multi_crop_views_count_and_fit():

@@ -101,9 +101,9 @@ def test_image_folder_train_batches_from_jpeg_with_alexnet_preset(tmp_path):
   pipeline = data.InputPipeline(config, data.load(config))
   assert pipeline.image_shape == (48, 48, 3)
   batch = next(iter(pipeline.train_batches(0)))
-  assert batch["image"].shape == (8, 2, 48, 48, 3) and np.isfinite(batch["image"]).all()
+  assert batch["image"].shape == (16, 48, 48, 3) and np.isfinite(batch["image"]).all()
   views = next(iter(pipeline.eval_batches("train")))
-  assert views["image"].shape == (8, 2, 10, 48, 48, 3) and views["mask"].all()
+  assert views["image"].shape == (16, 10, 48, 48, 3) and views["mask"].all()
 
 
 def _truncate(path):
@@ -172,7 +172,7 @@ def test_synthetic_data_of_any_shape():
   dataset = data.load(config)
   assert dataset.image_shape == (12, 20, 5) and dataset.num_classes == 7 and len(dataset.split("test")) == 16
   batch = next(iter(data.InputPipeline(config, dataset).train_batches(0)))
-  assert batch["image"].shape == (8, 2, 12, 20, 5)
+  assert batch["image"].shape == (16, 12, 20, 5)
 
 
 def _tiny_tfds_builders():
@@ -236,7 +236,7 @@ def test_streamed_tfds_split_trains_and_evaluates_every_example_once(tfds_dir):
   assert isinstance(dataset.split("train"), data.TfdsSplit) and len(dataset.split("train")) == 30
   pipeline = data.InputPipeline(config, dataset)
   train_batches = list(pipeline.train_batches(0))
-  assert len(train_batches) == 30 // 16 and train_batches[0]["image"].shape == (8, 2, 32, 32, 3)
+  assert len(train_batches) == 30 // 16 and train_batches[0]["image"].shape == (16, 32, 32, 3)
   np.testing.assert_array_equal(next(iter(pipeline.train_batches(0)))["image"], train_batches[0]["image"])
   evaluation = list(pipeline.eval_batches("validation"))
   assert sum(b["mask"].sum() for b in evaluation) == 10 and len(evaluation) == 1
@@ -257,7 +257,7 @@ from jaxcnn.data import augment
 split = data.Split(np.zeros((64, 32, 32, 3), np.uint8), np.zeros(64, np.int32))
 batch = next(iter(data.train_batches(split, global_batch=16, seed=0, epoch=0, mean=np.zeros(3), std=np.ones(3),
                                      augment_chain=augment.Chain("resnet_cifar", train=True))))
-assert batch["image"].shape == (1, 16, 32, 32, 3), batch["image"].shape
+assert batch["image"].shape == (16, 32, 32, 3), batch["image"].shape
 print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,

@@ -141,8 +141,8 @@ def _toy_state(config, model=None):
 
 def _toy_batches(steps, global_batch=32, seed=0):
   rng = np.random.default_rng(seed)
-  return [{"image": rng.normal(size=(8, global_batch // 8, 8, 8, 1)).astype(np.float32),
-           "label": rng.integers(0, 10, (8, global_batch // 8)).astype(np.int32)} for _ in range(steps)]
+  return [{"image": rng.normal(size=(global_batch, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, 10, global_batch).astype(np.int32)} for _ in range(steps)]
 
 
 def _run(strategy, state, batches, options=train.StepOptions()):
@@ -158,7 +158,7 @@ def _single_device(state, batches, options=train.StepOptions()):
                   devices=jax.devices()[:1])
   device_state = flax.jax_utils.replicate(state, devices=jax.devices()[:1])
   for batch in batches:
-    device_state, _ = step(device_state, jax.tree.map(lambda x: x.reshape(1, -1, *x.shape[2:]), batch))
+    device_state, _ = step(device_state, jax.tree.map(lambda x: x[None], batch))
   return jax.tree.map(lambda x: np.asarray(x)[0], device_state)
 
 

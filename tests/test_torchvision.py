@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxcnn import checkpoint, evaluate, models, torchvision_weights, train
+from jaxcnn import checkpoint, evaluate, models, torchvision_weights, train, transfer
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -200,10 +200,10 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
   assert results["num_examples"] == 16 and results["step"] == 0
 
   params, _, _ = checkpoint.read_weights(workdir)
-  transfer = config.copy_and_resolve_references()
-  transfer.update(init_from=str(workdir), classes=(0, 1, 2))
-  fresh = train.Run(transfer, tmp_path / "transfer")
-  moved = train.transfer_weights(fresh.state, transfer, num_classes=3)
+  transfer_config = config.copy_and_resolve_references()
+  transfer_config.update(init_from=str(workdir), classes=(0, 1, 2))
+  fresh = train.Run(transfer_config, tmp_path / "transfer")
+  moved = transfer.transfer_weights(fresh.state, transfer_config, num_classes=3)
   fresh.checkpointer.close()
   np.testing.assert_array_equal(np.asarray(moved.params["conv1"]["kernel"]), params["conv1"]["kernel"])
   assert moved.params["fc"]["kernel"].shape == (512, 3)  # a new head for the new classes

@@ -24,12 +24,13 @@ def _state_and_batch(config):
 
 
 def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tiny_config):
-  state, batch = _state_and_batch(tiny_config)  # batch is [8, 4, ...]
+  state, batch = _state_and_batch(tiny_config)  # batch is [32, ...]
   strategy = parallel.Pmap()
-  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
+  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state),
+                                                                         strategy.put_batch(batch))
   one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
   state1, sums1 = one(flax.jax_utils.replicate(state, devices=jax.devices()[:1]),
-                      jax.tree.map(lambda x: x.reshape(1, -1, *x.shape[2:]), batch))
+                      jax.tree.map(lambda x: x[None], batch))
   _tree_allclose(strategy.to_host(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
   assert float(sums8["count"][0]) == float(sums1["count"][0]) == tiny_config.batch_size
   np.testing.assert_allclose(float(sums8["loss"][0]), float(sums1["loss"][0]), rtol=1e-5)
@@ -41,7 +42,8 @@ def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tin
 def test_checkpoint_round_trip_restores_params_optimizer_step_and_rng(tiny_config, tmp_path):
   state, batch = _state_and_batch(tiny_config)
   strategy = parallel.Pmap()
-  stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state), batch)
+  stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state),
+                                                                         strategy.put_batch(batch))
   stepped = strategy.to_host(stepped)
   ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
   ckpt.save(1, stepped, {"epoch": 1})
@@ -105,3 +107,30 @@ def test_eval_from_checkpoint_reproduces_training_accuracy_on_the_whole_split(ti
   assert {"split", "step", "num_examples", "loss", "top1_accuracy", "top5_accuracy"} <= set(written)
   assert written["split"] == "test" and written["step"] == record["step"]
   assert 0.0 <= written["top1_accuracy"] <= written["top5_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_stop_at_accuracy_ends_the_run_after_the_first_epoch_that_reaches_it(tiny_config, tmp_path, capsys):
+  tiny_config.num_epochs = 3
+  tiny_config.stop_at_accuracy = 0.05  # reached after the first epoch (the tiny task is learnable)
+  record = train.train_and_evaluate(tiny_config, tmp_path)
+  assert record["epoch"] == 1 and record["stopped_at_accuracy"] is True
+  assert record["validation_top1_accuracy"] >= 0.05
+  assert "reached stop_at_accuracy 5.00% after epoch 1" in capsys.readouterr().out
+  checkpointer = checkpoint.Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.latest_step() == record["step"]  # the final checkpoint, as at any epoch's end
+  checkpointer.close()
+
+  again = train.train_and_evaluate(tiny_config, tmp_path)  # a resumed run does not train further
+  assert again == record
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_stop_at_accuracy_needs_a_validation_split_and_a_fraction(tiny_config, tmp_path):
+  tiny_config.stop_at_accuracy = 0.9
+  tiny_config.validation_size = 0
+  with pytest.raises(ValueError, match="no split 'validation'.*validation_size"):
+    train.train_and_evaluate(tiny_config, tmp_path)
+  tiny_config.stop_at_accuracy = 90.0  # a percentage, not a fraction
+  with pytest.raises(ValueError, match=r"stop_at_accuracy is a fraction in \[0, 1\]"):
+    train.train_and_evaluate(tiny_config, tmp_path)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxcnn import configs, optim, parallel, train
+from jaxcnn import configs, optim, parallel, train, transfer
 from jaxcnn.models import layers
 
 
@@ -25,16 +25,16 @@ class BatchNormNet(nn.Module):
 def test_head_modules_are_the_class_outputs_and_aux_heads():
   params = {"conv": {"kernel": np.zeros((3, 3, 1, 5))}, "aux1": {"fc": {"kernel": np.zeros((8, 7))}},
             "classifier": {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)}}
-  assert train.head_modules(params, num_classes=5) == {("classifier",), ("aux1",)}
-  groups = train.parameter_groups(params, num_classes=5)
+  assert transfer.head_modules(params, num_classes=5) == {("classifier",), ("aux1",)}
+  groups = transfer.parameter_groups(params, num_classes=5)
   assert groups == {"conv": {"kernel": "backbone"}, "aux1": {"fc": {"kernel": "head"}},
                     "classifier": {"kernel": "head", "bias": "head"}}
 
 
 def _batches(steps, num_classes, seed):
   rng = np.random.default_rng(seed)
-  return [{"image": rng.normal(size=(8, 2, 8, 8, 1)).astype(np.float32),
-           "label": rng.integers(0, num_classes, (8, 2)).astype(np.int32)} for _ in range(steps)]
+  return [{"image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+           "label": rng.integers(0, num_classes, 16).astype(np.int32)} for _ in range(steps)]
 
 
 def _train(state, batches, options):
@@ -42,7 +42,7 @@ def _train(state, batches, options):
   step = strategy.compile(functools.partial(train.train_step, options=options), donate_state=False)
   device_state = strategy.put_state(state)
   for batch in batches:
-    device_state, _ = step(device_state, batch)
+    device_state, _ = step(device_state, strategy.put_batch(batch))
   return strategy.to_host(device_state)
 
 
@@ -51,7 +51,7 @@ def test_frozen_backbone_keeps_params_and_statistics_while_the_head_learns(freez
   config = configs.get("lenet5")
   config.update(schedule="constant", learning_rate=0.1, freeze_backbone=freeze,
                 backbone_lr_multiplier=1.0 if freeze else 0.1)
-  groups = functools.partial(train.parameter_groups, num_classes=3)
+  groups = functools.partial(transfer.parameter_groups, num_classes=3)
   state = train.create_train_state(config, BatchNormNet(3), (8, 8, 1), optim.create(config, 10, groups))
   state = state.replace(batch_stats=jax.tree.map(lambda x: x + 0.5, state.batch_stats))  # "pretrained" stats
   trained = _train(state, _batches(3, 3, 0), train.StepOptions.from_config(config))

@@ -1,40 +1,72 @@
-"""Named experiment configs: one file per experiment, each with a `get_config()`.
+"""Named configs: `--config=NAME` for every registered model (its paper's recipe) and every experiment.
 
-`--config=NAME` resolves NAME to `jaxcnn/configs/NAME.py`; a path to a user's own `.py` config file
-works too. `default.py` holds the fields every experiment shares and is not an experiment itself.
+A config module has a `get_config()`. A family module (one paper, several depths or variants) lists the
+names it answers to in `VARIANTS` and takes the name as `get_config(name)`; the command line reaches it as
+`family.py:name`, ml_collections' form for an argument to a config file (big_vision's `config.py:arg`).
+A module without `get_config()` is a helper shared by configs, and `default.py` holds the fields every
+config starts from. A path to a user's own `.py` config file (optionally `file.py:arg`) works too.
 """
 
+import functools
+import importlib
+import importlib.util
 import pathlib
+import types
 
 import ml_collections
 
 CONFIG_DIR = pathlib.Path(__file__).parent
-_NOT_EXPERIMENTS = {"__init__", "default"}
+_NOT_CONFIGS = {"__init__", "default"}
+
+
+@functools.cache
+def _registry() -> dict[str, str]:
+  """Config name -> the stem of the module that builds it."""
+  registry = {}
+  for path in sorted(CONFIG_DIR.glob("*.py")):
+    if path.stem in _NOT_CONFIGS:
+      continue
+    module = importlib.import_module(f"{__name__}.{path.stem}")
+    if not hasattr(module, "get_config"):
+      continue
+    for name in getattr(module, "VARIANTS", (path.stem,)):
+      if name in registry:
+        raise ValueError(f"config {name!r} is defined by both {registry[name]}.py and {path.name}")
+      registry[name] = path.stem
+  return registry
 
 
 def names() -> list[str]:
-  """The registered experiment names, sorted."""
-  return sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem not in _NOT_EXPERIMENTS)
+  """The registered config names, sorted."""
+  return sorted(_registry())
 
 
-def path_of(name: str) -> pathlib.Path:
-  """Path of the config file for `name` (a registered name or a path to a .py file)."""
-  if name.endswith(".py"):
-    path = pathlib.Path(name)
-    if not path.is_file():
-      raise ValueError(f"config file {name!r} does not exist")
-    return path
-  if name not in names():
+def module_of(name: str) -> types.ModuleType:
+  """The module that builds the registered config `name` (its docstring is the config's documentation)."""
+  if name not in _registry():
     raise ValueError(f"unknown config {name!r}; known configs: {', '.join(names())}")
-  return CONFIG_DIR / f"{name}.py"
+  return importlib.import_module(f"{__name__}.{_registry()[name]}")
+
+
+def path_of(name: str) -> str:
+  """What ml_collections' config-file flag loads for `name`: a registered name becomes its module's path
+  (with `:name` for a family); a path to a .py file, optionally with `:arg`, is checked and kept."""
+  file, _, _ = name.partition(":")
+  if file.endswith(".py"):
+    if not pathlib.Path(file).is_file():
+      raise ValueError(f"config file {file!r} does not exist")
+    return name
+  module = module_of(name)
+  return f"{module.__file__}:{name}" if hasattr(module, "VARIANTS") else module.__file__
 
 
 def get(name: str) -> ml_collections.ConfigDict:
-  """Loads a named config (for Python callers and tests; the CLI goes through absl flags)."""
-  import importlib.util
-
-  path = path_of(name)
-  spec = importlib.util.spec_from_file_location(f"jaxcnn_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  """Loads a config by name or path, as `--config=name` does (for Python callers and tests)."""
+  file, _, arg = path_of(name).partition(":")
+  if name.partition(":")[0].endswith(".py"):
+    spec = importlib.util.spec_from_file_location(f"jaxcnn_config_{pathlib.Path(file).stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  else:
+    module = module_of(name)
+  return module.get_config(arg) if arg else module.get_config()

@@ -8,15 +8,17 @@ def get_config() -> ml_collections.ConfigDict:
   # Data.
   c.dataset = "fashion_mnist"
   c.data_dir = ""  # "" = $JAXCNN_DATA_DIR, then Debian's /usr/share/datasets/<dataset>, then TFDS.
-  c.validation_size = 5000  # carved from the training split with a fixed seed; 0 = no validation
+  # "auto": the dataset's own validation split, else 10% of train (at most 5,000 images) carved with a fixed
+  # seed; a number carves that many; 0 = no validation.
+  c.validation_size = ml_collections.FieldReference("auto", field_type=object)
   c.validation_fraction = 0.0  # > 0: carve this fraction instead (datasets with their own validation split keep it)
   c.pipeline = "auto"  # tfdata | jax (TF-free, in-memory datasets) | auto (tfdata when TensorFlow is installed)
   # Augmentation chains (jaxcnn/data/augment.py): ops joined by "|", e.g. "pad(4)|random_crop(32)|flip_lr",
-  # or a paper's preset: alexnet, vgg, googlenet, resnet, resnet_cifar (train); center, ten_crop, ... (eval).
+  # or a paper's preset: alexnet, vgg, googlenet, resnet, resnet_cifar (train); center, ten_crop, ... (eval). A
+  # preset fits any source (jaxcnn/data/recipe.py); a chain written out applies exactly as written.
   c.train_augment = ""
   c.eval_augment = ""
-  c.augment_datasets = ()  # datasets the two chains are for (a paper's); empty = every dataset
-  c.image_size = 0  # > 0: images are resized to image_size x image_size (and presets crop that size); 0 = native
+  c.image_size = 0  # > 0: the model's input is image_size x image_size (presets crop that size); 0 = native
   c.skip_bad_images = False  # image folders: leave unreadable files out (with a warning) instead of failing
   c.stats_file = ""  # mean/std/PCA statistics (python -m jaxcnn.data.stats); "" = DATA_DIR/jaxcnn_stats.json
   c.synthetic = ml_collections.ConfigDict(
@@ -64,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.plateau_max_reductions = 0  # 0 = no limit (AlexNet reduced 3 times)
   c.early_stopping_patience = 0  # > 0: stop after this many epochs without a better validation loss
   c.early_stopping_min_delta = 0.0
+  c.stop_at_accuracy = 0.0  # > 0: end the run after the first epoch whose validation top-1 accuracy reaches this
   c.warmup_epochs = 0.0
   c.warmup_steps = 0  # added to warmup_epochs
   c.warmup_mode = "linear"  # linear: warmup_init_lr -> lr; constant: hold warmup_init_lr (ResNet-110)
@@ -83,12 +86,11 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def on_imagenet(config: ml_collections.ConfigDict, train_augment: str, eval_augment: str) -> None:
-  """A paper's ImageNet setting: ILSVRC-2012 through TFDS, the paper's augmentation chains for that
-  dataset only (another --config.dataset trains on plain images), model selection on its validation split."""
+  """A paper's ImageNet setting: ILSVRC-2012 through TFDS, the paper's augmentation chains (fitted to any
+  other --config.dataset as recipe.py says), model selection on its validation split."""
   config.dataset = "imagenet2012"
   config.train_augment = train_augment
   config.eval_augment = eval_augment
-  config.augment_datasets = ("imagenet2012",)
   config.eval_split = "validation"
 
 

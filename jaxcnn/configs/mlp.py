@@ -1,7 +1,13 @@
-"""The TensorFlow "Basic classification" tutorial's MLP (Dense 128) on Fashion-MNIST.
+"""The TensorFlow "Basic classification" tutorial's MLP (Dense 128) on Fashion-MNIST: 87.51% test top-1.
 
-The tutorial trains 10 epochs with Adam at Keras' defaults (batch 32) and reports about 88% test
-accuracy; this config does the same. Native 28x28 input.
+  python -m jaxcnn.main --config=mlp --workdir=workdirs/mlp
+  python -m jaxcnn.main --workdir=workdirs/mlp --mode=eval
+
+Hardware: a 2-core CPU VM, float32, shared with three other jobs (2026-11-23). Time: 68 s train + eval (an
+upper bound: the machine was shared). Result: test top-1 87.51%; the tutorial reports about 88%.
+Recipe: the tutorial's: 10 epochs of Adam at Keras' defaults (lr 0.001, eps 1e-7), batch 32, no weight
+decay; native 28x28 input, 101,770 parameters. One of the tutorials' three-model comparison with
+`fashion_mnist_simple_cnn_flax` (90.88%) and `lenet5` (90.82%).
 """
 
 from jaxcnn.configs import default

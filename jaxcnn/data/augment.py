@@ -30,32 +30,60 @@ IMAGENET_PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
                                 [-0.5836, -0.6948, 0.4203]])
 
 
+# The crop the ImageNet papers state (224; AlexNet's model takes 227, jaxcnn centres a 224 crop in its 227 field).
+PAPER_CROP = 224
+# The input of He et al.'s CIFAR networks.
+CIFAR_CROP = 32
+
+
+def paper_crop(name: str) -> int:
+  """The model input a preset's paper used: its pixel counts are scaled from there to other crop sizes."""
+  return CIFAR_CROP if name == "resnet_cifar" else PAPER_CROP
+
+
 def _presets(size: int) -> tuple[dict, dict]:
-  """(train, eval) recipes of the papers, for crops of `size` (the model's input)."""
+  """(train, eval) recipes of the papers, for crops of `size` (the model's input).
+
+  Every pixel count is the paper's, scaled by size / 224 (the crop the papers state): at 224 the chains
+  are the papers' own; at 64 (CIFAR upscaled) AlexNet's 256-pixel resize becomes 73 and the crop 64.
+  """
+  def scaled(pixels: int) -> int:
+    return round(pixels * size / PAPER_CROP)
+
   train = {
       # Krizhevsky et al. 2012, Section 4.1: 256x256 centre of the short-side-256 image, random crops, flips,
       # PCA lighting.
-      "alexnet": f"resize_short(256)|center_crop(256)|random_crop({size})|flip_lr|pca_lighting(0.1)",
+      "alexnet": (f"resize_short({scaled(256)})|center_crop({scaled(256)})|random_crop({size})|flip_lr|"
+                  "pca_lighting(0.1)"),
       # Simonyan & Zisserman 2015, Section 3.1: scale jittering S in [256, 512], crop, flip, RGB shift.
-      "vgg": f"random_resize_short(256, 512)|random_crop({size})|flip_lr|pca_lighting(0.1)",
+      "vgg": f"random_resize_short({scaled(256)}, {scaled(512)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
       # Szegedy et al. 2014, Section 6: 8%-100% of the area, aspect 3/4-4/3, photometric distortions.
       "googlenet": f"random_sized_crop({size}, 0.08, 1.0, 0.75, 1.3333333)|flip_lr|color_jitter(0.4, 0.4, 0.4)",
       # He et al. 2015, Section 3.4: short side in [256, 480], crop, flip, AlexNet's colour augmentation.
-      "resnet": f"random_resize_short(256, 480)|random_crop({size})|flip_lr|pca_lighting(0.1)",
-      # He et al. 2015, Section 4.2: 4 pixels of zero padding, random 32x32 crop, flip.
-      "resnet_cifar": "pad(4)|random_crop(32)|flip_lr",
+      "resnet": f"random_resize_short({scaled(256)}, {scaled(480)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
+      # He et al. 2015, Section 4.2: 4 pixels of zero padding (an eighth of the 32-pixel input), random crop, flip;
+      # the resize is the identity on 32x32 CIFAR and upscales it for a larger input.
+      "resnet_cifar": f"resize({size})|pad({round(size / 8)})|random_crop({size})|flip_lr",
   }
-  center = f"resize_short({round(size * 256 / 224)})|center_crop({size})"
+  center = f"resize_short({scaled(256)})|center_crop({size})"
+  ten_crop = f"resize_short({scaled(256)})|ten_crop({size})"
   evals = {
       "center": center,
-      "alexnet": f"resize_short(256)|ten_crop({size})",
-      "ten_crop": f"resize_short(256)|ten_crop({size})",
-      "vgg": f"multi_crop({size}, 5, 256, 384, 512)",
+      "alexnet": ten_crop,
+      "ten_crop": ten_crop,
+      "vgg": f"multi_crop({size}, 5, {scaled(256)}, {scaled(384)}, {scaled(512)})",
       "googlenet": center,
-      "resnet": f"resize_short(256)|ten_crop({size})",
+      "resnet": ten_crop,
       "resnet_cifar": "",
   }
   return train, evals
+
+
+def preset(name: str, *, train: bool, size: int | None = None) -> str | None:
+  """The op string of preset `name` for crops of `size` (None: the paper's own), or None for no such preset."""
+  name = name.strip()
+  train_presets, eval_presets = _presets(size or paper_crop(name))
+  return (train_presets if train else eval_presets).get(name)
 
 
 @dataclasses.dataclass
@@ -181,7 +209,8 @@ def _check_fits(v: Views, height: int, width: int, op: str):
   if small.any():
     i = np.argwhere(small)[0]
     raise ValueError(f"{op}({height}, {width}) does not fit an image of {int(v.out_h[tuple(i)])}x"
-                     f"{int(v.out_w[tuple(i)])} (example {i[0]}): resize it first")
+                     f"{int(v.out_w[tuple(i)])} (example {i[0]}): start the chain with a resize or set "
+                     "--config.image_size")
 
 
 class CenterCrop(Op):
@@ -310,6 +339,7 @@ class PcaLighting(Op):
   random = True
 
   def __init__(self, std: float, source: str = "imagenet", *, stats: dict | None = None):
+    self.source = source
     if source == "imagenet":
       self.eigval, self.eigvec = IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
     elif source == "dataset":
@@ -399,10 +429,9 @@ class Chain:
   """
 
   def __init__(self, spec, *, train: bool, image_size: int = 0, stats: dict | None = None):
-    train_presets, eval_presets = _presets(image_size or 224)
-    presets = train_presets if train else eval_presets
     if isinstance(spec, str):
-      spec = presets.get(spec.strip(), spec)
+      named = preset(spec, train=train, size=image_size or None)
+      spec = spec if named is None else named
       texts = [t for t in spec.split("|") if t.strip()]
     else:
       texts = list(spec)

@@ -10,8 +10,12 @@ Two pipelines make the pixels: tf.data (`pipeline="tfdata"`; any source, files d
 a NumPy host loader whose batches are augmented on the devices in JAX (`pipeline="jax"`, in-memory
 sources only, no TensorFlow needed). `auto` takes tf.data when TensorFlow is installed.
 
-Batches are dicts of `image` [local_devices, per_device, (views,) H, W, C] float32, `label`
-[local_devices, per_device] int32 and, in evaluation, `mask` (False on the padding of the last batch).
+Batches are this process's share of each global batch, flat: dicts of `image` [local_batch, (views,) H, W,
+C] float32, `label` [local_batch] int32 and, in evaluation, `mask` (False on the padding of the last
+batch). The parallel strategy lays them out over its devices (`parallel.py`, `put_batch`).
+
+Since the epoch's order and augmentation draws are known up front, `train_batches(..., start_batch=k)`
+starts a resumed epoch at batch k without reading or decoding the examples of batches 0..k-1.
 """
 
 import importlib.util
@@ -20,21 +24,18 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from jaxcnn.data import augment, folder, host, stats, tf_import, tf_ops
+from jaxcnn.data import augment, folder, host, recipe, stats, tf_import, tf_ops, tfds_stream
 from jaxcnn.data.sources import Dataset, FileSplit, Split, TfdsSplit
 
 PIPELINES = ("auto", "tfdata", "jax")
 
 
-def batch_layout(global_batch: int) -> tuple[int, int, int]:
-  """(this process's share of the global batch, local device count, examples per device)."""
-  devices = jax.device_count()
-  if global_batch < 1 or global_batch % devices:
-    raise ValueError(f"batch size {global_batch} does not divide by the {devices} devices "
-                     f"({jax.process_count()} process(es) x {jax.local_device_count()} local device(s))")
-  local_devices = jax.local_device_count()
-  per_device = global_batch // devices
-  return per_device * local_devices, local_devices, per_device
+def local_batch_size(global_batch: int) -> int:
+  """This process's share of a global batch."""
+  processes = jax.process_count()
+  if global_batch < 1 or global_batch % processes:
+    raise ValueError(f"batch size {global_batch} does not divide by the {processes} processes")
+  return global_batch // processes
 
 
 def channel_stats(split: Split) -> tuple[np.ndarray, np.ndarray]:
@@ -73,31 +74,30 @@ def _source_sizes(split, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return split.sizes[order, 0], split.sizes[order, 1]
 
 
-def _local(order, plan: augment.Plan, global_batch: int, mask=None):
-  """This process's (indices, plan, mask) rows, [steps, local_batch] each."""
+def _local(order, plan: augment.Plan, global_batch: int, mask=None, start_batch: int = 0):
+  """This process's (indices, plan, mask) rows of batches start_batch.., [steps, local_batch] each."""
   rows = np.arange(len(order))
-  local = shard(rows, global_batch)
+  local = shard(rows, global_batch)[start_batch:]
   return order[local], plan.rows(local), None if mask is None else mask[local]
 
 
-def _tf_batches(split, indices, plan: augment.Plan, mask, chain, mean, std, global_batch: int, out_hw):
-  """A tf.data pipeline over this process's rows, yielding [local_devices, per_device, ...] batches.
+def _tf_batches(split, indices, plan: augment.Plan, mask, chain, mean, std, out_hw):
+  """A tf.data pipeline over this process's rows [steps, local_batch], yielding [local_batch, ...] batches.
 
   Each batch also carries `index` (the examples' indices in the split), which the caller removes: it
   names the files of a batch that fails to decode.
   """
   tf = tf_import.tensorflow()
-  local_batch, local_devices, per_device = batch_layout(global_batch)
+  local_batch = indices.shape[1]
   mean, std = tf.constant(np.float32(mean)), tf.constant(np.float32(std))
   columns = {"index": indices.reshape(-1), **{k: v.reshape(-1, *v.shape[2:]) for k, v in plan.as_dict().items()}}
   if mask is not None:
     columns["mask"] = mask.reshape(-1)
   labels = tf.constant(split.labels)
 
-  def layout(batch):
+  def with_label(batch):
     batch = {k: batch[k] for k in ("index", "image", "mask") if k in batch}
-    batch["label"] = tf.gather(labels, batch["index"])
-    return {k: tf.reshape(v, (local_devices, per_device, *v.shape[1:])) for k, v in batch.items()}
+    return {**batch, "label": tf.gather(labels, batch["index"])}
 
   if isinstance(split, Split):
     images = tf.constant(split.images)
@@ -106,7 +106,7 @@ def _tf_batches(split, indices, plan: augment.Plan, mask, chain, mean, std, glob
         return {**batch, "image": (tf.cast(tf.gather(images, batch["index"]), tf.float32) / 255.0 - mean) / std}
 
       ds = tf.data.Dataset.from_tensor_slices(columns).batch(local_batch).map(whole, tf.data.AUTOTUNE)
-      return ds.map(layout, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+      return ds.map(with_label, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
     def pixels(row):
       return tf_ops.views_of_image(tf.gather(images, row["index"]), row, out_hw)
@@ -121,7 +121,7 @@ def _tf_batches(split, indices, plan: augment.Plan, mask, chain, mean, std, glob
     return {**row, "image": tf_ops.finish_example(pixels(row), row, chain, mean, std)}
 
   ds = tf.data.Dataset.from_tensor_slices(columns).map(example, tf.data.AUTOTUNE).batch(local_batch)
-  return ds.map(layout, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  return ds.map(with_label, tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _naming_bad_files(split, indices: np.ndarray, batches) -> Iterator[dict]:
@@ -155,37 +155,35 @@ def _backend(pipeline: str, split) -> str:
   return pipeline
 
 
-def _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline):
+def _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline, start_batch=0):
   out_hw = chain.output_size(split.images.shape[1:3] if isinstance(split, Split) else (None, None))
-  indices, plan, mask = _local(order, plan, global_batch, mask)
+  indices, plan, mask = _local(order, plan, global_batch, mask, start_batch)
   if _backend(pipeline, split) == "jax":
-    return host.batches(split, indices, plan, mask, chain, mean, std, batch_layout(global_batch), out_hw)
-  return _naming_bad_files(split, indices, _tf_batches(split, indices, plan, mask, chain, mean, std, global_batch,
-                                                       out_hw))
+    return host.batches(split, indices, plan, mask, chain, mean, std, out_hw)
+  return _naming_bad_files(split, indices, _tf_batches(split, indices, plan, mask, chain, mean, std, out_hw))
 
 
 def train_batches(split, *, global_batch: int, seed: int, epoch: int, mean, std, augment_chain=None,
-                  pipeline: str = "auto") -> Iterator[dict]:
-  """One epoch of shuffled, augmented training batches; the incomplete last batch is dropped."""
+                  pipeline: str = "auto", start_batch: int = 0) -> Iterator[dict]:
+  """Epoch `epoch`'s shuffled, augmented training batches from batch `start_batch` on (a resumed epoch);
+  the incomplete last batch is dropped. Batches before start_batch are neither read nor decoded."""
   chain = augment_chain or augment.Chain("", train=True)
   if isinstance(split, TfdsSplit):
-    from jaxcnn.data import tfds_stream
-
-    return tfds_stream.batches(split, chain, mean, std, global_batch, seed=seed, epoch=epoch)
+    return tfds_stream.batches(split, chain, mean, std, local_batch_size(global_batch), seed=seed, epoch=epoch,
+                               start_batch=start_batch)
   order = train_order(len(split), global_batch, seed, epoch)
   src_h, src_w = _source_sizes(split, order)
-  # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa.
+  # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa. The
+  # whole epoch is drawn even when it starts at start_batch, so that its batches are the same numbers.
   plan = chain.plan(np.random.default_rng([seed, epoch, 1]), src_h, src_w)
-  return _batches(split, order, plan, None, chain, mean, std, global_batch, pipeline)
+  return _batches(split, order, plan, None, chain, mean, std, global_batch, pipeline, start_batch)
 
 
 def eval_batches(split, *, global_batch: int, mean, std, augment_chain=None, pipeline: str = "auto") -> Iterator[dict]:
   """Every example exactly once, in order; the last batch is padded and its padding masked out."""
   chain = augment_chain or augment.Chain("", train=False)
   if isinstance(split, TfdsSplit):
-    from jaxcnn.data import tfds_stream
-
-    return tfds_stream.batches(split, chain, mean, std, global_batch)
+    return tfds_stream.batches(split, chain, mean, std, local_batch_size(global_batch))
   steps = num_batches(len(split), global_batch, drop_remainder=False)
   padded = np.arange(steps * global_batch)
   mask = padded < len(split)
@@ -202,25 +200,54 @@ class InputPipeline:
     self.config, self.dataset = config, dataset
     self.stats = stats.for_dataset(config, dataset)
     self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
-    kwargs = dict(image_size=config.image_size, stats=self.stats)
-    # A paper's recipe (ImageNet crops, PCA lighting) would not fit 28x28 grayscale images: a config lists
-    # the datasets its chains are for, and other datasets (e.g. --config.dataset=fashion_mnist) get none.
-    applies = not config.augment_datasets or dataset.name in config.augment_datasets
-    self.train_chain = augment.Chain(config.train_augment if applies else "", train=True, **kwargs)
-    self.eval_chain = augment.Chain(config.eval_augment if applies else "", train=False, **kwargs)
+    self.recipe = recipe.fit(config.train_augment, config.eval_augment, image_size=config.image_size,
+                             source_shape=dataset.image_shape, stats=self.stats)
+    self.train_chain, self.eval_chain = self.recipe.train, self.recipe.eval
     source_hw, channels = dataset.image_shape[:2], dataset.image_shape[2]
-    for chain in (self.train_chain, self.eval_chain):
-      chain.check_channels(channels)
     train_hw, eval_hw = self.train_chain.output_size(source_hw), self.eval_chain.output_size(source_hw)
     if train_hw != eval_hw:
       raise ValueError(f"training images are {train_hw} ({self.train_chain.spec!r}) but evaluation images are "
                        f"{eval_hw} ({self.eval_chain.spec!r}); the model needs one size")
     self.image_shape = (*train_hw, channels)
+    for name, split in dataset.splits.items():
+      self._check_fits(name, split)
 
-  def train_batches(self, epoch: int) -> Iterator[dict]:
+  def _check_fits(self, name: str, split) -> None:
+    """Plans every example of a split once, so that a chain its images cannot take fails before training."""
+    if isinstance(split, TfdsSplit):  # sizes unknown until read
+      return
+    chain = self.train_chain if name == "train" else self.eval_chain
+    try:
+      chain.plan(np.random.default_rng(0), *_source_sizes(split, np.arange(len(split))))
+    except ValueError as e:
+      raise ValueError(f"{self.dataset.name} {name} split, augmentation {chain.spec!r}: {e}") from None
+
+  def describe(self) -> list[str]:
+    """What the run will read and how, one line each, for the start of the log."""
+    dataset, config = self.dataset, self.config
+    counts = ", ".join(f"{name} {len(split):,}" for name, split in dataset.splits.items())
+    where = f" from {dataset.root}" if dataset.root else ""
+    source = "x".join(map(str, dataset.image_shape)) if None not in dataset.image_shape else \
+        f"images of varying size, {dataset.image_shape[2]} channels"
+    lines = [f"data: {dataset.name}{where}: {counts} images; {dataset.num_classes} classes",
+             f"input: {'x'.join(map(str, self.image_shape))} (source: {source})"]
+    for kind, spec, chain in (("train", config.train_augment, self.train_chain),
+                              ("eval", config.eval_augment, self.eval_chain)):
+      named = f" (preset {spec!r})" if isinstance(spec, str) and chain.spec != spec.strip() else ""
+      views = f"; {chain.num_views} views" if chain.num_views else ""
+      lines.append(f"{kind} augmentation: {chain.spec or 'none'}{named}{views}")
+    lines += self.recipe.notes
+    origin = {"file": f"statistics file {self.stats.get('path')}", "computed": "all training images",
+              "sampled": "a sample of training images"}[self.stats["origin"]]
+    lines.append(f"normalisation: mean {np.round(self.mean, 4).tolist()}, std {np.round(self.std, 4).tolist()} "
+                 f"({origin})")
+    return lines
+
+  def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
+    """Epoch `epoch`'s batches from batch `start_batch` on (a run resumed mid-epoch)."""
     return train_batches(self.dataset.split("train"), global_batch=self.config.batch_size, seed=self.config.seed,
                          epoch=epoch, mean=self.mean, std=self.std, augment_chain=self.train_chain,
-                         pipeline=self.config.pipeline)
+                         pipeline=self.config.pipeline, start_batch=start_batch)
 
   def eval_batches(self, split: str) -> Iterator[dict]:
     return eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size, mean=self.mean,

@@ -26,6 +26,8 @@ DATA_DIR_ENV = "JAXCNN_DATA_DIR"
 # The validation split must not move when the training seed changes, so runs with different seeds
 # are compared on the same held-out images.
 VALIDATION_SPLIT_SEED = 20260101
+# validation_size="auto" on a dataset without a validation split of its own: this share of train, at most MAX.
+AUTO_VALIDATION_FRACTION, AUTO_VALIDATION_MAX = 0.1, 5000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +89,10 @@ class Dataset:
     train = self.splits["train"]
     return tuple(train.images.shape[1:]) if isinstance(train, Split) else (None, None, 3)
 
-  @property
-  def in_memory(self) -> bool:
-    return all(isinstance(s, Split) for s in self.splits.values())
-
   def split(self, name: str) -> Split:
     if name not in self.splits:
-      raise ValueError(f"dataset {self.name!r} has no split {name!r}; it has {', '.join(sorted(self.splits))}"
-                       + (" (set --config.validation_size > 0 for a validation split)" if name == "validation" else ""))
+      hint = " (set --config.validation_size to 'auto' or > 0 for a validation split)" if name == "validation" else ""
+      raise ValueError(f"dataset {self.name!r} has no split {name!r}; it has {', '.join(sorted(self.splits))}{hint}")
     return self.splits[name]
 
 
@@ -117,11 +115,6 @@ _CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog"
 _LOCAL = sorted([*_IDX_DATASETS, *cifar.LAYOUTS, "image_folder", "synthetic"])
 # Above this many bytes of pixels a TFDS split is streamed rather than held in host memory.
 _TFDS_IN_MEMORY_BYTES = 4 << 30
-
-
-def names() -> list[str]:
-  """jaxcnn's own dataset names; any other name is looked up in TFDS."""
-  return _LOCAL
 
 
 def _user_data_dir(data_dir: str) -> tuple[str, str] | None:
@@ -233,7 +226,7 @@ def _load_tfds(name: str, data_dir: str, tried: str = "", hint: str = ""):
 
 def _carve_validation(train, size: int):
   if not 0 < size < len(train):
-    raise ValueError(f"validation_size must be in [0, {len(train)}), got {size}")
+    raise ValueError(f"validation_size must be in [0, {len(train)}) for the {len(train)} training images, got {size}")
   if isinstance(train, TfdsSplit):  # TFDS shuffled the examples when it prepared the files
     return (TfdsSplit(train.builder, f"{train.split}[:-{size}]", len(train) - size),
             TfdsSplit(train.builder, f"{train.split}[-{size}:]", size))
@@ -242,10 +235,17 @@ def _carve_validation(train, size: int):
 
 
 def _validation_size(config, num_train: int) -> int:
-  if config.validation_size < 0 or not 0 <= config.validation_fraction < 1:
-    raise ValueError(f"validation_size must be >= 0 and validation_fraction in [0, 1), got "
-                     f"{config.validation_size} and {config.validation_fraction}")
-  return round(config.validation_fraction * num_train) if config.validation_fraction else config.validation_size
+  """How many training images to hold out: validation_fraction, else validation_size ("auto": 10%, at most 5,000)."""
+  size, fraction = config.validation_size, config.validation_fraction
+  if not 0 <= fraction < 1:
+    raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
+  if fraction:
+    return round(fraction * num_train)
+  if size == "auto":
+    return min(AUTO_VALIDATION_MAX, round(AUTO_VALIDATION_FRACTION * num_train))
+  if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    raise ValueError(f"validation_size must be 'auto' or a number of images >= 0, got {size!r}")
+  return size
 
 
 def _keep_classes(name: str, splits: dict, class_names: tuple, classes: tuple) -> tuple[dict, tuple]:
@@ -265,7 +265,10 @@ def _keep_classes(name: str, splits: dict, class_names: tuple, classes: tuple) -
 
 
 def load(config) -> Dataset:
-  """Loads `config.dataset`, with a validation split: its own, else carved from train (validation_size/fraction)."""
+  """Loads `config.dataset`, with a validation split: its own, else carved from train (validation_size/fraction).
+
+  `class_names` come from the data: the folder names, CIFAR's meta files, TFDS's label names, Fashion-MNIST's.
+  """
   name = config.dataset
   if name in _IDX_DATASETS:
     splits, class_names, root = _load_idx(name, config.data_dir)

@@ -83,20 +83,24 @@ def stats_path(config, dataset: Dataset) -> pathlib.Path | None:
 
 
 def for_dataset(config, dataset: Dataset) -> dict:
-  """The training split's statistics: from the stats file when there is one, else computed (or sampled)."""
+  """The training split's statistics: from the stats file when there is one, else computed (or sampled).
+
+  `origin` says which: "file", "computed" (all of an in-memory training split) or "sampled" (a folder's
+  start-up sample, good for mean and std, too small to stand for the dataset's PCA).
+  """
   path = stats_path(config, dataset)
   if path is not None and path.is_file():
     stats = json.loads(path.read_text())
     missing = {"mean", "std"} - set(stats)
     if missing:
       raise ValueError(f"{path}: statistics file lacks {', '.join(sorted(missing))}")
-    return stats
+    return {**stats, "origin": "file", "path": str(path)}
   train = dataset.split("train")
   if isinstance(train, FileSplit):
     logging.warning("No statistics file %s: estimating mean and std from %d training images (run `python -m "
                     "jaxcnn.data.stats` to compute and store them once)", path, min(STARTUP_SAMPLE, len(train)))
-    return compute(train, STARTUP_SAMPLE)
-  return compute(train)
+    return {**compute(train, STARTUP_SAMPLE), "origin": "sampled"}
+  return {**compute(train), "origin": "computed"}
 
 
 FLAGS = flags.FLAGS

@@ -12,17 +12,17 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from jaxcnn.data import pipeline, tf_import, tf_ops
+from jaxcnn.data import tf_import, tf_ops
 from jaxcnn.data.sources import TfdsSplit
 
 SHUFFLE_BUFFER = 16_384
 
 
-def batches(split: TfdsSplit, chain, mean, std, global_batch: int, *, seed: int | None = None,
-            epoch: int = 0) -> Iterator[dict]:
-  """Training batches (seed given: shuffled, whole local batches) or evaluation batches (padded, masked)."""
+def batches(split: TfdsSplit, chain, mean, std, local_batch: int, *, seed: int | None = None, epoch: int = 0,
+            start_batch: int = 0) -> Iterator[dict]:
+  """This process's [local_batch, ...] batches: training (seed given: shuffled, whole batches, from batch
+  `start_batch` on, the earlier ones read but not decoded) or evaluation (padded, masked)."""
   tf, tfds = tf_import.tensorflow(), tf_import.tensorflow_datasets()
-  local_batch, local_devices, per_device = pipeline.batch_layout(global_batch)
   process = jax.process_index()
   shards = tfds.even_splits(split.split, n=jax.process_count())
   sizes = [split.builder.info.splits[s].num_examples for s in shards]
@@ -37,12 +37,13 @@ def batches(split: TfdsSplit, chain, mean, std, global_batch: int, *, seed: int 
     # Every process takes the same number of steps, set by the smallest share.
     steps = min(sizes) // local_batch
     if steps == 0:
-      raise ValueError(f"batch size {global_batch} is larger than a process's {min(sizes)} training examples")
+      raise ValueError(f"a process's batch of {local_batch} is larger than its {min(sizes)} training examples")
     ds = ds.shuffle(SHUFFLE_BUFFER, seed=int(np.random.default_rng([seed, epoch, process, 1]).integers(2**31)))
   else:
     steps = -(-max(sizes) // local_batch)
     ds = ds.concatenate(ds.take(1).map(lambda ex: {**ex, "mask": False}).repeat())
-  ds = ds.take(steps * local_batch).enumerate()
+  # Positions number the examples before the skip: each keeps its augmentation draw on resumption.
+  ds = ds.take(steps * local_batch).enumerate().skip(start_batch * local_batch)
   out_hw = chain.output_size((None, None))
   views = chain.num_views or 1
   mean, std = tf.constant(np.float32(mean)), tf.constant(np.float32(std))
@@ -66,10 +67,9 @@ def batches(split: TfdsSplit, chain, mean, std, global_batch: int, *, seed: int 
     image = tf_ops.finish_example(tf_ops.views_of_file(data, not_pil, row, out_hw, views), row, chain, mean, std)
     return {"image": image, "label": ex["label"], "mask": ex["mask"]}
 
-  def layout(batch):
-    if train:
-      del batch["mask"]
-    return {k: tf.reshape(v, (local_devices, per_device, *v.shape[1:])) for k, v in batch.items()}
+  def without_mask(batch):
+    return {k: v for k, v in batch.items() if k != "mask"}
 
-  ds = ds.map(example, tf.data.AUTOTUNE).batch(local_batch).map(layout).prefetch(tf.data.AUTOTUNE)
+  ds = ds.map(example, tf.data.AUTOTUNE).batch(local_batch)
+  ds = (ds.map(without_mask) if train else ds).prefetch(tf.data.AUTOTUNE)
   return ds.as_numpy_iterator()
