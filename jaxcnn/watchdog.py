@@ -2,122 +2,125 @@
 
 A process of a multi-process run that waits in a collective for a peer that is alive but stuck (paused,
 wedged in a driver, starved) waits forever: the peer keeps its jax.distributed heartbeat, so nothing
-notices. The watchdog is a daemon thread that expects a train or eval step to complete within a bound.
-When none does, it writes the Python stacks of all threads (`faulthandler`) and where the run stood, then
-ends the process with EXIT_CODE and a one-line message; its peers, waiting in the same collective, do
-the same (their own watchdogs) or are ended by jax.distributed once this process is gone.
+notices, and SIGTERM's Python handler never runs while the main thread waits inside XLA. The watchdog is a
+thread that expects a train or eval step to complete within a bound. When none does, it writes the Python
+stacks of all threads (`faulthandler`) and where the run stood, then ends the process with EXIT_CODE and a
+one-line message; its peers, waiting in the same collective, do the same (their own watchdogs) or are
+ended by jax.distributed once this process is gone.
 
-The bounds: `first_step_timeout` for a step that may compile (the first train step, the first eval step
-of a run), `step_timeout` between completed steps after that. Checkpoint saves and evaluation between
-steps count against the same bound. After SIGTERM/SIGINT the run has `signal_timeout` to complete a
-step (it then stops at the step boundary as usual); a second signal ends the process at once.
+Bounds: `first_step_timeout` while a step may be compiling (before the first train step of a run and the
+first eval step, see `expect_compile`), `step_timeout` between completed steps after that; checkpoint saves
+and host work between steps count against the same bound. Signals reach the watchdog through
+`signal.set_wakeup_fd`, written by the C-level handler even while the main thread is stuck: after a
+SIGTERM/SIGINT a step must complete within `signal_timeout` (the loop then stops at a step boundary, as
+usual), and a second SIGTERM/SIGINT ends the process at once.
 """
 
 import faulthandler
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import time
 
 EXIT_CODE = 124  # as coreutils' timeout: the process was ended because it did not finish in time
-
-
-class StalledError(RuntimeError):
-  """Not raised: names the condition in the one-line message (the main thread may be stuck in C code)."""
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Watchdog:
-  """Ends the process when no step completes in time. `progress()` after every completed step.
+  """Ends the process when no step completes in time; call `progress(where)` after every completed step.
 
-  Use as a context manager around the loop; `timeout <= 0` disables a bound.
+  Entered (in the main thread) around the training loop. A bound <= 0 disables it.
   """
 
-  def __init__(self, step_timeout: float, first_step_timeout: float, signal_timeout: float = 30.0,
-               label: str = ""):
+  def __init__(self, step_timeout: float, first_step_timeout: float, signal_timeout: float = 30.0, label: str = ""):
     self.step_timeout = step_timeout
     self.first_step_timeout = first_step_timeout
     self.signal_timeout = signal_timeout
-    self.label = label  # e.g. "process 1 of 2: " (prefix of the message)
+    self.label = label  # e.g. "process 1 of 2: ", the message's prefix
     self._lock = threading.Lock()
-    self._wake = threading.Condition(self._lock)
     self._deadline = None  # time.monotonic() by which a step must complete; None: no bound
-    self._bound = 0.0  # the bound that set _deadline (for the message)
+    self._reason = ""
     self._where = "before the first step"
-    self._signal = None  # name of the first SIGTERM/SIGINT received
+    self._signal = None  # name of the first SIGTERM/SIGINT, until a step completes after it
+    self._signals_seen = 0
     self._closed = False
+    self._wakeup_read, self._wakeup_write = socket.socketpair()
     self._thread = threading.Thread(target=self._run, name="jaxcnn-watchdog", daemon=True)
+    self._previous_wakeup_fd = -1
 
   def __enter__(self):
+    self._wakeup_write.setblocking(False)
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set it
+      self._previous_wakeup_fd = signal.set_wakeup_fd(self._wakeup_write.fileno(), warn_on_full_buffer=False)
     self.expect_compile("before the first step")
     self._thread.start()
     return self
 
   def __exit__(self, *exc):
+    if threading.current_thread() is threading.main_thread():
+      signal.set_wakeup_fd(self._previous_wakeup_fd)
     with self._lock:
       self._closed = True
-      self._wake.notify()
+    self._wakeup_write.send(b"\0")
     self._thread.join()
+    self._wakeup_read.close()
+    self._wakeup_write.close()
 
-  def _arm(self, bound: float, where: str) -> None:
+  def _arm(self, bound: float, where: str, reason: str) -> None:
     with self._lock:
       self._where = where
-      if self._signal is None:  # after a signal the short bound stands until a step completes
+      if self._signal is None:  # after a signal its short bound stands until a step completes
         self._deadline = time.monotonic() + bound if bound > 0 else None
-        self._bound = bound
-      self._wake.notify()
+        self._reason = reason.format(bound=bound)
 
   def expect_compile(self, where: str) -> None:
-    """The next step may compile (first step, first eval): the long bound applies until it completes."""
-    self._arm(self.first_step_timeout, where)
+    """The next step may compile (the first train step, a first eval step): the long bound applies to it."""
+    self._arm(self.first_step_timeout, where, "no step completed within first_step_timeout_seconds={bound:g}")
 
   def progress(self, where: str) -> None:
-    """A step completed; `where` (e.g. "train step 120, epoch 1") names the run's position for the message."""
+    """A step completed; `where` (e.g. "train step 120") names the run's position for the message."""
     with self._lock:
-      self._signal_grace_over()
-    self._arm(self.step_timeout, where)
+      self._signal = None
+    self._arm(self.step_timeout, where, "no train or eval step completed within step_timeout_seconds={bound:g}")
 
-  def _signal_grace_over(self) -> None:
-    if self._signal is not None:
-      self._signal = "handled"  # a step completed after the signal: the loop stops at its boundary
-
-  def signal_received(self, name: str) -> None:
-    """Called from the SIGTERM/SIGINT handler: the first arms the short bound, a second ends the process."""
+  def _on_signal(self, signum: int) -> None:
+    if signum not in _STOP_SIGNALS:
+      return
+    name = signal.Signals(signum).name
     with self._lock:
-      if self._signal is not None:
-        self._exit(f"second {name} received at {self._where}; exiting at once", dump=False)
+      self._signals_seen += 1
+      if self._signals_seen > 1:
+        self._exit(f"second stop signal ({name}) at {self._where}; exiting at once", 128 + signum, dump=False)
       self._signal = name
       self._deadline = time.monotonic() + self.signal_timeout
-      self._bound = self.signal_timeout
-      self._wake.notify()
+      self._reason = f"no step completed within {self.signal_timeout:g} s of {name}"
 
   def _run(self) -> None:
-    with self._lock:
-      while not self._closed:
-        if self._deadline is None:
-          self._wake.wait()
-          continue
-        remaining = self._deadline - time.monotonic()
-        if remaining > 0:
-          self._wake.wait(remaining)
-          continue
-        if self._signal not in (None, "handled"):
-          reason = f"no step completed within {self._bound:g} s of {self._signal}"
-        else:
-          reason = f"no train or eval step completed within {self._bound:g} s"
-        self._exit(f"{reason} (last: {self._where}); a peer process or a collective is stuck. "
-                   "Stacks of all threads above", dump=True)
+    while True:
+      with self._lock:
+        if self._closed:
+          return
+        remaining = None if self._deadline is None else self._deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+          self._exit(f"{self._reason} (last: {self._where}); a peer process or a collective is stuck, "
+                     f"stacks of all threads above", EXIT_CODE, dump=True)
+      ready, _, _ = select.select([self._wakeup_read], [], [], 1.0 if remaining is None else min(remaining, 1.0))
+      if ready:
+        for signum in self._wakeup_read.recv(64):
+          self._on_signal(signum)
 
-  def _exit(self, message: str, dump: bool) -> None:
+  def _exit(self, message: str, code: int, dump: bool) -> None:
     """Writes the stacks (when asked) and the one-line message to stderr, then ends the process."""
-    stream = sys.stderr
     try:
       sys.stdout.flush()
       if dump:
-        stream.write(f"jaxcnn: watchdog: {self.label}stacks of all threads:\n")
-        stream.flush()
-        faulthandler.dump_traceback(file=stream, all_threads=True)
-      stream.write(f"jaxcnn: error: {self.label}{message}\n")
-      stream.flush()
+        sys.stderr.write(f"jaxcnn: watchdog: {self.label}stacks of all threads:\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+      sys.stderr.write(f"jaxcnn: error: {self.label}{message}\n")
+      sys.stderr.flush()
     finally:
-      os._exit(EXIT_CODE if dump else 128 + signal.SIGTERM)
+      os._exit(code)
