@@ -7,10 +7,16 @@ import subprocess
 import sys
 import time
 
+import flax.jax_utils
+import flax.linen as nn
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
+
+from jaxcnn import parallel, train
+from jaxcnn.models import layers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -84,3 +90,33 @@ def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, 
   assert returncode != 0
   assert elapsed < 60, elapsed
   assert "another task died" in log or "stopped sending heartbeats" in log, log[-3000:]
+
+
+class _DropoutNet(nn.Module):
+  """AlexNet's classifier in miniature: dense, ReLU, dropout 0.5, dense."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(nn.Dense(64)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(10)(layers.dropout(0.5, train)(x))
+
+
+def test_dropout_training_gives_the_same_weights_on_1_and_8_devices(tiny_config):
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(32, 8, 8, 1)).astype(np.float32), "label": rng.integers(0, 10, 32)}
+  state = train.create_train_state(tiny_config, _DropoutNet(), (8, 8, 1), optax.sgd(0.5))
+  strategy = parallel.Pmap()
+  step8 = strategy.compile(train.train_step, donate_state=False)
+  one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
+  state8, state1 = strategy.put_state(state), flax.jax_utils.replicate(state, devices=jax.devices()[:1])
+  for _ in range(3):
+    state8, _ = step8(state8, strategy.put_batch(batch))
+    state1, _ = one(state1, jax.tree.map(lambda x: x[None], batch))
+  params8, params1 = strategy.to_host(state8).params, jax.tree.map(lambda x: np.asarray(x[0]), state1.params)
+  for a, b in zip(jax.tree.leaves(params8), jax.tree.leaves(params1), strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+  # Dropout was active: another key gives other weights.
+  other, _ = step8(strategy.put_state(state.replace(rng=jax.random.PRNGKey(7))), strategy.put_batch(batch))
+  first, _ = step8(strategy.put_state(state), strategy.put_batch(batch))
+  assert not np.allclose(strategy.to_host(other).params["Dense_0"]["kernel"],
+                         strategy.to_host(first).params["Dense_0"]["kernel"])
