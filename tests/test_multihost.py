@@ -91,21 +91,28 @@ def _wait_until_training(procs, log: pathlib.Path, timeout: float = 240) -> None
     time.sleep(0.1)
 
 
-@pytest.mark.slow
-def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, tmp_path):
+def _survivor_of_a_fault(args, devices: int, tmp_path, fault, heartbeat_timeout: int = 20):
+  """Starts two processes, lets both train, applies `fault` to process 1; returns process 0's exit code, the
+  seconds from the fault to its exit, and its log."""
   port = _free_port()
-  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1"]
-  procs = [_launch(args, 4, tmp_path / f"p{i}.log", i, port) for i in range(2)]
+  procs = [_launch(args, devices, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=heartbeat_timeout)
+           for i in range(2)]
   try:
     _wait_until_training(procs, tmp_path / "p0.log")
-    procs[1].kill()
-    killed_at = time.time()
+    fault(procs[1])
+    faulted_at = time.time()
     returncode = procs[0].wait(timeout=90)
-    elapsed = time.time() - killed_at
+    elapsed = time.time() - faulted_at
   finally:
     for p in procs:
       p.kill()
-  log = (tmp_path / "p0.log").read_text()
+  return returncode, elapsed, (tmp_path / "p0.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, tmp_path):
+  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1"]
+  returncode, elapsed, log = _survivor_of_a_fault(args, 4, tmp_path, subprocess.Popen.kill)
   assert returncode != 0
   assert elapsed < 60, elapsed
   assert "another task died" in log or "stopped sending heartbeats" in log, log[-3000:]
@@ -113,20 +120,10 @@ def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, 
 
 @pytest.mark.slow
 def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_data_dir, tmp_path):
-  port = _free_port()
   args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1",
           "--config.step_timeout_seconds=8"]
-  procs = [_launch(args, 2, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=120) for i in range(2)]
-  try:
-    _wait_until_training(procs, tmp_path / "p0.log")
-    procs[1].send_signal(signal.SIGSTOP)
-    paused_at = time.time()
-    returncode = procs[0].wait(timeout=60)
-    elapsed = time.time() - paused_at
-  finally:
-    for p in procs:
-      p.kill()
-  log = (tmp_path / "p0.log").read_text()
+  returncode, elapsed, log = _survivor_of_a_fault(args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP),
+                                                  heartbeat_timeout=120)
   assert returncode == watchdog.EXIT_CODE, log[-3000:]
   assert elapsed < 30, elapsed
   assert "stacks of all threads" in log and "in train_and_evaluate" in log, log[-3000:]
