@@ -11,6 +11,7 @@ over the named axis AXIS (gradients with `pmean`, metric sums with `psum`, Batch
   recommends for new code; it needs no leading device axis on the state.
 """
 
+import collections
 import os
 
 import flax.jax_utils
@@ -20,6 +21,14 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "batch"
+
+# XLA:CPU (jaxlib 0.10) runs every local device's share of a program on one thread pool of
+# max(cores, local devices) threads, and a launch first takes one of the device's 32 in-flight slots with a
+# blocking wait on a thread of that same pool. With cross-process (gloo) collectives each device's share
+# holds its thread until every rank has joined, so once the host has dispatched 32 steps ahead, a launch
+# waiting for a slot takes the thread a running all-reduce needs and both processes wait forever. The loops
+# therefore keep at most this many steps in flight (one queued behind the running one keeps any device busy).
+MAX_STEPS_IN_FLIGHT = 2
 
 
 def batch_layout(global_batch: int) -> tuple[int, int, int]:
@@ -80,6 +89,35 @@ class ShardMap:
   def compile(self, step_fn, *, donate_state: bool):
     mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)
     return jax.jit(mapped, donate_argnums=(0,) if donate_state else ())
+
+
+class InFlight:
+  """Dispatched steps not yet waited for, at most `limit` (MAX_STEPS_IN_FLIGHT); their outputs come back to
+  the host in dispatch order as they complete, each announced to `on_complete(label)` (the watchdog)."""
+
+  def __init__(self, to_host, on_complete=None, limit: int = MAX_STEPS_IN_FLIGHT):
+    self._to_host = to_host
+    self._on_complete = on_complete
+    self._limit = limit
+    self._queue = collections.deque()
+
+  def push(self, outputs, label: str = "") -> list:
+    """Adds a dispatched step's outputs; returns the host copies of the steps this had to wait for."""
+    self._queue.append((outputs, label))
+    return self._complete(len(self._queue) - self._limit)
+
+  def drain(self) -> list:
+    """Waits for every step in flight; returns their host copies."""
+    return self._complete(len(self._queue))
+
+  def _complete(self, count: int) -> list:
+    done = []
+    for _ in range(max(count, 0)):
+      outputs, label = self._queue.popleft()
+      done.append(self._to_host(jax.block_until_ready(outputs)))
+      if self._on_complete is not None:
+        self._on_complete(label)
+    return done
 
 
 STRATEGIES = {"pmap": Pmap, "shard_map": ShardMap}

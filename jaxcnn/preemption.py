@@ -3,22 +3,21 @@
 import signal
 import threading
 
-import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 
 class StopRequests:
-  """Entered around the loop: catches SIGTERM/SIGINT so that the loop saves at the next step boundary.
+  """Entered around the loop: catches SIGTERM/SIGINT so that the loop saves at a step boundary and exits.
 
-  `should_stop(step)` says whether to stop after `step`; `signal_name` names the signal received. In a
-  multi-process run the processes agree on stopping through an all-gather every `sync_every` steps, so
-  that all of them save the same step together.
+  The request travels into the train step with the batch (`flags`): each example carries its process's
+  flag and the step reduces it over every device (`pmax`), so every process reads the same agreed flag
+  from the same step's outputs and all of them stop, and save, at the same step, without a collective of
+  their own. `signal_name` names the first signal received. (A second signal, or a step stuck after the
+  first, is the watchdog's: jaxcnn/watchdog.py.)
   """
 
-  def __init__(self, sync_every: int):
+  def __init__(self):
     self.signal_name = None
-    self.sync_every = sync_every if jax.process_count() > 1 else 1
     self._previous = {}
 
   def __enter__(self):
@@ -33,11 +32,8 @@ class StopRequests:
 
   def _handle(self, signum, frame):
     del frame
-    self.signal_name = signal.Signals(signum).name
+    self.signal_name = self.signal_name or signal.Signals(signum).name
 
-  def should_stop(self, step: int) -> bool:
-    if step % self.sync_every:
-      return False
-    if jax.process_count() == 1:
-      return self.signal_name is not None
-    return bool(np.any(multihost_utils.process_allgather(np.int32(self.signal_name is not None))))
+  def flags(self, num_examples: int) -> np.ndarray:
+    """This process's request, once per example of its share of the next batch (1 = stop)."""
+    return np.full((num_examples,), self.signal_name is not None, np.int32)

@@ -22,11 +22,12 @@ from flax.training import train_state
 from jaxcnn import checkpoint, compile_cache, data, inference, models, optim, parallel, preemption, reporting, transfer
 from jaxcnn.metrics import metric_sums, summarize
 from jaxcnn.models import layers
+from jaxcnn.watchdog import Watchdog
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any  # BatchNorm running statistics ({} for models without BatchNorm)
-  rng: jax.Array  # raw uint32 PRNG key; dropout keys are folded from it by step and device
+  rng: jax.Array  # raw uint32 PRNG key; dropout keys are folded from it by step (and example, layers.Dropout)
   ema_params: Any  # moving average of params when config.ema_decay > 0, else {}
 
 
@@ -84,14 +85,17 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   the cast to the float32 params, and the loss is taken in float32.
   """
   dtype = jnp.dtype(options.compute_dtype)
-  device_rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(parallel.AXIS))
+  # One dropout key for every device; each example's mask comes from its index in the global batch, so that
+  # the device count does not change the masks (layers.Dropout).
+  step_rng = jax.random.fold_in(state.rng, state.step)
+  first_example = jax.lax.axis_index(parallel.AXIS) * batch["image"].shape[0]
 
   def loss_fn(params, batch_stats, images, labels, micro_step):
     # Collections a model does not use come back empty, so every model takes the same path.
-    with layers.cross_replica_batch_norm(parallel.AXIS):
+    with layers.cross_replica_batch_norm(parallel.AXIS), \
+         layers.global_example_offset(first_example + micro_step * images.shape[0]):
       logits, updates = state.apply_fn({"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
-                                       images.astype(dtype), train=True,
-                                       rngs={"dropout": jax.random.fold_in(device_rng, micro_step)},
+                                       images.astype(dtype), train=True, rngs={"dropout": step_rng},
                                        mutable=["batch_stats", "aux_logits"])
     loss = cross_entropy(logits, labels, options.label_smoothing)
     for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
@@ -130,6 +134,8 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step),
                              state).replace(step=new_state.step)
     sums = {k: jnp.where(finite, v, 0.0) for k, v in sums.items()} | {"skipped": 1.0 - finite}
+  if "stop_requested" in batch:  # any process's stop request (preemption.StopRequests), agreed by every device
+    sums["stop_requested"] = jax.lax.pmax(jnp.max(batch["stop_requested"]), parallel.AXIS)
   return new_state, sums
 
 
@@ -167,6 +173,7 @@ class Run:
     self.state = create_train_state(config, self.model, self.input.image_shape, tx)
     self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep,
                                                 config.checkpoint_keep_best, config.checkpoint_best_metric)
+    self._evaluated_variants = set()  # eval variants already compiled
 
   @functools.cached_property
   def compiled_eval_steps(self) -> dict:
@@ -175,13 +182,20 @@ class Run:
     return {prefix: self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False)
             for prefix, use_ema in variants.items()}
 
-  def evaluate(self, device_state, split: str, prefix: str) -> dict:
+  def evaluate(self, device_state, split: str, prefix: str, watchdog=None) -> dict:
     """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...` (no confusion
-    matrix: `inference.Inference.evaluate` gives it)."""
+    matrix: `inference.Inference.evaluate` gives it). Each completed eval step is reported to `watchdog`
+    (jaxcnn.watchdog.Watchdog), when given."""
     results = {}
     for variant, step in self.compiled_eval_steps.items():
-      sums = [step(device_state, self.strategy.put_batch(batch)) for batch in self.input.eval_batches(split)]
-      summary = summarize(self.strategy.to_host(sums), variant + prefix)
+      if watchdog is not None and variant not in self._evaluated_variants:
+        watchdog.expect_compile(f"compiling the {variant}eval step")
+      self._evaluated_variants.add(variant)
+      in_flight = parallel.InFlight(self.strategy.to_host, watchdog and watchdog.progress)
+      sums = []
+      for i, batch in enumerate(self.input.eval_batches(split), start=1):
+        sums += in_flight.push(step(device_state, self.strategy.put_batch(batch)), f"{variant}{split} eval step {i}")
+      summary = summarize(sums + in_flight.drain(), variant + prefix)
       summary.pop(f"{variant}{prefix}_confusion")
       results.update(summary)
     return results
@@ -234,17 +248,17 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
 
   try:
-    with preemption.StopRequests(config.log_every_steps) as stop_requests:
+    with _watchdog(config) as watchdog, preemption.StopRequests() as stop_requests:
       for epoch in range(start_epoch, end_epoch):
         skip = batches_done if epoch == start_epoch else 0
         state, host_sums, seconds, stopped_at = _train_epoch(
-            run, p_train_step, state, epoch, skip, stop_requests,
+            run, p_train_step, state, epoch, skip, stop_requests, watchdog,
             functools.partial(save, record=record, epoch_done=epoch),
             tensorboard if epoch == start_epoch else None)
         if stopped_at is not None and stopped_at < run.steps_per_epoch:
           _report_stop(stop_requests.signal_name, epoch * run.steps_per_epoch + stopped_at, epoch, stopped_at)
           return record
-        state, host_state, record = _end_epoch(run, state, epoch, host_sums, seconds, controls)
+        state, host_state, record = _end_epoch(run, state, epoch, host_sums, seconds, controls, watchdog)
         metrics_log.write(record)
         tensorboard.scalars(record["step"], record | {"weight_norm": float(optax.tree.norm(host_state.params))})
         if reporting.is_reporter():
@@ -299,34 +313,49 @@ def _controls(config, saved: dict) -> dict:
   return controls
 
 
-def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requests, save_mid_epoch,
+def _watchdog(config) -> Watchdog:
+  label = f"process {jax.process_index()} of {jax.process_count()}: " if jax.process_count() > 1 else ""
+  return Watchdog(config.step_timeout_seconds, config.first_step_timeout_seconds,
+                  signal_timeout=min(30.0, config.step_timeout_seconds or 30.0), label=label)
+
+
+def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requests, watchdog, save_mid_epoch,
                  tensorboard=None):
   """Trains `epoch` from batch `skip` on; returns (state, per-step metric sums on the host, seconds, stopped_at).
 
   `stopped_at` is the epoch's batch (1-based) after which a stop request ended it, else None. Periodic
   and stop checkpoints inside the epoch go through `save_mid_epoch(host_state, batches_done)`. With a
   `tensorboard`, the first batch's images are logged: what the model sees, augmentation included.
+
+  At most parallel.MAX_STEPS_IN_FLIGHT steps are in flight (see there why); each completed step is reported
+  to the watchdog, and its agreed stop flag read: every process completes the same steps at the same
+  iteration, so all of them stop after the same step.
   """
   config, strategy = run.config, run.strategy
   bar = reporting.ProgressBar(run.steps_per_epoch, f"epoch {epoch + 1}/{config.num_epochs}")
   first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
-  start, host_sums, pending, stopped_at = time.perf_counter(), [], [], None
+  in_flight = parallel.InFlight(strategy.to_host, watchdog.progress)
+  start, host_sums, stopped_at = time.perf_counter(), [], None
   for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
+    batch = {**batch, "stop_requested": stop_requests.flags(len(batch["label"]))}
     with compile_cache.watch() as compilations:
       state, step_sums = p_train_step(state, strategy.put_batch(batch))
-    pending.append(step_sums)
     step = epoch * run.steps_per_epoch + i
+    new_sums = in_flight.push(step_sums, f"train step {step} (epoch {epoch + 1}, batch {i})")
     if tensorboard is not None and i == skip + 1:  # this invocation's first step
       if reporting.is_reporter():
         print(f"  train step: {compilations.describe()}", flush=True)
       first = np.asarray(batch["image"])[:8]
       tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
-    stopping = stop_requests.should_stop(step)
     periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
-    if i % config.log_every_steps == 0 or i == run.steps_per_epoch or stopping or periodic:
-      new_sums = strategy.to_host(pending)  # waits for the steps so far
-      _check_finite(new_sums, first_step + len(host_sums), run.checkpointer, config.nan_policy)
-      host_sums, pending = host_sums + new_sums, []
+    logging_point = i % config.log_every_steps == 0 or i == run.steps_per_epoch
+    stopping = any(s["stop_requested"] for s in new_sums)
+    if logging_point or stopping or periodic:
+      new_sums += in_flight.drain()
+      stopping = any(s["stop_requested"] for s in new_sums)
+    _check_finite(new_sums, first_step + len(host_sums), run.checkpointer, config.nan_policy)
+    host_sums += new_sums
+    if logging_point or stopping or periodic:
       running = summarize(host_sums, "train")
       bar.update(i - skip, (i - skip) * config.batch_size, loss=running["train_loss"],
                  acc=running["train_top1_accuracy"])
@@ -339,7 +368,7 @@ def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requ
   return state, host_sums, time.perf_counter() - start, stopped_at
 
 
-def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: float, controls: dict):
+def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: float, controls: dict, watchdog=None):
   """The epoch's record (train and validation metrics, learning rate, speed) and what the controls decide on it.
 
   Returns (state, its host copy, record); a plateau reduction changes the learning-rate factor in the state.
@@ -352,7 +381,7 @@ def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: floa
             **summarize(host_sums, "train"), "images_per_sec": len(host_sums) * config.batch_size / seconds,
             "epoch_seconds": seconds}
   if "validation" in run.dataset.splits:
-    record.update(run.evaluate(state, "validation", "validation"))
+    record.update(run.evaluate(state, "validation", "validation", watchdog=watchdog))
   if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
     factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
     host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))

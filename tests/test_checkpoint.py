@@ -43,6 +43,19 @@ def _wait_for(path: pathlib.Path, proc, timeout=120):
     time.sleep(0.05)
 
 
+def _wait_for_a_newer_checkpoint(checkpoints: pathlib.Path, proc, timeout=60):
+  """Returns once a checkpoint newer than the newest present now is complete: the run is stepping (a run
+  that had hung or ended would fail here)."""
+  def newest():
+    return max((int(p.name) for p in checkpoints.glob("*") if p.name.isdigit()), default=-1)
+
+  before, deadline = newest(), time.time() + timeout
+  while newest() <= before:
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    assert time.time() < deadline, "no new checkpoint: the run is not making progress"
+    time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_data_dir, tmp_path):
   plan = ["--config.num_epochs=25", "--config.checkpoint_every_steps=3", "--config.log_every_steps=1"]
@@ -55,6 +68,7 @@ def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_data_dir,
     command, env = _cli(workdir, tiny_data_dir, *plan)
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(workdir / "metrics.jsonl", proc)
+    _wait_for_a_newer_checkpoint(workdir / "checkpoints", proc)
     time.sleep(rng.uniform(0.0, 2.0))
     proc.send_signal(signal.SIGKILL)
     proc.wait()

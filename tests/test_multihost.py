@@ -1,16 +1,26 @@
 """Two real processes on this machine, joined through jax.distributed over localhost (gloo on CPU)."""
 
+import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 
+import flax.jax_utils
+import flax.linen as nn
 import jax
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 import pytest
+
+from jaxcnn import parallel, train, watchdog
+from jaxcnn.models import layers
+from conftest import write_idx_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -21,11 +31,12 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2):
+def _launch(args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2,
+            heartbeat_timeout=20):
   env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
   if process_id is not None:
     args = [*args, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
-            f"--process_id={process_id}", "--heartbeat_timeout=20"]
+            f"--process_id={process_id}", f"--heartbeat_timeout={heartbeat_timeout}"]
   return subprocess.Popen([sys.executable, "-m", "jaxcnn.main", *args], env=env, cwd=REPO,
                           stdout=log.open("w"), stderr=subprocess.STDOUT)
 
@@ -63,24 +74,104 @@ def test_two_processes_train_like_one_process_with_all_devices(tiny_data_dir, tm
   assert "epoch   2" not in (tmp_path / "p1.log").read_text()
 
 
-@pytest.mark.slow
-def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, tmp_path):
+def _progress(log: pathlib.Path) -> int:
+  """The last batch count process 0's progress bar printed (0 before any)."""
+  counts = re.findall(r"epoch \d+/\d+ +(\d+)/\d+", log.read_text())
+  return int(counts[-1]) if counts else 0
+
+
+def _wait_until_training(procs, log: pathlib.Path, timeout: float = 240) -> None:
+  """Returns once process 0 reported two different batch counts: both processes are stepping (every step
+  needs both). A run that had hung or ended before this would fail here, not pass."""
+  deadline, seen = time.time() + timeout, set()
+  while len(seen - {0}) < 2:
+    assert time.time() < deadline, log.read_text()[-3000:]
+    assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+    seen.add(_progress(log))
+    time.sleep(0.1)
+
+
+def _survivor_of_a_fault(args, devices: int, tmp_path, fault, heartbeat_timeout: int = 20):
+  """Starts two processes, lets both train, applies `fault` to process 1; returns process 0's exit code, the
+  seconds from the fault to its exit, and its log."""
   port = _free_port()
-  args = _args(tiny_data_dir, tmp_path / "run", 500)
-  procs = [_launch(args, 4, tmp_path / f"p{i}.log", i, port) for i in range(2)]
+  procs = [_launch(args, devices, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=heartbeat_timeout)
+           for i in range(2)]
   try:
-    deadline = time.time() + 180
-    while not (tmp_path / "run" / "metrics.jsonl").exists():  # both are training
-      assert time.time() < deadline and procs[0].poll() is None, (tmp_path / "p0.log").read_text()[-3000:]
-      time.sleep(0.2)
-    procs[1].kill()
-    killed_at = time.time()
+    _wait_until_training(procs, tmp_path / "p0.log")
+    fault(procs[1])
+    faulted_at = time.time()
     returncode = procs[0].wait(timeout=90)
-    elapsed = time.time() - killed_at
+    elapsed = time.time() - faulted_at
   finally:
     for p in procs:
       p.kill()
-  log = (tmp_path / "p0.log").read_text()
+  return returncode, elapsed, (tmp_path / "p0.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, tmp_path):
+  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1"]
+  returncode, elapsed, log = _survivor_of_a_fault(args, 4, tmp_path, subprocess.Popen.kill)
   assert returncode != 0
   assert elapsed < 60, elapsed
   assert "another task died" in log or "stopped sending heartbeats" in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_data_dir, tmp_path):
+  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1",
+          "--config.step_timeout_seconds=8"]
+  returncode, elapsed, log = _survivor_of_a_fault(args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP),
+                                                  heartbeat_timeout=120)
+  assert returncode == watchdog.EXIT_CODE, log[-3000:]
+  assert elapsed < 30, elapsed
+  assert "stacks of all threads" in log and "in train_and_evaluate" in log, log[-3000:]
+  assert re.search(r"jaxcnn: error: process 0 of 2: no train or eval step completed within "
+                   r"step_timeout_seconds=8 \(last: train step \d+", log), log[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parallelism", ["pmap", "shard_map"])
+def test_two_processes_cross_200_sync_points_and_finish(tmp_path, parallelism):
+  data_dir = write_idx_dataset(tmp_path / "data", num_train=1700, num_test=100)
+  port = _free_port()
+  args = ["--config=lenet5", f"--workdir={tmp_path / 'run'}", f"--config.data_dir={data_dir}",
+          "--config.validation_size=100", "--config.batch_size=8", "--config.eval_batch_size=20",
+          "--config.num_epochs=1", "--config.log_every_steps=2", "--config.checkpoint_every_steps=50",
+          f"--config.parallelism={parallelism}", "--config.step_timeout_seconds=120"]
+  procs = [_launch(args, 2, tmp_path / f"p{i}.log", i, port) for i in range(2)]
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=300) == 0, (tmp_path / f"p{i}.log").read_text()[-3000:]
+  record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+  assert record["step"] == 200  # 1600 training images / 8
+  assert _progress(tmp_path / "p0.log") == 200
+
+class _DropoutNet(nn.Module):
+  """AlexNet's classifier in miniature: dense, ReLU, dropout 0.5, dense."""
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.relu(nn.Dense(64)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(10)(layers.dropout(0.5, train)(x))
+
+
+def test_dropout_training_gives_the_same_weights_on_1_and_8_devices(tiny_config):
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(32, 8, 8, 1)).astype(np.float32), "label": rng.integers(0, 10, 32)}
+  state = train.create_train_state(tiny_config, _DropoutNet(), (8, 8, 1), optax.sgd(0.5))
+  strategy = parallel.Pmap()
+  step8 = strategy.compile(train.train_step, donate_state=False)
+  one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
+  state8, state1 = strategy.put_state(state), flax.jax_utils.replicate(state, devices=jax.devices()[:1])
+  for _ in range(3):
+    state8, _ = step8(state8, strategy.put_batch(batch))
+    state1, _ = one(state1, jax.tree.map(lambda x: x[None], batch))
+  params8, params1 = strategy.to_host(state8).params, jax.tree.map(lambda x: np.asarray(x[0]), state1.params)
+  for a, b in zip(jax.tree.leaves(params8), jax.tree.leaves(params1), strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+  # Dropout was active: another key gives other weights.
+  other, _ = step8(strategy.put_state(state.replace(rng=jax.random.PRNGKey(7))), strategy.put_batch(batch))
+  first, _ = step8(strategy.put_state(state), strategy.put_batch(batch))
+  assert not np.allclose(strategy.to_host(other).params["Dense_0"]["kernel"],
+                         strategy.to_host(first).params["Dense_0"]["kernel"])

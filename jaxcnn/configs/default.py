@@ -82,6 +82,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 0  # > 0: also checkpoint every N steps (epoch ends are always saved)
   c.nan_policy = "stop"  # a non-finite loss stops the run ("stop") or its update is dropped ("skip")
   c.log_every_steps = 50
+  # Watchdog (jaxcnn/watchdog.py): when no train or eval step completes for this long, every process writes
+  # its threads' stacks and exits non-zero (a stuck peer or collective); 0 = off.
+  c.step_timeout_seconds = 600.0
+  c.first_step_timeout_seconds = 1800.0  # the same while the first train step and the first eval step compile
   return c
 
 

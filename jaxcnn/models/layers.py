@@ -155,6 +155,37 @@ class ConvBlock(nn.Module):
     return nn.relu(x)
 
 
-def dropout(rate: float, train: bool) -> nn.Dropout:
-  """nn.Dropout that is active only in training (it then needs the `dropout` rng)."""
-  return nn.Dropout(rate, deterministic=not train)
+_FIRST_EXAMPLE: contextvars.ContextVar = contextvars.ContextVar("first_example", default=0)
+
+
+@contextlib.contextmanager
+def global_example_offset(offset):
+  """While tracing inside, dropout takes this device's examples as those from `offset` on in the global
+  batch (e.g. axis_index * per_device), so that its masks do not depend on the device count."""
+  token = _FIRST_EXAMPLE.set(offset)
+  try:
+    yield
+  finally:
+    _FIRST_EXAMPLE.reset(token)
+
+
+class Dropout(nn.Module):
+  """Inverted dropout whose mask for each example is drawn from the `dropout` rng folded with the example's
+  index in the global batch: the same masks on 1 device or many, with one key for every device."""
+
+  rate: float
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x):
+    if self.deterministic or self.rate == 0:
+      return x
+    key = self.make_rng("dropout")
+    index = _FIRST_EXAMPLE.get() + jnp.arange(x.shape[0])
+    keep = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - self.rate, x.shape[1:]))(index)
+    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
+def dropout(rate: float, train: bool) -> Dropout:
+  """Dropout that is active only in training (it then needs the `dropout` rng)."""
+  return Dropout(rate, deterministic=not train)
