@@ -26,7 +26,7 @@ def test_a_paper_config_on_a_cats_and_dogs_folder(tmp_path, capsys):
   record, out = _run("alexnet", tmp_path, capsys, dataset="image_folder", data_dir=str(root), batch_size=8,
                      eval_batch_size=8, num_epochs=1)
   assert record["epoch"] == 1 and record["validation_top1_error"] <= 1
-  assert "data: image_folder from" in out and "train 43, validation 5, test 4 images; 2 classes" in out
+  assert "data: image_folder from" in out and "train 43, test 4, validation 5 images; 2 classes" in out
   assert "train augmentation: resize_short(256)|center_crop(256)|random_crop(224)|flip_lr|pca_lighting(0.1, " \
          "'imagenet') (preset 'alexnet')" in out
   assert "eval augmentation: resize_short(256)|ten_crop(224) (preset 'alexnet'); 10 views" in out
@@ -53,7 +53,7 @@ def test_the_mlp_small_cnn_and_lenet5_compared_on_an_idx_set(tmp_path, capsys):
     record, out = _run(name, tmp_path / name, capsys, data_dir=str(data_dir), batch_size=32, eval_batch_size=40,
                        num_epochs=1)
     results[name] = record
-    assert "train 180, validation 20, test 40 images; 10 classes" in out
+    assert "train 180, test 40, validation 20 images; 10 classes" in out
   assert all(0 <= r["validation_top1_accuracy"] <= 1 and r["epoch_seconds"] > 0 for r in results.values()), \
       json.dumps(results, default=str)
 
@@ -70,4 +70,4 @@ def test_a_torchvision_resnet34_trained_with_a_new_head_on_cifar100_at_224(freez
   record, out = _run("resnet18", tmp_path, capsys, model="resnet34", dataset="cifar100",
                      data_dir=str(tmp_path / "cifar"), image_size=224, init_from=str(tmp_path / "resnet34_tv"),
                      freeze_backbone=freeze, batch_size=8, eval_batch_size=8, num_epochs=1)
-  assert record["step"] == 1 and "train 8, validation 1, test 9 images; 100 classes" in out
+  assert record["step"] == 1 and "train 8, test 9, validation 1 images; 100 classes" in out

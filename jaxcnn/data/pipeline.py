@@ -239,8 +239,8 @@ class InputPipeline:
     lines += self.recipe.notes
     origin = {"file": f"statistics file {self.stats.get('path')}", "computed": "all training images",
               "sampled": "a sample of training images"}[self.stats["origin"]]
-    lines.append(f"normalisation: mean {np.round(self.mean, 4).tolist()}, std {np.round(self.std, 4).tolist()} "
-                 f"({origin})")
+    mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
+    lines.append(f"normalisation: mean {mean}, std {std} ({origin})")
     return lines
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
