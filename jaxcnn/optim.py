@@ -103,6 +103,29 @@ def _decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
+def describe(config) -> list[str]:
+  """The optimizer and schedule in effect, as a run's start lines."""
+  if config.optimizer == "sgd":
+    direction = f"momentum {config.momentum:g}{', Nesterov' if config.nesterov else ''}" if config.momentum else "no momentum"
+  else:
+    direction = f"betas ({config.adam_b1:g}, {config.adam_b2:g})"
+  exempt = "" if config.decay_biases_and_norms else ", biases and norms exempt"
+  lines = [f"optimizer: {config.optimizer}, {direction}, weight decay {config.weight_decay:g} "
+           f"({config.weight_decay_mode}{exempt})"
+           + (f", gradient norm clipped at {config.grad_clip_norm:g}" if config.grad_clip_norm else "")
+           + (f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else "")]
+  schedule = {"step": f"step (x{config.lr_decay_factor:g} at epochs {tuple(config.lr_boundaries_epochs)} / steps "
+                      f"{tuple(config.lr_boundaries_steps)})",
+              "exponential": f"exponential (x{config.lr_decay_factor:g} every {config.lr_decay_every_epochs:g} epochs)",
+              "plateau": f"plateau (x{config.plateau_factor:g} after {config.plateau_patience} epochs without a "
+                         f"better {config.plateau_metric})"}.get(config.schedule, config.schedule)
+  warmup = config.warmup_epochs or config.warmup_steps
+  lines.append(f"learning rate: {base_learning_rate(config):g}, {schedule} over {config.num_epochs} epochs"
+               + (f", {config.warmup_mode} warm-up ({config.warmup_epochs:g} epochs + {config.warmup_steps} steps)"
+                  if warmup else ""))
+  return lines
+
+
 def create(config, steps_per_epoch: int, parameter_groups=None) -> optax.GradientTransformation:
   """The optimizer of `config.optimizer` with the schedule, decay, clipping and plateau factor.
 

@@ -69,8 +69,8 @@ class ShardMap:
   name = "shard_map"
 
   def __init__(self):
-    # Auto axis types: jax >= 0.11 defaults to explicit ones, under which the integer-label
-    # cross-entropy's scatter fails to trace (see ../shared/reference/jax-stack.md).
+    # Auto axis types: `jax.make_mesh` defaults to Explicit axes from jax 0.11 on (JAX's "explicit sharding"
+    # docs), under which the integer-label cross-entropy's scatter fails to trace.
     self.mesh = jax.make_mesh((jax.device_count(),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(AXIS))

@@ -237,7 +237,9 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
           f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
           f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
-    print("\n".join(f"  {line}" for line in run.input.describe()), flush=True)
+    num_params = sum(x.size for x in jax.tree.leaves(run.state.params))
+    lines = [*run.input.describe(), f"model: {config.model} ({num_params:,} parameters)", *optim.describe(config)]
+    print("\n".join(f"  {line}" for line in lines), flush=True)
 
   p_train_step = run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
   state = run.strategy.put_state(run.state)

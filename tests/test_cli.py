@@ -75,6 +75,11 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   result = run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2")
   assert result.returncode == 0, result.stderr
   assert "epoch   2" in result.stdout
+  # The start says what will happen: kernels, data, model, optimizer, schedule, where the step came from.
+  for fragment in ("kernels: ", "data: fashion_mnist", "train augmentation: ", "model: lenet5 (61,706 parameters)",
+                   "optimizer: sgd, momentum 0.9, weight decay 0.0005 (coupled)", "learning rate: 0.05, cosine over 2",
+                   "train step: "):
+    assert fragment in result.stdout, fragment
   config = json.loads((workdir / "config.json").read_text())
   assert config["batch_size"] == 32 and config["model"] == "lenet5"
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2

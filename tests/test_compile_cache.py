@@ -49,8 +49,10 @@ def test_second_process_loads_the_train_step_and_a_deleted_cache_compiles_again(
   assert first["describe"] == f"compiled (compilation cache {cache})"
   assert any(cache.iterdir())
   second = compile_in_subprocess(str(cache))
-  assert second["hits"] > 0 and second["misses"] == 0, second
-  assert second["describe"] == f"loaded from the compilation cache {cache}"
+  # The train step is loaded. A program that compiled under MIN_COMPILE_SECONDS in the first process was not
+  # written, so it can miss here when this one compiles it more slowly (a loaded machine).
+  assert second["hits"] > 0 and second["misses"] < first["misses"], second
+  assert "loaded from the compilation cache" in second["describe"], second
   shutil.rmtree(cache)
   third = compile_in_subprocess(str(cache))
   assert third["misses"] > 0 and third["hits"] == 0, third

@@ -76,7 +76,7 @@ def init(name, image_shape=MNIST, num_classes=10, **options):
   return _init(name, image_shape, num_classes, tuple(sorted(options.items())))
 
 
-def test_every_model_of_the_issue_is_registered():
+def test_every_model_of_the_zoo_is_registered():
   assert set(models.names()) == EXPECTED_NAMES
 
 

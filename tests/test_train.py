@@ -147,12 +147,16 @@ def test_stop_at_accuracy_needs_a_validation_split_and_a_fraction(tiny_config, t
 def test_a_stop_request_at_an_epochs_last_batch_saves_that_epochs_end(tiny_config, tmp_path, monkeypatch, capsys):
   from jaxcnn import preemption
 
-  def sigterm_at_step_7(self, step):  # 7 steps per epoch: the first epoch's last batch
-    if step == 7:
-      self.signal_name = "SIGTERM"
-    return self.signal_name is not None
+  batches_flagged = []
+  plain_flags = preemption.StopRequests.flags
 
-  monkeypatch.setattr(preemption.StopRequests, "should_stop", sigterm_at_step_7)
+  def sigterm_with_batch_7(self, num_examples):  # 7 steps per epoch: the request rides on the epoch's last batch
+    batches_flagged.append(num_examples)
+    if len(batches_flagged) == 7:
+      self.signal_name = "SIGTERM"
+    return plain_flags(self, num_examples)
+
+  monkeypatch.setattr(preemption.StopRequests, "flags", sigterm_with_batch_7)
   record = train.train_and_evaluate(tiny_config, tmp_path)
   assert record["epoch"] == 1 and "validation_top1_accuracy" in record  # the epoch's end ran, validation included
   assert "SIGTERM: saved step 7 (epoch 1, batch 7)" in capsys.readouterr().out

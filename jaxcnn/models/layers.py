@@ -9,6 +9,7 @@ import contextvars
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 # Images below this many pixels a side are "small" (MNIST, CIFAR): a family's `small_input=None` picks
