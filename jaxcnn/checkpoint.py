@@ -32,24 +32,30 @@ COMPATIBLE_VERSION_PREFIX = 2  # compare the first two version components
 class Checkpointer:
   """The checkpoints of one run, under `directory`."""
 
-  def __init__(self, directory: pathlib.Path, max_to_keep: int = 3, keep_best: int = 0,
-               best_metric: str = "validation_top1_error"):
+  def __init__(
+    self, directory: pathlib.Path, max_to_keep: int = 3, keep_best: int = 0, best_metric: str = "validation_top1_error"
+  ):
     if max_to_keep < 1 or keep_best < 0:
-      raise ValueError(f"need checkpoint_max_to_keep >= 1 and checkpoint_keep_best >= 0, "
-                       f"got {max_to_keep}, {keep_best}")
+      raise ValueError(
+        f"need checkpoint_max_to_keep >= 1 and checkpoint_keep_best >= 0, got {max_to_keep}, {keep_best}"
+      )
     self.directory = pathlib.Path(directory).absolute()
     policies = [ocp.checkpoint_managers.LatestN(n=max_to_keep)]
     if keep_best:
       # Lower is better for errors and losses; BestN keeps the largest values, hence the minus.
       # Mid-epoch checkpoints carry no metric: LatestN alone decides about them.
-      policies.append(ocp.checkpoint_managers.BestN(get_metric_fn=lambda metrics: -metrics[best_metric], n=keep_best,
-                                                    keep_checkpoints_without_metrics=False))
+      policies.append(
+        ocp.checkpoint_managers.BestN(
+          get_metric_fn=lambda metrics: -metrics[best_metric], n=keep_best, keep_checkpoints_without_metrics=False
+        )
+      )
     self._warn_about_incomplete_saves()
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(
-            create=True, preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies)),
-        item_names=("state", "meta"),
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        create=True, preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies)
+      ),
+      item_names=("state", "meta"),
     )
 
   def _warn_about_incomplete_saves(self) -> None:
@@ -64,8 +70,12 @@ class Checkpointer:
 
   def save(self, step: int, state, meta: dict, metrics: dict | None = None) -> None:
     """Starts an asynchronous save of `state` (a host copy) with its metadata."""
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-                       metrics=metrics, force=True)
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+      metrics=metrics,
+      force=True,
+    )
 
   def restore(self, template_state, step: int | None = None, check_meta=None):
     """(state, meta) of `step`, shaped and placed like `template_state`.
@@ -84,8 +94,9 @@ class Checkpointer:
     Steps, `check_meta` and damaged checkpoints are handled as by `restore`.
     """
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), template)
-    return self._restore(ocp.args.PyTreeRestore(item=template, restore_args=restore_args, partial_restore=True),
-                         step, check_meta)
+    return self._restore(
+      ocp.args.PyTreeRestore(item=template, restore_args=restore_args, partial_restore=True), step, check_meta
+    )
 
   def _restore(self, state_args, step: int | None, check_meta):
     available = self.steps()
@@ -134,8 +145,9 @@ def read_weights(path: pathlib.Path, step: int | None = None) -> tuple[dict, dic
     step = available[-1] if step is None else step
     if step not in available:
       raise ValueError(f"no checkpoint for step {step} in {directory}; available steps: {available}")
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                             meta=ocp.args.JsonRestore()))
+    restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+    )
   finally:
     manager.close()
   return restored.state["params"], restored.state.get("batch_stats", {}), restored.meta
@@ -146,10 +158,17 @@ def run_meta(config, num_classes: int, epoch: int, record: dict, controls: dict,
 
   `controls` are the host-side controls (dataclasses: plateau, early stopping), saved as their fields.
   """
-  return {"epoch": epoch, "batches_done": batches_done, "record": record, "model": config.model,
-          "dataset": config.dataset, "num_classes": num_classes, "jaxcnn_version": jaxcnn.__version__,
-          "controls": {name: dataclasses.asdict(control) for name, control in controls.items()},
-          "config": json.loads(config.to_json_best_effort())}
+  return {
+    "epoch": epoch,
+    "batches_done": batches_done,
+    "record": record,
+    "model": config.model,
+    "dataset": config.dataset,
+    "num_classes": num_classes,
+    "jaxcnn_version": jaxcnn.__version__,
+    "controls": {name: dataclasses.asdict(control) for name, control in controls.items()},
+    "config": json.loads(config.to_json_best_effort()),
+  }
 
 
 def check_run_meta(meta: dict, where: pathlib.Path, config, num_classes: int) -> None:
@@ -164,8 +183,10 @@ def check_version(meta: dict, current: str, where: pathlib.Path) -> None:
   """Refuses a checkpoint written by a jaxcnn whose major.minor differs from `current`."""
   saved = str(meta.get("jaxcnn_version", "unknown"))
   if saved.split(".")[:COMPATIBLE_VERSION_PREFIX] != current.split(".")[:COMPATIBLE_VERSION_PREFIX]:
-    raise ValueError(f"checkpoint in {where} was written by jaxcnn {saved}; this is jaxcnn {current}, "
-                     f"which reads only {'.'.join(current.split('.')[:COMPATIBLE_VERSION_PREFIX])}.x checkpoints")
+    raise ValueError(
+      f"checkpoint in {where} was written by jaxcnn {saved}; this is jaxcnn {current}, "
+      f"which reads only {'.'.join(current.split('.')[:COMPATIBLE_VERSION_PREFIX])}.x checkpoints"
+    )
 
 
 def _first_line(error: Exception) -> str:

@@ -92,9 +92,9 @@ class Compilations:
 def watch():
   """Counts the persistent-cache lookups of the compilations in the block, e.g. a run's first train step:
 
-      with compile_cache.watch() as first_step:
-        state, sums = p_train_step(state, batch)
-      print(f"train step {first_step.describe()}")
+  with compile_cache.watch() as first_step:
+    state, sums = p_train_step(state, batch)
+  print(f"train step {first_step.describe()}")
   """
   before = dict(_counts)
   seen = Compilations()

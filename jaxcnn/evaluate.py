@@ -31,28 +31,31 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
   class_names = restored.dataset.class_names
   results = {
-      "split": split,
-      "step": restored.step,
-      "num_examples": metrics["eval_num_examples"],
-      "loss": metrics["eval_loss"],
-      "top1_accuracy": metrics["eval_top1_accuracy"],
-      "top5_accuracy": metrics["eval_top5_accuracy"],
-      "top1_error": 1.0 - metrics["eval_top1_accuracy"],
-      "top5_error": 1.0 - metrics["eval_top5_accuracy"],
-      "weights": config.eval_weights,
-      "views": config.eval_augment or "as trained (no augmentation)",
-      "per_class_accuracy": dict(zip(class_names, per_class.round(6).tolist())),
-      "model": config.model,
-      "dataset": config.dataset,
-      "checkpoint_dir": str(restored.checkpoint_dir),
+    "split": split,
+    "step": restored.step,
+    "num_examples": metrics["eval_num_examples"],
+    "loss": metrics["eval_loss"],
+    "top1_accuracy": metrics["eval_top1_accuracy"],
+    "top5_accuracy": metrics["eval_top5_accuracy"],
+    "top1_error": 1.0 - metrics["eval_top1_accuracy"],
+    "top5_error": 1.0 - metrics["eval_top5_accuracy"],
+    "weights": config.eval_weights,
+    "views": config.eval_augment or "as trained (no augmentation)",
+    "per_class_accuracy": dict(zip(class_names, per_class.round(6).tolist())),
+    "model": config.model,
+    "dataset": config.dataset,
+    "checkpoint_dir": str(restored.checkpoint_dir),
   }
   if reporting.is_reporter():
     workdir = pathlib.Path(workdir)
     (workdir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_confusion(confusion, class_names, workdir / f"confusion_{split}")
-    print(f"{config.model} on {config.dataset}/{split} at step {results['step']} ({config.eval_weights} weights): "
-          f"{results['num_examples']} images, top-1 {results['top1_accuracy']:.2%}, "
-          f"top-5 {results['top5_accuracy']:.2%}, loss {results['loss']:.4f}", flush=True)
+    print(
+      f"{config.model} on {config.dataset}/{split} at step {results['step']} ({config.eval_weights} weights): "
+      f"{results['num_examples']} images, top-1 {results['top1_accuracy']:.2%}, "
+      f"top-5 {results['top5_accuracy']:.2%}, loss {results['loss']:.4f}",
+      flush=True,
+    )
   return results
 
 
@@ -121,9 +124,12 @@ def predict(config, workdir, images: str, step: int | None = None, top_k: int = 
   paths = _image_paths(images)
   train_shape = restored.dataset.image_shape
   if None in train_shape:  # file datasets: the eval views decide the size, from any source size
-    split = sources.FileSplit(np.array([str(p) for p in paths], object), np.zeros(len(paths), np.int32),
-                              np.array([Image.open(p).size[::-1] for p in paths], np.int32),
-                              np.ones(len(paths), bool))
+    split = sources.FileSplit(
+      np.array([str(p) for p in paths], object),
+      np.zeros(len(paths), np.int32),
+      np.array([Image.open(p).size[::-1] for p in paths], np.int32),
+      np.ones(len(paths), bool),
+    )
   else:
     split = sources.Split(_read_images(paths, train_shape), np.zeros(len(paths), np.int32))
   probabilities = restored.probabilities(split)
@@ -132,8 +138,9 @@ def predict(config, workdir, images: str, step: int | None = None, top_k: int = 
   results = []
   for path, p in zip(paths, probabilities):
     top = np.argsort(-p)[:k]
-    results.append({"image": str(path),
-                    "top": [{"class": class_names[c], "index": int(c), "probability": float(p[c])} for c in top]})
+    results.append(
+      {"image": str(path), "top": [{"class": class_names[c], "index": int(c), "probability": float(p[c])} for c in top]}
+    )
   if reporting.is_reporter():
     pathlib.Path(workdir, "predictions.json").write_text(json.dumps(results, indent=2) + "\n")
     for result in results:

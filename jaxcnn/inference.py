@@ -23,8 +23,11 @@ WEIGHTS = ("raw", "ema")  # config.eval_weights: the trained params, or their mo
 
 def variable_shapes(model, image_shape: tuple) -> dict:
   """{"params", "batch_stats"} of `model` as ShapeDtypeStructs (nothing is computed or allocated)."""
-  shapes = jax.eval_shape(functools.partial(model.init, train=False), jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct((1, *image_shape), jnp.float32))
+  shapes = jax.eval_shape(
+    functools.partial(model.init, train=False),
+    jax.random.PRNGKey(0),
+    jax.ShapeDtypeStruct((1, *image_shape), jnp.float32),
+  )
   return {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
 
 
@@ -55,8 +58,9 @@ def probabilities_step(apply_fn, variables: dict, batch: dict):
   return jax.lax.all_gather(probabilities, parallel.AXIS, tiled=True)
 
 
-def restore_variables(directory: pathlib.Path, config, model, image_shape: tuple, num_classes: int,
-                      step: int | None = None) -> tuple[dict, int, dict]:
+def restore_variables(
+  directory: pathlib.Path, config, model, image_shape: tuple, num_classes: int, step: int | None = None
+) -> tuple[dict, int, dict]:
   """({"params", "batch_stats"} as NumPy, step, metadata) of a checkpoint in `directory` (the latest by default).
 
   The params are the averaged ones for `config.eval_weights="ema"`. A checkpoint of another model,
@@ -64,12 +68,16 @@ def restore_variables(directory: pathlib.Path, config, model, image_shape: tuple
   """
   weights = "ema_params" if config.eval_weights == "ema" else "params"
   shapes = variable_shapes(model, image_shape)
-  template = {"step": jax.ShapeDtypeStruct((), jnp.int32), weights: shapes["params"],
-              "batch_stats": shapes["batch_stats"]}
+  template = {
+    "step": jax.ShapeDtypeStruct((), jnp.int32),
+    weights: shapes["params"],
+    "batch_stats": shapes["batch_stats"],
+  }
   checkpointer = checkpoint.Checkpointer(directory)
   try:
     restored, meta = checkpointer.restore_subtree(
-        template, step, functools.partial(checkpoint.check_run_meta, config=config, num_classes=num_classes))
+      template, step, functools.partial(checkpoint.check_run_meta, config=config, num_classes=num_classes)
+    )
   finally:
     checkpointer.close()
   return {"params": restored[weights], "batch_stats": restored["batch_stats"]}, int(restored["step"]), meta
@@ -90,14 +98,21 @@ class Inference:
     parallel.batch_layout(config.eval_batch_size)  # fail early on a batch the devices cannot share
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.checkpoint_dir = (pathlib.Path(workdir) / "checkpoints").absolute()
-    self.variables, self.step, self.meta = restore_variables(self.checkpoint_dir, config, self.model,
-                                                             self.input.image_shape, self.dataset.num_classes, step)
+    self.variables, self.step, self.meta = restore_variables(
+      self.checkpoint_dir, config, self.model, self.input.image_shape, self.dataset.num_classes, step
+    )
     self._device_variables = self.strategy.put_state(self.variables)
 
   def batches(self, split: data.Split | data.FileSplit) -> Iterator[dict]:
     """Eval batches of a split: one of the dataset's, or of other images (prediction)."""
-    return data.eval_batches(split, global_batch=self.config.eval_batch_size, mean=self.input.mean,
-                             std=self.input.std, augment_chain=self.input.eval_chain, pipeline=self.config.pipeline)
+    return data.eval_batches(
+      split,
+      global_batch=self.config.eval_batch_size,
+      mean=self.input.mean,
+      std=self.input.std,
+      augment_chain=self.input.eval_chain,
+      pipeline=self.config.pipeline,
+    )
 
   @functools.cached_property
   def _eval_step(self):
@@ -109,14 +124,17 @@ class Inference:
 
   def evaluate(self, split: str) -> dict:
     """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`."""
-    sums = [self._eval_step(self._device_variables, self.strategy.put_batch(batch))
-            for batch in self.batches(self.dataset.split(split))]
+    sums = [
+      self._eval_step(self._device_variables, self.strategy.put_batch(batch))
+      for batch in self.batches(self.dataset.split(split))
+    ]
     return summarize(self.strategy.to_host(sums), "eval")
 
   def probabilities(self, split: data.Split | data.FileSplit) -> np.ndarray:
     """[examples, classes] class probabilities of a split's images (the views' average where the eval chain
     makes several)."""
-    probabilities = [self.strategy.to_host(self._probabilities_step(self._device_variables,
-                                                                   self.strategy.put_batch(batch)))
-                     for batch in self.batches(split)]
+    probabilities = [
+      self.strategy.to_host(self._probabilities_step(self._device_variables, self.strategy.put_batch(batch)))
+      for batch in self.batches(split)
+    ]
     return np.concatenate(probabilities)[: len(split)]

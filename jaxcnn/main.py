@@ -19,22 +19,39 @@ from jaxcnn import compile_cache, configs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (all modes but summary).")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "predict", "summary"],
-                  "train (resumes if WORKDIR has checkpoints), eval (a whole split), predict (--images), or "
-                  "summary (layers, params, multiply-adds).")
+flags.DEFINE_enum(
+  "mode",
+  "train",
+  ["train", "eval", "predict", "summary"],
+  "train (resumes if WORKDIR has checkpoints), eval (a whole split), predict (--images), or "
+  "summary (layers, params, multiply-adds).",
+)
 flags.DEFINE_integer("step", None, "For --mode=eval/predict: the checkpoint step (default: the latest).")
 flags.DEFINE_string("images", None, "For --mode=predict: image files or folders, comma-separated.")
-flags.DEFINE_integer("epochs_per_run", None, "For --mode=train: stop after this many epochs; rerun to continue "
-                     "(for schedulers with time limits).", lower_bound=1)
-flags.DEFINE_bool("kernels", True, "Compute the layers with jaxcnn.kernels' faster forms and add its XLA flags; "
-                  "--nokernels runs the plain Flax layers with XLA's defaults, to compare.")
+flags.DEFINE_integer(
+  "epochs_per_run",
+  None,
+  "For --mode=train: stop after this many epochs; rerun to continue (for schedulers with time limits).",
+  lower_bound=1,
+)
+flags.DEFINE_bool(
+  "kernels",
+  True,
+  "Compute the layers with jaxcnn.kernels' faster forms and add its XLA flags; "
+  "--nokernels runs the plain Flax layers with XLA's defaults, to compare.",
+)
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0's coordinator.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.", lower_bound=1)
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's index in [0, num_processes).", lower_bound=0)
-flags.DEFINE_integer("heartbeat_timeout", 30, "Multi-process: seconds of silence after which a peer counts as dead.",
-                     lower_bound=1)
-flags.DEFINE_string("compilation_cache_dir", None, "JAX's persistent compilation cache, so restarts, eval and predict "
-                    f"load the compiled steps; empty = off; default ${compile_cache.ENV} or ~/.cache/jaxcnn/xla.")
+flags.DEFINE_integer(
+  "heartbeat_timeout", 30, "Multi-process: seconds of silence after which a peer counts as dead.", lower_bound=1
+)
+flags.DEFINE_string(
+  "compilation_cache_dir",
+  None,
+  "JAX's persistent compilation cache, so restarts, eval and predict "
+  f"load the compiled steps; empty = off; default ${compile_cache.ENV} or ~/.cache/jaxcnn/xla.",
+)
 _CONFIG = config_flags.DEFINE_config_file("config", str(configs.path_of("lenet5")), "Experiment name or config file.")
 
 
@@ -94,8 +111,9 @@ def main(argv):
     if FLAGS.mode == "summary":
       summary.print_summary(_CONFIG.value)
       return
-    parallel.initialize_multihost(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                                  FLAGS.heartbeat_timeout)
+    parallel.initialize_multihost(
+      FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.heartbeat_timeout
+    )
     config = _config_for_mode()
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir, FLAGS.epochs_per_run)

@@ -18,7 +18,6 @@ import functools
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -82,6 +81,11 @@ def _tower(params, images, small_input):
 
 def forward(params, images, mesh: jax.sharding.Mesh, small_input: bool | None = None):
   """Logits of the two-tower AlexNet; `params` as placed by `place` (or any `alexnet_grouped` params)."""
-  mapped = jax.shard_map(functools.partial(_tower, small_input=small_input), mesh=mesh,
-                         in_specs=(param_specs(params), P()), out_specs=P(None, TOWER), check_vma=False)
+  mapped = jax.shard_map(
+    functools.partial(_tower, small_input=small_input),
+    mesh=mesh,
+    in_specs=(param_specs(params), P()),
+    out_specs=P(None, TOWER),
+    check_vma=False,
+  )
   return mapped(params, images)

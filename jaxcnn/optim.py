@@ -46,14 +46,22 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   elif config.schedule == "cosine":
     main = optax.cosine_decay_schedule(base, decay_steps=max(total_steps - warmup_steps, 1))
   elif config.schedule == "exponential":
-    main = optax.exponential_decay(base, transition_steps=int(round(config.lr_decay_every_epochs * steps_per_epoch)),
-                                   decay_rate=config.lr_decay_factor, staircase=True)
+    main = optax.exponential_decay(
+      base,
+      transition_steps=int(round(config.lr_decay_every_epochs * steps_per_epoch)),
+      decay_rate=config.lr_decay_factor,
+      staircase=True,
+    )
   else:
-    boundaries = [int(round(e * steps_per_epoch)) for e in config.lr_boundaries_epochs] + list(config.lr_boundaries_steps)
+    boundaries = [int(round(e * steps_per_epoch)) for e in config.lr_boundaries_epochs] + list(
+      config.lr_boundaries_steps
+    )
     if not boundaries:
-      raise ValueError("schedule 'step' needs lr_boundaries_epochs or lr_boundaries_steps, e.g. "
-                       "--config.lr_boundaries_epochs='(30, 60)'")
-    main = optax.piecewise_constant_schedule(base, {b: config.lr_decay_factor for b in sorted(boundaries)})
+      raise ValueError(
+        "schedule 'step' needs lr_boundaries_epochs or lr_boundaries_steps, e.g. "
+        "--config.lr_boundaries_epochs='(30, 60)'"
+      )
+    main = optax.piecewise_constant_schedule(base, dict.fromkeys(sorted(boundaries), config.lr_decay_factor))
   if not warmup_steps:
     return main
   if config.warmup_mode == "linear":
@@ -94,8 +102,11 @@ def lr_factor(opt_state) -> float:
 
 def set_lr_factor(opt_state, value: float):
   """`opt_state` with every parameter group's plateau factor set to `value`."""
-  return jax.tree.map(lambda s: LrFactorState(jnp.asarray(value, jnp.float32)) if _is_lr_factor(s) else s,
-                      opt_state, is_leaf=_is_lr_factor)
+  return jax.tree.map(
+    lambda s: LrFactorState(jnp.asarray(value, jnp.float32)) if _is_lr_factor(s) else s,
+    opt_state,
+    is_leaf=_is_lr_factor,
+  )
 
 
 def _decay_mask(params):
@@ -106,23 +117,34 @@ def _decay_mask(params):
 def describe(config) -> list[str]:
   """The optimizer and schedule in effect, as a run's start lines."""
   if config.optimizer == "sgd":
-    direction = f"momentum {config.momentum:g}{', Nesterov' if config.nesterov else ''}" if config.momentum else "no momentum"
+    direction = (
+      f"momentum {config.momentum:g}{', Nesterov' if config.nesterov else ''}" if config.momentum else "no momentum"
+    )
   else:
     direction = f"betas ({config.adam_b1:g}, {config.adam_b2:g})"
   exempt = "" if config.decay_biases_and_norms else ", biases and norms exempt"
-  lines = [f"optimizer: {config.optimizer}, {direction}, weight decay {config.weight_decay:g} "
-           f"({config.weight_decay_mode}{exempt})"
-           + (f", gradient norm clipped at {config.grad_clip_norm:g}" if config.grad_clip_norm else "")
-           + (f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else "")]
-  schedule = {"step": f"step (x{config.lr_decay_factor:g} at epochs {tuple(config.lr_boundaries_epochs)} / steps "
-                      f"{tuple(config.lr_boundaries_steps)})",
-              "exponential": f"exponential (x{config.lr_decay_factor:g} every {config.lr_decay_every_epochs:g} epochs)",
-              "plateau": f"plateau (x{config.plateau_factor:g} after {config.plateau_patience} epochs without a "
-                         f"better {config.plateau_metric})"}.get(config.schedule, config.schedule)
+  lines = [
+    f"optimizer: {config.optimizer}, {direction}, weight decay {config.weight_decay:g} "
+    f"({config.weight_decay_mode}{exempt})"
+    + (f", gradient norm clipped at {config.grad_clip_norm:g}" if config.grad_clip_norm else "")
+    + (f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else "")
+  ]
+  schedule = {
+    "step": f"step (x{config.lr_decay_factor:g} at epochs {tuple(config.lr_boundaries_epochs)} / steps "
+    f"{tuple(config.lr_boundaries_steps)})",
+    "exponential": f"exponential (x{config.lr_decay_factor:g} every {config.lr_decay_every_epochs:g} epochs)",
+    "plateau": f"plateau (x{config.plateau_factor:g} after {config.plateau_patience} epochs without a "
+    f"better {config.plateau_metric})",
+  }.get(config.schedule, config.schedule)
   warmup = config.warmup_epochs or config.warmup_steps
-  lines.append(f"learning rate: {base_learning_rate(config):g}, {schedule} over {config.num_epochs} epochs"
-               + (f", {config.warmup_mode} warm-up ({config.warmup_epochs:g} epochs + {config.warmup_steps} steps)"
-                  if warmup else ""))
+  lines.append(
+    f"learning rate: {base_learning_rate(config):g}, {schedule} over {config.num_epochs} epochs"
+    + (
+      f", {config.warmup_mode} warm-up ({config.warmup_epochs:g} epochs + {config.warmup_steps} steps)"
+      if warmup
+      else ""
+    )
+  )
   return lines
 
 
@@ -151,18 +173,20 @@ def create(config, steps_per_epoch: int, parameter_groups=None) -> optax.Gradien
     direction = optax.scale_by_adam(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
   coupled = config.weight_decay_mode == "coupled"
   tx = optax.chain(
-      optax.clip_by_global_norm(config.grad_clip_norm) if config.grad_clip_norm else optax.identity(),
-      decay if coupled else optax.identity(),
-      direction,
-      optax.identity() if coupled else decay,
-      optax.scale_by_learning_rate(schedule),
-      scale_by_lr_factor(),
+    optax.clip_by_global_norm(config.grad_clip_norm) if config.grad_clip_norm else optax.identity(),
+    decay if coupled else optax.identity(),
+    direction,
+    optax.identity() if coupled else decay,
+    optax.scale_by_learning_rate(schedule),
+    scale_by_lr_factor(),
   )
   if not (config.freeze_backbone or config.backbone_lr_multiplier != 1.0):
     return tx
   if parameter_groups is None:
     raise ValueError("freeze_backbone / backbone_lr_multiplier need the model's parameter groups")
-  backbone = optax.set_to_zero() if config.freeze_backbone else optax.chain(tx, optax.scale(config.backbone_lr_multiplier))
+  backbone = (
+    optax.set_to_zero() if config.freeze_backbone else optax.chain(tx, optax.scale(config.backbone_lr_multiplier))
+  )
   return optax.multi_transform({"head": tx, "backbone": backbone}, parameter_groups)
 
 

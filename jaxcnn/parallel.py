@@ -35,8 +35,10 @@ def batch_layout(global_batch: int) -> tuple[int, int, int]:
   """(this process's share of the global batch, local device count, examples per device)."""
   devices = jax.device_count()
   if global_batch < 1 or global_batch % devices:
-    raise ValueError(f"batch size {global_batch} does not divide by the {devices} devices "
-                     f"({jax.process_count()} process(es) x {jax.local_device_count()} local device(s))")
+    raise ValueError(
+      f"batch size {global_batch} does not divide by the {devices} devices "
+      f"({jax.process_count()} process(es) x {jax.local_device_count()} local device(s))"
+    )
   local_devices = jax.local_device_count()
   per_device = global_batch // devices
   return per_device * local_devices, local_devices, per_device
@@ -60,7 +62,6 @@ class Pmap:
 
   def compile(self, step_fn, *, donate_state: bool):
     return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
-
 
 
 class ShardMap:
@@ -129,8 +130,12 @@ def strategy(name: str):
   return STRATEGIES[name]()
 
 
-def initialize_multihost(coordinator_address: str | None, num_processes: int | None, process_id: int | None,
-                         heartbeat_timeout_seconds: int = 30) -> None:
+def initialize_multihost(
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+  heartbeat_timeout_seconds: int = 30,
+) -> None:
   """Joins this process to a multi-process run through `jax.distributed`, before any device is used.
 
   Explicit arguments win; otherwise JAX's cluster detection reads the environment (SLURM's
@@ -140,12 +145,18 @@ def initialize_multihost(coordinator_address: str | None, num_processes: int | N
   """
   explicit = [coordinator_address, num_processes, process_id]
   if any(v is not None for v in explicit) and any(v is None for v in explicit):
-    raise ValueError("multi-process runs need all of --coordinator_address, --num_processes and --process_id "
-                     "(or none of them, under SLURM)")
+    raise ValueError(
+      "multi-process runs need all of --coordinator_address, --num_processes and --process_id "
+      "(or none of them, under SLURM)"
+    )
   slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
   if coordinator_address is None and not slurm:
     return
   # CPU collectives across processes need gloo; on GPUs this setting is unused (NCCL carries them).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                             process_id=process_id, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address,
+    num_processes=num_processes,
+    process_id=process_id,
+    heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+  )

@@ -19,8 +19,13 @@ import jax.numpy as jnp
 from jaxcnn import models
 
 # Image shape and class count of the datasets the named configs use, so a summary needs no data on disk.
-DATASETS = {"imagenet2012": ((224, 224, 3), 1000), "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100),
-            "mnist": ((28, 28, 1), 10), "fashion_mnist": ((28, 28, 1), 10)}
+DATASETS = {
+  "imagenet2012": ((224, 224, 3), 1000),
+  "cifar10": ((32, 32, 3), 10),
+  "cifar100": ((32, 32, 3), 100),
+  "mnist": ((28, 28, 1), 10),
+  "fashion_mnist": ((28, 28, 1), 10),
+}
 
 
 @dataclasses.dataclass
@@ -85,10 +90,12 @@ def totals(model: nn.Module, image_shape: tuple[int, ...]) -> dict:
   published figures)."""
   rows, variables = layers(model, image_shape)
   params = variables.get("params", {})
-  return {"params": _size(params),
-          "aux_params": _size({name: tree for name, tree in params.items() if is_aux((name,))}),
-          "non_trainable": _size({k: v for k, v in variables.items() if k != "params"}),
-          "macs": sum(row.macs for row in rows if row.leaf and not is_aux(row.path))}
+  return {
+    "params": _size(params),
+    "aux_params": _size({name: tree for name, tree in params.items() if is_aux((name,))}),
+    "non_trainable": _size({k: v for k, v in variables.items() if k != "params"}),
+    "macs": sum(row.macs for row in rows if row.leaf and not is_aux(row.path)),
+  }
 
 
 def table(model: nn.Module, image_shape: tuple[int, ...]) -> str:
@@ -102,9 +109,11 @@ def table(model: nn.Module, image_shape: tuple[int, ...]) -> str:
       lines.append(f"{'/'.join(row.path):<44} {row.kind:<18} {shape:<20} {row.params:>13,} {row.macs:>16,}")
   lines.append("-" * len(lines[0]))
   aux = f" ({total['aux_params']:,} in training-only auxiliary heads)" if total["aux_params"] else ""
-  lines.append(f"input {'x'.join(map(str, image_shape))}; trainable params {total['params']:,}{aux}; "
-               f"non-trainable {total['non_trainable']:,}; multiply-adds {total['macs']:,} "
-               f"({total['macs'] / 1e9:.3f} G) per image at inference")
+  lines.append(
+    f"input {'x'.join(map(str, image_shape))}; trainable params {total['params']:,}{aux}; "
+    f"non-trainable {total['non_trainable']:,}; multiply-adds {total['macs']:,} "
+    f"({total['macs'] / 1e9:.3f} G) per image at inference"
+  )
   return "\n".join(lines)
 
 

@@ -39,7 +39,7 @@ import functools
 import pathlib
 import pickle
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from absl import app, flags, logging
@@ -96,8 +96,14 @@ def _resnet_modules(model):
 
 
 _GOOGLENET_STEM = {"conv1": "conv1", "conv2": "conv2_reduce", "conv3": "conv2"}
-_INCEPTION_BRANCHES = {"branch1": "b1x1", "branch2.0": "b3x3_reduce", "branch2.1": "b3x3",
-                       "branch3.0": "b5x5_reduce", "branch3.1": "b5x5", "branch4.1": "pool_proj"}
+_INCEPTION_BRANCHES = {
+  "branch1": "b1x1",
+  "branch2.0": "b3x3_reduce",
+  "branch2.1": "b3x3",
+  "branch3.0": "b5x5_reduce",
+  "branch3.1": "b5x5",
+  "branch4.1": "pool_proj",
+}
 
 
 def _googlenet_modules(model):
@@ -129,19 +135,27 @@ class Arch:
 
 
 ARCHS = {
-    "alexnet": Arch("alexnet_owt", {}, _alexnet_modules, "classifier.6"),
-    "googlenet": Arch("googlenet_bn", {}, _googlenet_modules, "fc"),
-    **{f"vgg{depth}{bn}": Arch(f"vgg{depth}{bn}", {}, _vgg_modules, "classifier.6")
-       for depth in (11, 13, 16, 19) for bn in ("", "_bn")},
-    **{f"resnet{depth}": Arch(f"resnet{depth}", {"stride_in_3x3": True}, _resnet_modules, "fc")
-       for depth in models.resnet.IMAGENET_DEPTHS},
+  "alexnet": Arch("alexnet_owt", {}, _alexnet_modules, "classifier.6"),
+  "googlenet": Arch("googlenet_bn", {}, _googlenet_modules, "fc"),
+  **{
+    f"vgg{depth}{bn}": Arch(f"vgg{depth}{bn}", {}, _vgg_modules, "classifier.6")
+    for depth in (11, 13, 16, 19)
+    for bn in ("", "_bn")
+  },
+  **{
+    f"resnet{depth}": Arch(f"resnet{depth}", {"stride_in_3x3": True}, _resnet_modules, "fc")
+    for depth in models.resnet.IMAGENET_DEPTHS
+  },
 }
 
 # (BatchNorm?, torchvision leaf) -> (jaxcnn collection, leaf)
 _LEAVES = {
-    (False, "weight"): ("params", "kernel"), (False, "bias"): ("params", "bias"),
-    (True, "weight"): ("params", "scale"), (True, "bias"): ("params", "bias"),
-    (True, "running_mean"): ("batch_stats", "mean"), (True, "running_var"): ("batch_stats", "var"),
+  (False, "weight"): ("params", "kernel"),
+  (False, "bias"): ("params", "bias"),
+  (True, "weight"): ("params", "scale"),
+  (True, "bias"): ("params", "bias"),
+  (True, "running_mean"): ("batch_stats", "mean"),
+  (True, "running_var"): ("batch_stats", "var"),
 }
 
 
@@ -161,13 +175,16 @@ def load_state_dict(path) -> dict[str, np.ndarray]:
   try:
     loaded = torch.load(path, weights_only=True, map_location="cpu")
   except pickle.UnpicklingError as e:
-    raise ValueError(f"{path}: refused by torch's weights-only loader (a file that carries code or objects other "
-                     f"than tensors is not read): {_unpickler_reason(e)}") from None
+    raise ValueError(
+      f"{path}: refused by torch's weights-only loader (a file that carries code or objects other "
+      f"than tensors is not read): {_unpickler_reason(e)}"
+    ) from None
   except RuntimeError as e:  # not a torch file, or a damaged one
     raise ValueError(f"{path}: cannot be read as a torch file: {_first_line(e)}") from None
   if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-    raise ValueError(f"{path} does not hold a state_dict (a dict of tensor names to tensors), but a "
-                     f"{type(loaded).__name__}")
+    raise ValueError(
+      f"{path} does not hold a state_dict (a dict of tensor names to tensors), but a {type(loaded).__name__}"
+    )
   # Half-precision files widen to jaxcnn's float32 params; integer counters stay as they are.
   return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in loaded.items()}
 
@@ -239,9 +256,15 @@ def convert(state_dict: dict[str, np.ndarray], arch: str) -> Imported:
       continue
     converted[path] = array.astype(np.float32)
   missing = ["/".join(path) for path in template if path not in converted]
-  problems = [f"{what}: {', '.join(keys[:8])}{f' and {len(keys) - 8} more' if len(keys) > 8 else ''}"
-              for what, keys in (("unexpected torchvision keys", unexpected), ("shape mismatches", mismatched),
-                                 (f"jaxcnn {spec.model} entries with no weights in the file", missing)) if keys]
+  problems = [
+    f"{what}: {', '.join(keys[:8])}{f' and {len(keys) - 8} more' if len(keys) > 8 else ''}"
+    for what, keys in (
+      ("unexpected torchvision keys", unexpected),
+      ("shape mismatches", mismatched),
+      (f"jaxcnn {spec.model} entries with no weights in the file", missing),
+    )
+    if keys
+  ]
   if problems:
     raise ValueError(f"cannot convert this state_dict as torchvision {arch}: {'; '.join(problems)}")
   variables = traverse_util.unflatten_dict({path: converted[path] for path in template})
@@ -265,14 +288,18 @@ def write_checkpoint(imported: Imported, config, workdir, source: str = "") -> p
   config = config.copy_and_resolve_references()
   config.model = imported.model
   config.model_options.update(imported.options)
-  checkpointer = checkpoint.Checkpointer(workdir / "checkpoints", config.checkpoint_max_to_keep,
-                                         config.checkpoint_keep_best, config.checkpoint_best_metric)
+  checkpointer = checkpoint.Checkpointer(
+    workdir / "checkpoints", config.checkpoint_max_to_keep, config.checkpoint_keep_best, config.checkpoint_best_metric
+  )
   try:
     if checkpointer.latest_step() is not None:
       raise ValueError(f"{checkpointer.directory} already holds checkpoints; import into an empty workdir")
     model = models.create(config.model, num_classes=imported.num_classes, **config.model_options)
-    tx = optim.create(config, steps_per_epoch=1,
-                      parameter_groups=functools.partial(transfer.parameter_groups, num_classes=imported.num_classes))
+    tx = optim.create(
+      config,
+      steps_per_epoch=1,
+      parameter_groups=functools.partial(transfer.parameter_groups, num_classes=imported.num_classes),
+    )
     state = train.create_train_state(config, model, IMAGE_SHAPE, tx, variables=imported.variables)
     meta = checkpoint.run_meta(config, imported.num_classes, epoch=0, record={}, controls={})
     checkpointer.save(0, state, meta | {"imported_from": {"torchvision": imported.arch, "file": source}})
@@ -290,8 +317,12 @@ def _define_flags():
   flags.DEFINE_enum("arch", None, sorted(ARCHS), "The torchvision architecture the state_dict is of.")
   flags.DEFINE_string("pth", None, "The torchvision state_dict file (read with torch's weights-only loader).")
   flags.DEFINE_string("workdir", None, "Where to write checkpoints/ and config.json (must hold no checkpoints).")
-  flags.DEFINE_string("config", "", "Experiment name or config file the checkpoint is laid out for (its dataset, "
-                      "optimizer, ...); default: ImageNet with torchvision's centre crop.")
+  flags.DEFINE_string(
+    "config",
+    "",
+    "Experiment name or config file the checkpoint is laid out for (its dataset, "
+    "optimizer, ...); default: ImageNet with torchvision's centre crop.",
+  )
   flags.mark_flags_as_required(["arch", "pth", "workdir"])
 
 
@@ -307,11 +338,13 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f"jaxcnn: error: {' '.join(str(e).split())}")
   options = "".join(f" --config.model_options.{k}={v}" for k, v in imported.options.items())
-  print(f"torchvision {imported.arch} -> jaxcnn {imported.model} ({imported.num_classes} classes, jaxcnn "
-        f"{jaxcnn.__version__}) in {directory}\n"
-        f"  evaluate:  python -m jaxcnn.main --mode=eval --workdir={FLAGS.workdir}\n"
-        f"  transfer:  python -m jaxcnn.main --config=... --config.model={imported.model}{options} "
-        f"--config.init_from={FLAGS.workdir} --workdir=NEW_RUN")
+  print(
+    f"torchvision {imported.arch} -> jaxcnn {imported.model} ({imported.num_classes} classes, jaxcnn "
+    f"{jaxcnn.__version__}) in {directory}\n"
+    f"  evaluate:  python -m jaxcnn.main --mode=eval --workdir={FLAGS.workdir}\n"
+    f"  transfer:  python -m jaxcnn.main --config=... --config.model={imported.model}{options} "
+    f"--config.init_from={FLAGS.workdir} --workdir=NEW_RUN"
+  )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,14 @@ def create_train_state(config, model, image_shape, tx, variables=None) -> TrainS
   if variables is None:
     variables = jax.jit(model.init, static_argnames="train")(init_rng, jnp.zeros((1, *image_shape)), train=False)
   params = variables["params"]
-  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, batch_stats=variables.get("batch_stats", {}),
-                            rng=state_rng, ema_params=params if config.ema_decay else {})
+  state = TrainState.create(
+    apply_fn=model.apply,
+    params=params,
+    tx=tx,
+    batch_stats=variables.get("batch_stats", {}),
+    rng=state_rng,
+    ema_params=params if config.ema_decay else {},
+  )
   return state.replace(step=jnp.zeros((), jnp.int32))  # an array, so that checkpoints hold it like every leaf
 
 
@@ -62,8 +68,15 @@ class StepOptions:
       raise ValueError(f"grad_accum_steps must be >= 1, got {config.grad_accum_steps}")
     if not 0 <= config.label_smoothing < 1 or not 0 <= config.ema_decay < 1:
       raise ValueError("label_smoothing and ema_decay must be in [0, 1)")
-    return cls(config.aux_loss_weight, config.label_smoothing, config.grad_accum_steps, config.ema_decay,
-               config.compute_dtype, config.nan_policy == "skip", config.freeze_backbone)
+    return cls(
+      config.aux_loss_weight,
+      config.label_smoothing,
+      config.grad_accum_steps,
+      config.ema_decay,
+      config.compute_dtype,
+      config.nan_policy == "skip",
+      config.freeze_backbone,
+    )
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
@@ -92,11 +105,17 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
 
   def loss_fn(params, batch_stats, images, labels, micro_step):
     # Collections a model does not use come back empty, so every model takes the same path.
-    with layers.cross_replica_batch_norm(parallel.AXIS), \
-         layers.global_example_offset(first_example + micro_step * images.shape[0]):
-      logits, updates = state.apply_fn({"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
-                                       images.astype(dtype), train=True, rngs={"dropout": step_rng},
-                                       mutable=["batch_stats", "aux_logits"])
+    with (
+      layers.cross_replica_batch_norm(parallel.AXIS),
+      layers.global_example_offset(first_example + micro_step * images.shape[0]),
+    ):
+      logits, updates = state.apply_fn(
+        {"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
+        images.astype(dtype),
+        train=True,
+        rngs={"dropout": step_rng},
+        mutable=["batch_stats", "aux_logits"],
+      )
     loss = cross_entropy(logits, labels, options.label_smoothing)
     for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
       loss = loss + options.aux_loss_weight * cross_entropy(aux_logits, labels, options.label_smoothing)
@@ -118,21 +137,27 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
 
     zeros = jax.tree.map(jnp.zeros_like, state.params)
     zero_sums = {k_: jnp.zeros((), jnp.float32) for k_ in ("loss", "top1", "top5", "count")}
-    (grads, sums, batch_stats), _ = jax.lax.scan(accumulate, (zeros, zero_sums, state.batch_stats),
-                                                 (jnp.arange(k), micro["image"], micro["label"]))
+    (grads, sums, batch_stats), _ = jax.lax.scan(
+      accumulate, (zeros, zero_sums, state.batch_stats), (jnp.arange(k), micro["image"], micro["label"])
+    )
     grads = jax.tree.map(lambda g: g / k, grads)
   grads = jax.lax.pmean(grads, parallel.AXIS)
-  new_state = state.apply_gradients(grads=grads,
-                                    batch_stats=state.batch_stats if options.freeze_batch_stats else batch_stats)
+  new_state = state.apply_gradients(
+    grads=grads, batch_stats=state.batch_stats if options.freeze_batch_stats else batch_stats
+  )
   if options.ema_decay:
-    new_state = new_state.replace(ema_params=jax.tree.map(
-        lambda e, p: options.ema_decay * e + (1 - options.ema_decay) * p, state.ema_params, new_state.params))
+    new_state = new_state.replace(
+      ema_params=jax.tree.map(
+        lambda e, p: options.ema_decay * e + (1 - options.ema_decay) * p, state.ema_params, new_state.params
+      )
+    )
   sums = jax.lax.psum(sums, parallel.AXIS)
   if options.skip_nonfinite:
     # Keep the previous weights and statistics (the step count still advances with the data).
     finite = jnp.isfinite(optax.tree.norm(grads)) & jnp.isfinite(sums["loss"])
-    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step),
-                             state).replace(step=new_state.step)
+    new_state = jax.tree.map(
+      lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step), state
+    ).replace(step=new_state.step)
     sums = {k: jnp.where(finite, v, 0.0) for k, v in sums.items()} | {"skipped": 1.0 - finite}
   if "stop_requested" in batch:  # any process's stop request (preemption.StopRequests), agreed by every device
     sums["stop_requested"] = jax.lax.pmax(jnp.max(batch["stop_requested"]), parallel.AXIS)
@@ -159,8 +184,10 @@ class Run:
     parallel.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
     parallel.batch_layout(config.eval_batch_size)
     if config.batch_size % (jax.device_count() * config.grad_accum_steps):
-      raise ValueError(f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
-                       f"on each of {jax.device_count()} devices")
+      raise ValueError(
+        f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
+        f"on each of {jax.device_count()} devices"
+      )
     self.steps_per_epoch = data.num_batches(len(train_split), config.batch_size, drop_remainder=True)
     if self.steps_per_epoch == 0:
       raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_split)} training examples")
@@ -168,19 +195,26 @@ class Run:
       self.dataset.split("validation")  # all three watch the validation split
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
-    tx = optim.create(config, self.steps_per_epoch,
-                      functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes))
+    tx = optim.create(
+      config, self.steps_per_epoch, functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes)
+    )
     self.state = create_train_state(config, self.model, self.input.image_shape, tx)
-    self.checkpointer = checkpoint.Checkpointer(self.workdir / "checkpoints", config.checkpoint_max_to_keep,
-                                                config.checkpoint_keep_best, config.checkpoint_best_metric)
+    self.checkpointer = checkpoint.Checkpointer(
+      self.workdir / "checkpoints",
+      config.checkpoint_max_to_keep,
+      config.checkpoint_keep_best,
+      config.checkpoint_best_metric,
+    )
     self._evaluated_variants = set()  # eval variants already compiled
 
   @functools.cached_property
   def compiled_eval_steps(self) -> dict:
     """{"": raw weights, "ema_": averaged weights (when kept)} -> compiled eval step."""
     variants = {"": False, **({"ema_": True} if self.config.ema_decay else {})}
-    return {prefix: self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False)
-            for prefix, use_ema in variants.items()}
+    return {
+      prefix: self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False)
+      for prefix, use_ema in variants.items()
+    }
 
   def evaluate(self, device_state, split: str, prefix: str, watchdog=None) -> dict:
     """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...` (no confusion
@@ -234,9 +268,12 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
   start_epoch, batches_done, record, controls = _resume_or_initialise(run)
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
   if reporting.is_reporter():
-    print(f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
-          f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
-          f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}", flush=True)
+    print(
+      f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
+      f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
+      f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}",
+      flush=True,
+    )
     num_params = sum(x.size for x in jax.tree.leaves(run.state.params))
     lines = [*run.input.describe(), f"model: {config.model} ({num_params:,} parameters)", *optim.describe(config)]
     print("\n".join(f"  {line}" for line in lines), flush=True)
@@ -254,9 +291,16 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
       for epoch in range(start_epoch, end_epoch):
         skip = batches_done if epoch == start_epoch else 0
         state, host_sums, seconds, stopped_at = _train_epoch(
-            run, p_train_step, state, epoch, skip, stop_requests, watchdog,
-            functools.partial(save, record=record, epoch_done=epoch),
-            tensorboard if epoch == start_epoch else None)
+          run,
+          p_train_step,
+          state,
+          epoch,
+          skip,
+          stop_requests,
+          watchdog,
+          functools.partial(save, record=record, epoch_done=epoch),
+          tensorboard if epoch == start_epoch else None,
+        )
         if stopped_at is not None and stopped_at < run.steps_per_epoch:
           _report_stop(stop_requests.signal_name, epoch * run.steps_per_epoch + stopped_at, epoch, stopped_at)
           return record
@@ -294,8 +338,9 @@ def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:
     return 0, 0, {}, _controls(config, {})
   meta = run.restore()
   epoch, batches_done, record = meta["epoch"], meta.get("batches_done", 0), meta["record"]
-  logging.info("Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), epoch + 1, batches_done,
-               run.workdir)
+  logging.info(
+    "Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), epoch + 1, batches_done, run.workdir
+  )
   if record.get("stopped_early") or record.get("stopped_at_accuracy"):
     epoch = config.num_epochs
   return epoch, batches_done, record, _controls(config, meta.get("controls", {}))
@@ -305,8 +350,9 @@ def _controls(config, saved: dict) -> dict:
   """The host-side controls (plateau, early stopping), continued from a checkpoint's saved state."""
   controls = {}
   if config.schedule == "plateau":
-    controls["plateau"] = optim.ReduceOnPlateau(config.plateau_factor, config.plateau_patience,
-                                                config.plateau_min_delta, config.plateau_max_reductions)
+    controls["plateau"] = optim.ReduceOnPlateau(
+      config.plateau_factor, config.plateau_patience, config.plateau_min_delta, config.plateau_max_reductions
+    )
   if config.early_stopping_patience:
     controls["early_stopping"] = optim.EarlyStopping(config.early_stopping_patience, config.early_stopping_min_delta)
   for name, control in controls.items():
@@ -317,12 +363,17 @@ def _controls(config, saved: dict) -> dict:
 
 def _watchdog(config) -> Watchdog:
   label = f"process {jax.process_index()} of {jax.process_count()}: " if jax.process_count() > 1 else ""
-  return Watchdog(config.step_timeout_seconds, config.first_step_timeout_seconds,
-                  signal_timeout=min(30.0, config.step_timeout_seconds or 30.0), label=label)
+  return Watchdog(
+    config.step_timeout_seconds,
+    config.first_step_timeout_seconds,
+    signal_timeout=min(30.0, config.step_timeout_seconds or 30.0),
+    label=label,
+  )
 
 
-def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requests, watchdog, save_mid_epoch,
-                 tensorboard=None):
+def _train_epoch(
+  run: Run, p_train_step, state, epoch: int, skip: int, stop_requests, watchdog, save_mid_epoch, tensorboard=None
+):
   """Trains `epoch` from batch `skip` on; returns (state, per-step metric sums on the host, seconds, stopped_at).
 
   `stopped_at` is the epoch's batch (1-based) after which a stop request ended it, else None. Periodic
@@ -359,8 +410,9 @@ def _train_epoch(run: Run, p_train_step, state, epoch: int, skip: int, stop_requ
     host_sums += new_sums
     if logging_point or stopping or periodic:
       running = summarize(host_sums, "train")
-      bar.update(i - skip, (i - skip) * config.batch_size, loss=running["train_loss"],
-                 acc=running["train_top1_accuracy"])
+      bar.update(
+        i - skip, (i - skip) * config.batch_size, loss=running["train_loss"], acc=running["train_top1_accuracy"]
+      )
     if (stopping or periodic) and i < run.steps_per_epoch:
       save_mid_epoch(strategy.to_host(state), batches=i)
     if stopping:
@@ -378,10 +430,14 @@ def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: floa
   config, strategy = run.config, run.strategy
   host_state = strategy.to_host(state)
   step = int(host_state.step)
-  record = {"epoch": epoch + 1, "step": step,
-            "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
-            **summarize(host_sums, "train"), "images_per_sec": len(host_sums) * config.batch_size / seconds,
-            "epoch_seconds": seconds}
+  record = {
+    "epoch": epoch + 1,
+    "step": step,
+    "learning_rate": float(run.schedule(step - 1)) * optim.lr_factor(host_state.opt_state),
+    **summarize(host_sums, "train"),
+    "images_per_sec": len(host_sums) * config.batch_size / seconds,
+    "epoch_seconds": seconds,
+  }
   if "validation" in run.dataset.splits:
     record.update(run.evaluate(state, "validation", "validation", watchdog=watchdog))
   if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
@@ -403,8 +459,10 @@ def _stop_metric(config) -> str:
 
 def _report_stop(signal_name: str, step: int, epoch: int, batch: int) -> None:
   if reporting.is_reporter():
-    print(f"{signal_name}: saved step {step} (epoch {epoch + 1}, batch {batch}); run the same command to continue",
-          flush=True)
+    print(
+      f"{signal_name}: saved step {step} (epoch {epoch + 1}, batch {batch}); run the same command to continue",
+      flush=True,
+    )
 
 
 def _report_end(record: dict, config) -> None:
@@ -412,23 +470,29 @@ def _report_end(record: dict, config) -> None:
   if not reporting.is_reporter():
     return
   if record.get("stopped_at_accuracy"):
-    print(f"Stopping: validation top-1 accuracy {record[_stop_metric(config)]:.2%} reached stop_at_accuracy "
-          f"{config.stop_at_accuracy:.2%} after epoch {record['epoch']}", flush=True)
+    print(
+      f"Stopping: validation top-1 accuracy {record[_stop_metric(config)]:.2%} reached stop_at_accuracy "
+      f"{config.stop_at_accuracy:.2%} after epoch {record['epoch']}",
+      flush=True,
+    )
   else:
     print(f"Stopping early: no better validation loss for {config.early_stopping_patience} epochs", flush=True)
 
 
-def _check_finite(step_sums: list[dict], first_step: int, checkpointer: checkpoint.Checkpointer,
-                  nan_policy: str) -> None:
+def _check_finite(
+  step_sums: list[dict], first_step: int, checkpointer: checkpoint.Checkpointer, nan_policy: str
+) -> None:
   """Stops at the first step whose loss is not finite; the checkpoints written before it stay intact."""
   for offset, sums in enumerate(step_sums):
     if nan_policy == "stop" and not np.isfinite(sums["loss"]):
       checkpointer.wait_until_finished()  # so that the last good checkpoint is complete and named below
       latest = checkpointer.latest_step()
-      raise NonFiniteLossError(f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped. "
-                               f"The last good checkpoint is step {latest} in {checkpointer.directory}"
-                               if latest is not None else
-                               f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped "
-                               f"before any checkpoint was written")
+      raise NonFiniteLossError(
+        f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped. "
+        f"The last good checkpoint is step {latest} in {checkpointer.directory}"
+        if latest is not None
+        else f"non-finite loss ({float(sums['loss'])}) at step {first_step + offset}; stopped "
+        f"before any checkpoint was written"
+      )
     if nan_policy == "skip" and sums.get("skipped", 0):
       logging.warning("step %d: non-finite loss or gradient, update skipped", first_step + offset)

@@ -38,11 +38,11 @@ def _in_heads(keys: tuple[str, ...], heads: set) -> bool:
 
 
 def parameter_groups(params, num_classes: int):
-  """"head" / "backbone" for every parameter leaf (optax.multi_transform's labels)."""
+  """ "head" / "backbone" for every parameter leaf (optax.multi_transform's labels)."""
   heads = head_modules(params, num_classes)
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: "head" if _in_heads(_keys(path), heads) else "backbone",
-      params)
+    lambda path, _: "head" if _in_heads(_keys(path), heads) else "backbone", params
+  )
 
 
 def transfer_weights(state, config, num_classes: int):
@@ -51,13 +51,16 @@ def transfer_weights(state, config, num_classes: int):
   if meta.get("model") != config.model:
     raise ValueError(f"init_from {config.init_from} holds model {meta.get('model')!r}, not {config.model!r}")
   source_options = meta.get("config", {}).get("model_options", {})
-  differing = {k for k in set(source_options) | set(config.model_options)
-               if source_options.get(k) != config.model_options.get(k)}
+  differing = {
+    k for k in set(source_options) | set(config.model_options) if source_options.get(k) != config.model_options.get(k)
+  }
   if differing:
     # Same shapes, maybe another function (e.g. resnet's stride_in_3x3 for imported v1.5 weights).
-    logging.warning("init_from %s was trained with other model_options: %s", config.init_from,
-                    ", ".join(f"{k}={source_options.get(k)!r} here {config.model_options.get(k)!r}"
-                              for k in sorted(differing)))
+    logging.warning(
+      "init_from %s was trained with other model_options: %s",
+      config.init_from,
+      ", ".join(f"{k}={source_options.get(k)!r} here {config.model_options.get(k)!r}" for k in sorted(differing)),
+    )
   heads = head_modules(state.params, num_classes)
   source = {"params": source_params, "batch_stats": source_stats}
 
@@ -72,10 +75,14 @@ def transfer_weights(state, config, num_classes: int):
           raise ValueError(f"init_from {config.init_from} has no {collection} {'/'.join(keys)}")
         old = old[key]
       if old.shape != new.shape:
-        raise ValueError(f"init_from {config.init_from}: {collection} {'/'.join(keys)} is {old.shape}, "
-                         f"this model needs {new.shape}")
+        raise ValueError(
+          f"init_from {config.init_from}: {collection} {'/'.join(keys)} is {old.shape}, this model needs {new.shape}"
+        )
       return jnp.asarray(old, new.dtype)
+
     return pick
 
-  return state.replace(params=jax.tree_util.tree_map_with_path(take("params"), state.params),
-                       batch_stats=jax.tree_util.tree_map_with_path(take("batch_stats"), state.batch_stats))
+  return state.replace(
+    params=jax.tree_util.tree_map_with_path(take("params"), state.params),
+    batch_stats=jax.tree_util.tree_map_with_path(take("batch_stats"), state.batch_stats),
+  )

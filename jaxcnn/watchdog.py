@@ -105,8 +105,12 @@ class Watchdog:
           return
         remaining = None if self._deadline is None else self._deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
-          self._exit(f"{self._reason} (last: {self._where}); a peer process or a collective is stuck, "
-                     f"stacks of all threads above", EXIT_CODE, dump=True)
+          self._exit(
+            f"{self._reason} (last: {self._where}); a peer process or a collective is stuck, "
+            f"stacks of all threads above",
+            EXIT_CODE,
+            dump=True,
+          )
       ready, _, _ = select.select([self._wakeup_read], [], [], 1.0 if remaining is None else min(remaining, 1.0))
       if ready:
         for signum in self._wakeup_read.recv(64):

@@ -28,9 +28,11 @@ def pytest_configure(config):
 
 # The end-to-end tier that CI runs on its second Python beside the fast tier (`-m "not slow or e2e"`): train,
 # eval and resume through the command line and in process, and two processes training like one.
-E2E_TESTS = ("test_cli.py::test_train_then_eval_through_the_command_line",
-             "test_train.py::test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends",
-             "test_multihost.py::test_two_processes_train_like_one_process_with_all_devices[pmap]")
+E2E_TESTS = (
+  "test_cli.py::test_train_then_eval_through_the_command_line",
+  "test_train.py::test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends",
+  "test_multihost.py::test_two_processes_train_like_one_process_with_all_devices[pmap]",
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects
@@ -42,8 +44,9 @@ def pytest_collection_modifyitems(config, items):
       marked.add(f"{item.path.name}::{item.name}")
   whole_directory = any(pathlib.Path(arg.split("::")[0]).is_dir() for arg in config.args)
   if "e2e" in config.getoption("markexpr", "") and whole_directory and marked != set(E2E_TESTS):
-    raise pytest.UsageError(f"conftest.E2E_TESTS names tests that were not collected: "
-                            f"{', '.join(sorted(set(E2E_TESTS) - marked))}")
+    raise pytest.UsageError(
+      f"conftest.E2E_TESTS names tests that were not collected: {', '.join(sorted(set(E2E_TESTS) - marked))}"
+    )
 
 
 def write_idx_dataset(directory: pathlib.Path, num_train: int, num_test: int, seed: int = 0, num_classes: int = 10):

@@ -16,8 +16,10 @@ def write_cifar_python(root: pathlib.Path, name: str = "cifar10", per_batch: int
   files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if ten else ["train", "test"]
   key = b"labels" if ten else b"fine_labels"
   for f in files:
-    batch = {b"data": rng.integers(0, 256, (per_batch, 3072), np.uint8),
-             key: rng.integers(0, 10 if ten else 100, per_batch).tolist()}
+    batch = {
+      b"data": rng.integers(0, 256, (per_batch, 3072), np.uint8),
+      key: rng.integers(0, 10 if ten else 100, per_batch).tolist(),
+    }
     (directory / f).write_bytes(pickle.dumps(batch, protocol=2))
   meta_key, meta_file = (b"label_names", "batches.meta") if ten else (b"fine_label_names", "meta")
   names = [f"class{i}".encode() for i in range(10 if ten else 100)]
@@ -47,13 +49,22 @@ def _image(mode: str, size, rng) -> Image.Image:
 
 
 # (file name, Pillow mode, format): every mode and format the folder source promises to read.
-MIXED = [("a.jpg", "RGB", "JPEG"), ("b.JPEG", "L", "JPEG"), ("c.jpeg", "CMYK", "JPEG"), ("d.png", "RGBA", "PNG"),
-         ("e.PNG", "P", "PNG"), ("f.png", "I;16", "PNG"), ("g.bmp", "RGB", "BMP"), ("h.BMP", "P", "BMP"),
-         ("i.bmp", "L", "BMP")]
+MIXED = [
+  ("a.jpg", "RGB", "JPEG"),
+  ("b.JPEG", "L", "JPEG"),
+  ("c.jpeg", "CMYK", "JPEG"),
+  ("d.png", "RGBA", "PNG"),
+  ("e.PNG", "P", "PNG"),
+  ("f.png", "I;16", "PNG"),
+  ("g.bmp", "RGB", "BMP"),
+  ("h.BMP", "P", "BMP"),
+  ("i.bmp", "L", "BMP"),
+]
 
 
-def write_image_folder(root: pathlib.Path, classes=("cat", "dog"), splits=("train",), per_class=9, seed=0,
-                       size=None) -> pathlib.Path:
+def write_image_folder(
+  root: pathlib.Path, classes=("cat", "dog"), splits=("train",), per_class=9, seed=0, size=None
+) -> pathlib.Path:
   """root[/split]/class/*.{jpg,png,bmp} in every mode, random sizes (or `size`), plus a stray text file."""
   rng = np.random.default_rng(seed)
   for split in splits:
@@ -67,4 +78,3 @@ def write_image_folder(root: pathlib.Path, classes=("cat", "dog"), splits=("trai
         _image(mode, hw, rng).save(directory / f"{i}{file_name}", fmt)
       (directory / "notes.txt").write_text("not an image")
   return root
-

@@ -19,15 +19,21 @@ TINY = ["--batch_size=16", "--repeats=2", "--steps=2", "--warmup=1"]
 def run_bench(tmp_path, *args) -> tuple[str, list[dict]]:
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # --devices picks the device count
   out = tmp_path / "bench.json"
-  result = subprocess.run([sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *TINY, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *TINY, *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout, json.loads(out.read_text())
 
 
 def check_records(stdout: str, records: list[dict], models: list[str], devices: int):
   assert [r["model"] for r in records] == models
-  table = stdout[stdout.index("model "):].splitlines()
+  table = stdout[stdout.index("model ") :].splitlines()
   assert table[0].split()[:3] == ["model", "input", "batch"]
   for record, row in zip(records, table[2:]):
     assert row.split()[0] == record["model"]
@@ -45,16 +51,18 @@ def test_bench_two_models_table_and_json(tmp_path):
 
 
 def test_bench_end_to_end_mode(tmp_path):
-  stdout, records = run_bench(tmp_path, "--models=mlp", "--devices=1", "--mode=end_to_end", "--dataset=synthetic",
-                              "--image_size=32")
+  stdout, records = run_bench(
+    tmp_path, "--models=mlp", "--devices=1", "--mode=end_to_end", "--dataset=synthetic", "--image_size=32"
+  )
   check_records(stdout, records, ["mlp"], devices=1)
   assert records[0]["mode"] == "end_to_end" and records[0]["image_shape"] == [32, 32, 1]
 
 
 def test_bench_compare_pytorch(tmp_path):
   pytest.importorskip("torch")
-  stdout, records = run_bench(tmp_path, "--models=lenet5,simple_cnn", "--devices=1", "--compare=pytorch",
-                              "--nopytorch_compile", "--threads=1")
+  stdout, records = run_bench(
+    tmp_path, "--models=lenet5,simple_cnn", "--devices=1", "--compare=pytorch", "--nopytorch_compile", "--threads=1"
+  )
   check_records(stdout, records, ["lenet5", "simple_cnn"], devices=1)
   assert stdout.startswith("protocol: each framework in its own process, the other idle, ABBA order over 2 repeats")
   assert "1 CPU threads each" in stdout
@@ -74,12 +82,15 @@ def test_bench_prints_no_ratio_for_another_device_count(tmp_path):
   assert "mlp: no ratio: unequal devices: jaxcnn 2, PyTorch 1" in stdout
 
 
-@pytest.mark.parametrize("field,value,reason", [
+@pytest.mark.parametrize(
+  "field,value,reason",
+  [
     ("macs", 4_089_184_256, "unequal multiply-adds: jaxcnn 3858733056, PyTorch 4089184256"),
     ("params", 1, "unequal parameters: jaxcnn 25557032, PyTorch 1"),
     ("devices", 1, "unequal devices: jaxcnn 8, PyTorch 1"),
     ("image_shape", [32, 32, 3], "unequal input shape: jaxcnn [224, 224, 3], PyTorch [32, 32, 3]"),
-])
+  ],
+)
 def test_unequal_work_is_refused_a_ratio(field, value, reason):
   """ResNet-50 v1 (stride in the 1x1) against torchvision's v1.5 is the classic case of unequal work."""
   ours = {"macs": 3_858_733_056, "params": 25_557_032, "devices": 8, "image_shape": [224, 224, 3]}
@@ -89,10 +100,33 @@ def test_unequal_work_is_refused_a_ratio(field, value, reason):
 
 
 def test_table_shows_the_reason_instead_of_a_ratio():
-  record = Record("resnet50", 256, (224, 224, 3), "bfloat16", "step", "pmap", 1, "H100", 25_557_032, 3_858_733_056,
-                  2000.0, [2000.0], 10, 60.0, "compiled", 1e12, None, None, None, (0.0, 0.0), pytorch="PyTorch",
-                  pytorch_params=25_557_032, pytorch_macs=4_089_184_256, pytorch_images_per_sec=2500.0,
-                  no_ratio_because="unequal multiply-adds: jaxcnn 3858733056, PyTorch 4089184256")
+  record = Record(
+    "resnet50",
+    256,
+    (224, 224, 3),
+    "bfloat16",
+    "step",
+    "pmap",
+    1,
+    "H100",
+    25_557_032,
+    3_858_733_056,
+    2000.0,
+    [2000.0],
+    10,
+    60.0,
+    "compiled",
+    1e12,
+    None,
+    None,
+    None,
+    (0.0, 0.0),
+    pytorch="PyTorch",
+    pytorch_params=25_557_032,
+    pytorch_macs=4_089_184_256,
+    pytorch_images_per_sec=2500.0,
+    no_ratio_because="unequal multiply-adds: jaxcnn 3858733056, PyTorch 4089184256",
+  )
   lines = table([record]).splitlines()
   assert lines[2].split()[9:11] == ["2500.0", "n/a"]
   assert lines[3] == "  resnet50: no ratio: unequal multiply-adds: jaxcnn 3858733056, PyTorch 4089184256"
@@ -103,25 +137,53 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
   pytest.importorskip("torch")
   out = tmp_path / "tta.json"
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  result = subprocess.run([sys.executable, "-m", "jaxcnn.bench", "--mode=time_to_accuracy", "--config=lenet5",
-                           "--target=0.0", "--compare=pytorch", f"--json={out}", "--overrides",
-                           f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "jaxcnn.bench",
+      "--mode=time_to_accuracy",
+      "--config=lenet5",
+      "--target=0.0",
+      "--compare=pytorch",
+      f"--json={out}",
+      "--overrides",
+      f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   results = json.loads(out.read_text())
   for side in ("jaxcnn", "pytorch"):  # target 0: reached after the first epoch's evaluation
     assert results[side]["reached"] and results[side]["epochs_to_target"] == 1, results[side]
     assert 0 <= results[side]["epochs"][0]["test_top1_accuracy"] <= 1
     assert results[side]["seconds_to_target"] > 0
-  assert results["time_ratio"] == pytest.approx(results["jaxcnn"]["seconds_to_target"]
-                                                / results["pytorch"]["seconds_to_target"])
+  assert results["time_ratio"] == pytest.approx(
+    results["jaxcnn"]["seconds_to_target"] / results["pytorch"]["seconds_to_target"]
+  )
   assert "jaxcnn / PyTorch wall time to target:" in result.stdout
 
 
 def test_time_to_accuracy_refuses_a_recipe_the_twin_cannot_repeat(tmp_path):
-  result = subprocess.run([sys.executable, "-m", "jaxcnn.bench", "--mode=time_to_accuracy", "--config=lenet5",
-                           "--compare=pytorch", "--overrides=train_augment=flip_lr"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "jaxcnn.bench",
+      "--mode=time_to_accuracy",
+      "--config=lenet5",
+      "--compare=pytorch",
+      "--overrides=train_augment=flip_lr",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode != 0
   assert "jaxcnn.bench: error: the PyTorch twin does not repeat train_augment='flip_lr'" in result.stderr
 
@@ -130,12 +192,26 @@ def test_time_to_accuracy_refuses_a_recipe_the_twin_cannot_repeat(tmp_path):
 def test_input_pipeline_benchmark_reports_every_row():
   """`python -m jaxcnn.bench.pipeline` on a handful of JPEGs: every pipeline and train-step row is there."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  result = subprocess.run([sys.executable, "-m", "jaxcnn.bench.pipeline", "--num_jpegs=8", "--batch_size=4",
-                           "--batches=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxcnn.bench.pipeline", "--num_jpegs=8", "--batch_size=4", "--batches=1"],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
-  rates = {line.rsplit(maxsplit=2)[0].strip(): float(line.split()[-2])
-           for line in result.stdout.splitlines() if line.endswith("images/s")}
-  assert set(rates) == {"AlexNet pipeline, JPEG folder, tf.data", "ResNet CIFAR pipeline, in memory, tfdata",
-                        "ResNet CIFAR pipeline, in memory, jax", "train_step alexnet 227x227",
-                        "train_step resnet20 32x32", "train_step lenet5 28x28"}
+  rates = {
+    line.rsplit(maxsplit=2)[0].strip(): float(line.split()[-2])
+    for line in result.stdout.splitlines()
+    if line.endswith("images/s")
+  }
+  assert set(rates) == {
+    "AlexNet pipeline, JPEG folder, tf.data",
+    "ResNet CIFAR pipeline, in memory, tfdata",
+    "ResNet CIFAR pipeline, in memory, jax",
+    "train_step alexnet 227x227",
+    "train_step resnet20 32x32",
+    "train_step lenet5 28x28",
+  }
   assert all(0 < rate < float("inf") for rate in rates.values()), rates

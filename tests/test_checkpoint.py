@@ -22,15 +22,23 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def _cli(workdir, tiny_data_dir, *extra, devices=8):
   env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  args = ["--config=lenet5", f"--workdir={workdir}", f"--config.data_dir={tiny_data_dir}",
-          "--config.validation_size=60", "--config.batch_size=32", "--config.eval_batch_size=64", *extra]
+  args = [
+    "--config=lenet5",
+    f"--workdir={workdir}",
+    f"--config.data_dir={tiny_data_dir}",
+    "--config.validation_size=60",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+    *extra,
+  ]
   return [sys.executable, "-m", "jaxcnn.main", *args], env
 
 
 def _latest_state(workdir: pathlib.Path):
   manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(),
-                                                                            meta=ocp.args.JsonRestore()))
+  restored = manager.restore(
+    manager.latest_step(), args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+  )
   manager.close()
   return restored.state, restored.meta
 
@@ -46,6 +54,7 @@ def _wait_for(path: pathlib.Path, proc, timeout=120):
 def _wait_for_a_newer_checkpoint(checkpoints: pathlib.Path, proc, timeout=60):
   """Returns once a checkpoint newer than the newest present now is complete: the run is stepping (a run
   that had hung or ended would fail here)."""
+
   def newest():
     return max((int(p.name) for p in checkpoints.glob("*") if p.name.isdigit()), default=-1)
 
@@ -142,8 +151,7 @@ def test_eight_device_checkpoint_evaluates_the_same_on_one_device(tiny_config, t
   assert on_one["loss"] == pytest.approx(on_eight["loss"], rel=1e-5)
 
 
-def test_nan_at_step_k_stops_the_run_naming_k_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path,
-                                                                                  monkeypatch):
+def test_nan_at_step_k_stops_the_run_naming_k_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
   from jaxcnn.data import pipeline
 
   poisoned_step = 10  # epoch 2, batch 3 (7 steps per epoch)
@@ -177,8 +185,9 @@ def test_predict_gives_the_same_top1_as_eval_and_eval_writes_the_confusion_matri
   tiny_config.num_epochs = 2
   train.train_and_evaluate(tiny_config, tmp_path)
   results = evaluate.evaluate_checkpoint(tiny_config, tmp_path)
-  confusion = np.loadtxt(tmp_path / "confusion_test.csv", delimiter=",", skiprows=1,
-                         usecols=range(1, 11), dtype=np.int64)
+  confusion = np.loadtxt(
+    tmp_path / "confusion_test.csv", delimiter=",", skiprows=1, usecols=range(1, 11), dtype=np.int64
+  )
   assert confusion.sum() == 203
   assert np.trace(confusion) / 203 == pytest.approx(results["top1_accuracy"])
   assert (tmp_path / "confusion_test.png").stat().st_size > 1000

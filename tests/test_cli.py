@@ -12,8 +12,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_cli(*args, extra_env=None):
   env = {**os.environ, "PYTHONPATH": REPO, **(extra_env or {})}
-  return subprocess.run([sys.executable, "-m", "jaxcnn.main", *args], capture_output=True, text=True, env=env,
-                        timeout=300, cwd=REPO)
+  return subprocess.run(
+    [sys.executable, "-m", "jaxcnn.main", *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO
+  )
 
 
 def assert_one_line_error(result, *fragments):
@@ -27,8 +28,12 @@ def assert_one_line_error(result, *fragments):
 
 @pytest.fixture
 def tiny_args(tiny_data_dir):
-  return [f"--config.data_dir={tiny_data_dir}", "--config.validation_size=60", "--config.batch_size=32",
-          "--config.eval_batch_size=64"]
+  return [
+    f"--config.data_dir={tiny_data_dir}",
+    "--config.validation_size=60",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+  ]
 
 
 def test_unknown_config_lists_the_known_ones(tmp_path):
@@ -37,8 +42,9 @@ def test_unknown_config_lists_the_known_ones(tmp_path):
 
 
 def test_override_of_a_missing_field_is_refused(tmp_path):
-  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", "--config.learning_rat=0.1"),
-                        "learning_rat")
+  assert_one_line_error(
+    run_cli("--config=lenet5", f"--workdir={tmp_path}", "--config.learning_rat=0.1"), "learning_rat"
+  )
 
 
 def test_override_of_the_wrong_type_is_refused(tmp_path):
@@ -46,27 +52,35 @@ def test_override_of_the_wrong_type_is_refused(tmp_path):
 
 
 def test_missing_data_dir_is_refused(tmp_path):
-  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", f"--config.data_dir={tmp_path}/none"),
-                        "no fashion_mnist IDX files")
+  assert_one_line_error(
+    run_cli("--config=lenet5", f"--workdir={tmp_path}", f"--config.data_dir={tmp_path}/none"),
+    "no fashion_mnist IDX files",
+  )
 
 
 def test_batch_not_divisible_by_devices_is_refused(tmp_path, tiny_args):
-  result = run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, "--config.batch_size=30",
-                   extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  result = run_cli(
+    "--config=lenet5",
+    f"--workdir={tmp_path}",
+    *tiny_args,
+    "--config.batch_size=30",
+    extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+  )
   assert_one_line_error(result, "batch size 30 does not divide by the 8 devices")
 
 
 def test_bad_values_are_refused(tmp_path, tiny_args):
-  for override, fragment in (("--config.schedule=linearish", "unknown schedule"),
-                             ("--config.model=lenet7", "unknown model"),
-                             ("--config.dataset=imagenet9", "unknown dataset"),
-                             ("--config.validation_size=300", "validation_size")):
+  for override, fragment in (
+    ("--config.schedule=linearish", "unknown schedule"),
+    ("--config.model=lenet7", "unknown model"),
+    ("--config.dataset=imagenet9", "unknown dataset"),
+    ("--config.validation_size=300", "validation_size"),
+  ):
     assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, override), fragment)
 
 
 def test_eval_without_a_checkpoint_is_refused(tmp_path, tiny_args):
-  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, "--mode=eval"),
-                        "no checkpoint")
+  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, "--mode=eval"), "no checkpoint")
 
 
 @pytest.mark.slow
@@ -76,9 +90,15 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   assert result.returncode == 0, result.stderr
   assert "epoch   2" in result.stdout
   # The start says what will happen: kernels, data, model, optimizer, schedule, where the step came from.
-  for fragment in ("kernels: ", "data: fashion_mnist", "train augmentation: ", "model: lenet5 (61,706 parameters)",
-                   "optimizer: sgd, momentum 0.9, weight decay 0.0005 (coupled)", "learning rate: 0.05, cosine over 2",
-                   "train step: "):
+  for fragment in (
+    "kernels: ",
+    "data: fashion_mnist",
+    "train augmentation: ",
+    "model: lenet5 (61,706 parameters)",
+    "optimizer: sgd, momentum 0.9, weight decay 0.0005 (coupled)",
+    "learning rate: 0.05, cosine over 2",
+    "train step: ",
+  ):
     assert fragment in result.stdout, fragment
   config = json.loads((workdir / "config.json").read_text())
   assert config["batch_size"] == 32 and config["model"] == "lenet5"
@@ -92,7 +112,11 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   results = json.loads((workdir / "eval_results.json").read_text())
   assert results["num_examples"] == 203 and results["split"] == "test"
 
-  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval", "--step=3"),
-                        "no checkpoint for step 3")
-  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval",
-                                "--config.eval_split=validaton"), "no split 'validaton'")
+  assert_one_line_error(
+    run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval", "--step=3"),
+    "no checkpoint for step 3",
+  )
+  assert_one_line_error(
+    run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval", "--config.eval_split=validaton"),
+    "no split 'validaton'",
+  )

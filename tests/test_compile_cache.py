@@ -34,10 +34,15 @@ print(json.dumps({"dir": str(directory), "hits": first_step.hits, "misses": firs
 
 
 def compile_in_subprocess(cache_value: str) -> dict:
-  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-         compile_cache.ENV: cache_value}
-  result = subprocess.run([sys.executable, "-c", COMPILE_TRAIN_STEP], env=env, capture_output=True, text=True,
-                          timeout=300)
+  env = {
+    **os.environ,
+    "PYTHONPATH": str(REPO),
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    compile_cache.ENV: cache_value,
+  }
+  result = subprocess.run(
+    [sys.executable, "-c", COMPILE_TRAIN_STEP], env=env, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.splitlines()[-1])
 
@@ -76,8 +81,10 @@ def test_resolve_order_flag_then_jaxcnn_then_jax_then_xdg(monkeypatch, tmp_path)
   assert compile_cache.resolve("") is None
 
 
-@pytest.mark.parametrize("hits,misses,expected", [(2, 0, "loaded from"), (0, 1, "compiled ("), (0, 0, "already"),
-                                                  (1, 1, "1 program(s) loaded")])
+@pytest.mark.parametrize(
+  "hits,misses,expected",
+  [(2, 0, "loaded from"), (0, 1, "compiled ("), (0, 0, "already"), (1, 1, "1 program(s) loaded")],
+)
 def test_describe_says_where_the_programs_came_from(monkeypatch, hits, misses, expected):
   monkeypatch.setattr(compile_cache, "_enabled_dir", pathlib.Path("/cache"))
   seen = compile_cache.Compilations()

@@ -17,14 +17,31 @@ from ml_collections.config_flags import config_flags
 from jaxcnn import configs, models, train
 
 # The input each config's own dataset gives its model (the ImageNet configs crop 224 pixels).
-INPUT_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-                "imagenet2012": (224, 224, 3)}
+INPUT_SHAPES = {
+  "fashion_mnist": (28, 28, 1),
+  "mnist": (28, 28, 1),
+  "cifar10": (32, 32, 3),
+  "imagenet2012": (224, 224, 3),
+}
 # The configs that reproduce a result: their docstrings open with the command.
-EXPERIMENTS = ("lenet5", "mlp", "fashion_mnist_lenet5", "fashion_mnist_simple_cnn", "fashion_mnist_simple_cnn_flax",
-               "fashion_mnist_alexnet", "fashion_mnist_vgg16", "fashion_mnist_vgg16_bn", "fashion_mnist_googlenet",
-               "fashion_mnist_googlenet_bn", "fashion_mnist_resnet20", "fashion_mnist_resnet18",
-               "fashion_mnist_transfer_pretrain", "fashion_mnist_transfer_frozen", "fashion_mnist_transfer_finetune",
-               "fashion_mnist_transfer_scratch")
+EXPERIMENTS = (
+  "lenet5",
+  "mlp",
+  "fashion_mnist_lenet5",
+  "fashion_mnist_simple_cnn",
+  "fashion_mnist_simple_cnn_flax",
+  "fashion_mnist_alexnet",
+  "fashion_mnist_vgg16",
+  "fashion_mnist_vgg16_bn",
+  "fashion_mnist_googlenet",
+  "fashion_mnist_googlenet_bn",
+  "fashion_mnist_resnet20",
+  "fashion_mnist_resnet18",
+  "fashion_mnist_transfer_pretrain",
+  "fashion_mnist_transfer_frozen",
+  "fashion_mnist_transfer_finetune",
+  "fashion_mnist_transfer_scratch",
+)
 # One config per family trains; those whose models compile for long on the CPU are the slow tier.
 TRAINED = ("lenet5", "lenet5_1998", "mlp", "simple_cnn", "resnet20")
 TRAINED_SLOW = ("alexnet", "googlenet", "resnet18", "vgg16", "fashion_mnist_lenet5")
@@ -35,8 +52,9 @@ def test_every_registered_model_has_a_config_of_its_name():
   assert {name for name in models.names() if name not in configs.names() or configs.get(name).model != name} == set()
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in BUILT_SLOW else n
-                                  for n in configs.names()])
+@pytest.mark.parametrize(
+  "name", [pytest.param(n, marks=pytest.mark.slow) if n in BUILT_SLOW else n for n in configs.names()]
+)
 def test_config_builds_its_model_on_its_datasets_input(name):
   config = configs.get(name)
   model = models.create(config.model, num_classes=10, **config.model_options)
@@ -73,7 +91,9 @@ def test_experiment_recipe_is_what_its_docstring_says(name):
   assert f"lr {config.learning_rate:g}" in doc
   assert config.compute_dtype in doc
   if name.startswith("fashion_mnist_"):
-    assert config.dataset == "fashion_mnist" and config.validation_size in (5000, "auto") and config.eval_split == "test"
+    assert (
+      config.dataset == "fashion_mnist" and config.validation_size in (5000, "auto") and config.eval_split == "test"
+    )
 
 
 def test_transfer_configs_start_from_the_pretrained_run():

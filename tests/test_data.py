@@ -78,8 +78,12 @@ def test_train_batches_are_this_processs_flat_batches_and_seeded(tiny_config):
 def test_normalisation_uses_training_statistics(tiny_config):
   dataset = data.load(tiny_config)
   mean, std = data.channel_stats(dataset.splits["train"])
-  images = np.concatenate([b["image"].reshape(-1, 28, 28, 1) for b in data.train_batches(
-      dataset.splits["train"], global_batch=40, seed=0, epoch=0, mean=mean, std=std)])
+  images = np.concatenate(
+    [
+      b["image"].reshape(-1, 28, 28, 1)
+      for b in data.train_batches(dataset.splits["train"], global_batch=40, seed=0, epoch=0, mean=mean, std=std)
+    ]
+  )
   assert abs(images.mean()) < 1e-3 and abs(images.std() - 1) < 1e-3
 
 

@@ -35,7 +35,9 @@ def test_flip_probability_is_one_half():
 
 def test_pca_lighting_shifts_have_the_papers_covariance():
   shifts = _plan("pca_lighting(0.1)", 40000).photometric[0] / 255.0
-  expected = augment.IMAGENET_PCA_EIGVEC @ np.diag(augment.IMAGENET_PCA_EIGVAL ** 2 * 0.01) @ augment.IMAGENET_PCA_EIGVEC.T
+  expected = (
+    augment.IMAGENET_PCA_EIGVEC @ np.diag(augment.IMAGENET_PCA_EIGVAL**2 * 0.01) @ augment.IMAGENET_PCA_EIGVEC.T
+  )
   np.testing.assert_allclose(np.cov(shifts.T), expected, atol=2e-5)
   np.testing.assert_allclose(shifts.mean(axis=0), 0, atol=3e-4)
 
@@ -53,7 +55,7 @@ def test_random_sized_crop_keeps_area_and_aspect_in_range():
 def test_resize_short_then_centre_crop_window():
   chain = augment.Chain("resize_short(256)|center_crop(224)", train=False)
   assert chain.output_size((375, 500)) == (224, 224)
-  (top, left, height, width), = chain.plan(np.random.default_rng(0), [375], [500]).windows[:, 0]
+  ((top, left, height, width),) = chain.plan(np.random.default_rng(0), [375], [500]).windows[:, 0]
   # 224/256 of the short side (328.1 pixels, edges rounded to whole pixels), centred.
   assert abs(height - 328.1) < 1 and abs(width - 328.1) < 1 and top == 23 and left == 85
 
@@ -66,11 +68,21 @@ def test_ten_crop_gives_the_four_corners_the_centre_and_their_mirror_images():
   assert plan.flips[0].tolist() == [False, True] * 5
   image = np.arange(8 * 10 * 3, dtype=np.uint8).reshape(1, 8, 10, 3)
   split = data.Split(np.repeat(image, 8, 0), np.zeros(8, np.int32))
-  expected = np.stack([v[:, ::-1] if flip else v for (y, x) in starts for v in [image[0, y:y + 4, x:x + 4]]
-                       for flip in (False, True)]).astype(np.float32) / 255.0
+  expected = (
+    np.stack(
+      [
+        v[:, ::-1] if flip else v
+        for (y, x) in starts
+        for v in [image[0, y : y + 4, x : x + 4]]
+        for flip in (False, True)
+      ]
+    ).astype(np.float32)
+    / 255.0
+  )
   for pipeline in ("tfdata", "jax"):
-    batch = next(data.eval_batches(split, global_batch=8, mean=np.zeros(3), std=np.ones(3), augment_chain=chain,
-                                   pipeline=pipeline))
+    batch = next(
+      data.eval_batches(split, global_batch=8, mean=np.zeros(3), std=np.ones(3), augment_chain=chain, pipeline=pipeline)
+    )
     assert batch["image"].shape == (8, 10, 4, 4, 3)
     np.testing.assert_allclose(np.asarray(batch["image"])[0], expected, atol=1e-6)
 
@@ -83,12 +95,15 @@ def test_vgg_multi_crop_views_count_and_fit():
   assert (top >= 0).all() and (left >= 0).all() and (top + height <= 300).all() and (left + width <= 400).all()
 
 
-@pytest.mark.parametrize("spec,error", [
+@pytest.mark.parametrize(
+  "spec,error",
+  [
     ("random_crop(24)|warp(3)", "unknown augmentation op 'warp"),
     ("pca_lighting(0.1)|flip_lr", "geometric ops must come before"),
     ("random_crop(a b)", "Python literals"),
     ("pca_lighting(0.1, 'dataset')", "jaxcnn.data.stats"),
-])
+  ],
+)
 def test_bad_chains_are_refused(spec, error):
   with pytest.raises(ValueError, match=error):
     augment.Chain(spec, train=True)
@@ -110,11 +125,14 @@ def rgb_split():
   return data.Split(rng.integers(0, 256, (96, 32, 32, 3), np.uint8), rng.integers(0, 10, 96).astype(np.int32))
 
 
-@pytest.mark.parametrize("spec,image_size", [
+@pytest.mark.parametrize(
+  "spec,image_size",
+  [
     ("pad(4)|random_crop(32)|flip_lr|pca_lighting(0.1)|color_jitter(0.4, 0.4, 0.4)", 0),
     ("resnet_cifar", 40),  # upsized, as for a model with a larger input
     ("random_sized_crop(24)|flip_lr", 0),
-])
+  ],
+)
 def test_tf_free_and_tfdata_pipelines_make_the_same_batches(rgb_split, spec, image_size):
   chain = augment.Chain(spec, train=True, image_size=image_size)
   kwargs = dict(global_batch=32, seed=5, epoch=2, mean=MEAN, std=STD, augment_chain=chain)
@@ -131,8 +149,9 @@ def test_same_seed_same_batches_other_seed_other_batches(rgb_split, pipeline):
   chain = augment.Chain("resnet_cifar", train=True)
 
   def first(seed):
-    batches = data.train_batches(rgb_split, global_batch=32, seed=seed, epoch=0, mean=MEAN, std=STD,
-                                 augment_chain=chain, pipeline=pipeline)
+    batches = data.train_batches(
+      rgb_split, global_batch=32, seed=seed, epoch=0, mean=MEAN, std=STD, augment_chain=chain, pipeline=pipeline
+    )
     return np.asarray(next(iter(batches))["image"])
 
   np.testing.assert_array_equal(first(1), first(1))
@@ -147,6 +166,6 @@ def test_shards_are_disjoint_and_cover_the_epoch():
     taken = np.concatenate([s.reshape(-1) for s in shards])
     assert len(set(taken)) == len(taken) == len(order) and set(taken) == set(order)
     # Step k's global batch is the same examples whatever the process count.
-    np.testing.assert_array_equal(np.sort(np.concatenate([s[5] for s in shards])), np.sort(order[5 * 48:6 * 48]))
+    np.testing.assert_array_equal(np.sort(np.concatenate([s[5] for s in shards])), np.sort(order[5 * 48 : 6 * 48]))
   with pytest.raises(ValueError, match="does not divide by 5 processes"):
     data.shard(order, 48, 0, 5)

@@ -56,9 +56,15 @@ def _tfds_gradients(directory):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-          "label": tfds.features.ClassLabel(names=["cat", "dog"])}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+            "label": tfds.features.ClassLabel(names=["cat", "dog"]),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples(32), "test": self._generate_examples(8)}
@@ -82,20 +88,32 @@ def _source(kind, tmp_path):
   """(config, expected training chain, expected classes) of each source, with AlexNet's recipe."""
   if kind == "folder":
     root = _write_folder(tmp_path / "pets", [(40, 60), (70, 45), (50, 50), (64, 90)] * 4)
-    return (_config("alexnet", "image_folder", root, image_size=32),
-            "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr|pca_lighting(0.1, 'imagenet')", ("cat", "dog"))
+    return (
+      _config("alexnet", "image_folder", root, image_size=32),
+      "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr|pca_lighting(0.1, 'imagenet')",
+      ("cat", "dog"),
+    )
   if kind == "cifar_upscaled":
-    return (_config("alexnet", "cifar10", _write_cifar(tmp_path), image_size=64),
-            "resize_short(73)|center_crop(73)|random_crop(64)|flip_lr|pca_lighting(0.1, 'dataset')",
-            ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"))
+    return (
+      _config("alexnet", "cifar10", _write_cifar(tmp_path), image_size=64),
+      "resize_short(73)|center_crop(73)|random_crop(64)|flip_lr|pca_lighting(0.1, 'dataset')",
+      ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    )
   if kind == "idx":
-    return (_config("alexnet", "fashion_mnist", _write_idx(tmp_path / "fmnist")), "pad(4)|random_crop(28, 28)|flip_lr",
-            ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"))
+    return (
+      _config("alexnet", "fashion_mnist", _write_idx(tmp_path / "fmnist")),
+      "pad(4)|random_crop(28, 28)|flip_lr",
+      ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    )
   directory = _tfds_gradients(tmp_path / "tfds")
-  config = _config("alexnet", "jaxcnn_tiny_gradients", directory, image_size=32,
-                   stats_file=str(directory / "stats.json"))
-  return (config,
-          "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr|pca_lighting(0.1, 'imagenet')", ("cat", "dog"))
+  config = _config(
+    "alexnet", "jaxcnn_tiny_gradients", directory, image_size=32, stats_file=str(directory / "stats.json")
+  )
+  return (
+    config,
+    "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr|pca_lighting(0.1, 'imagenet')",
+    ("cat", "dog"),
+  )
 
 
 def _read_geometry(images, pipe):
@@ -141,8 +159,9 @@ def test_lighting_shifts_colour_along_the_datasets_eigenvectors_when_it_has_stat
   eigval, eigvec = np.array([0.3, 0.05, 0.01]), np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))[0]
   stats = {"mean": [0.4] * 3, "std": [0.2] * 3, "pca_eigval": eigval.tolist(), "pca_eigvec": eigvec.tolist()}
   (tmp_path / "jaxcnn_stats.json").write_text(json.dumps(stats))
-  config = _config("alexnet", "cifar10", tmp_path, image_size=64, batch_size=32,
-                   stats_file=str(tmp_path / "jaxcnn_stats.json"))
+  config = _config(
+    "alexnet", "cifar10", tmp_path, image_size=64, batch_size=32, stats_file=str(tmp_path / "jaxcnn_stats.json")
+  )
   pipe = data.InputPipeline(config, data.load(config))
   assert "the dataset's own eigenvalues and eigenvectors (from its statistics file)" in "\n".join(pipe.describe())
   images = next(iter(pipe.train_batches(0)))["image"]
@@ -176,10 +195,14 @@ def test_a_chain_the_user_writes_reaches_the_batches_on_any_dataset(kind, tmp_pa
 
 
 def test_a_chain_that_cannot_apply_is_an_error_saying_what_to_set(tmp_path):
-  config = _config("lenet5", "fashion_mnist", _write_idx(tmp_path), train_augment="center_crop(32)",
-                   eval_augment="center_crop(32)")
-  with pytest.raises(ValueError, match=r"train split.*center_crop\(32, 32\) does not fit an image of 28x28.*"
-                                       "--config.image_size"):
+  config = _config(
+    "lenet5", "fashion_mnist", _write_idx(tmp_path), train_augment="center_crop(32)", eval_augment="center_crop(32)"
+  )
+  with pytest.raises(
+    ValueError,
+    match=r"train split.*center_crop\(32, 32\) does not fit an image of 28x28.*"
+    "--config.image_size",
+  ):
     data.InputPipeline(config, data.load(config))
   config = _config("lenet5", "fashion_mnist", tmp_path, train_augment="pca_lighting(0.1)")
   with pytest.raises(ValueError, match="needs RGB images; these have 1 channel"):
@@ -192,10 +215,14 @@ def test_validation_split_defaults_to_the_datasets_own_else_a_tenth_of_train(tmp
   assert config.validation_size == "auto"
   assert {k: len(v) for k, v in data.load(config).splits.items()} == {"train": 43, "validation": 5}
   own = _write_folder(tmp_path / "b", [(40, 40)] * 3, splits=("train", "val"))
-  assert {k: len(v) for k, v in data.load(_config("lenet5", "image_folder", own)).splits.items()} == \
-      {"train": 6, "validation": 6}
-  for bad, error in ((48, r"validation_size must be in \[0, 48\) for the 48 training images, got 48"),
-                     ("most", "validation_size must be 'auto' or a number of images >= 0, got 'most'")):
+  assert {k: len(v) for k, v in data.load(_config("lenet5", "image_folder", own)).splits.items()} == {
+    "train": 6,
+    "validation": 6,
+  }
+  for bad, error in (
+    (48, r"validation_size must be in \[0, 48\) for the 48 training images, got 48"),
+    ("most", "validation_size must be 'auto' or a number of images >= 0, got 'most'"),
+  ):
     with pytest.raises(ValueError, match=error):
       data.load(_config("lenet5", "image_folder", root, validation_size=bad))
 
@@ -212,8 +239,15 @@ def test_a_folder_without_train_split_or_with_an_empty_class_is_named(tmp_path):
 
 def test_resuming_mid_epoch_decodes_no_image_of_the_earlier_batches(tmp_path, monkeypatch):
   root = write_image_folder(tmp_path, splits=("train",), per_class=12, size=(40, 48))
-  config = _config("lenet5", "image_folder", root, train_augment="random_crop(32)|flip_lr",
-                   eval_augment="center_crop(32)", validation_size=0, batch_size=8)
+  config = _config(
+    "lenet5",
+    "image_folder",
+    root,
+    train_augment="random_crop(32)|flip_lr",
+    eval_augment="center_crop(32)",
+    validation_size=0,
+    batch_size=8,
+  )
   dataset = data.load(config)
   train = dataset.split("train")
   # Every file through the Python decoder, which counts what it decodes.

@@ -111,11 +111,14 @@ def _truncate(path):
   path.write_bytes(raw[: len(raw) // 2])
 
 
-@pytest.mark.parametrize("damage,reason", [
+@pytest.mark.parametrize(
+  "damage,reason",
+  [
     (_truncate, "truncated"),
     (lambda p: p.write_bytes(b"this is text, not a JPEG"), "cannot identify"),
     (lambda p: p.write_bytes(b""), "empty file"),
-])
+  ],
+)
 def test_bad_image_is_named_or_skipped_and_counted(tmp_path, damage, reason, caplog):
   root = write_image_folder(tmp_path, splits=("",), per_class=4)
   bad = root / "dog" / "0a.jpg"
@@ -183,8 +186,12 @@ def _tiny_tfds_builders():
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {"image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples(24), "test": self._generate_examples(8)}
@@ -196,9 +203,15 @@ def _tiny_tfds_builders():
 
   class JaxcnnTinyPets(JaxcnnTinyDigits):
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "label": tfds.features.ClassLabel(names=["cat", "dog"])}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=["cat", "dog"]),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples(40)}
@@ -229,8 +242,14 @@ def test_any_tfds_dataset_by_name(tfds_dir):
 
 
 def test_streamed_tfds_split_trains_and_evaluates_every_example_once(tfds_dir):
-  config = _config("jaxcnn_tiny_pets", tfds_dir, train_augment="random_sized_crop(32)|flip_lr",
-                   eval_augment="resize(32)", validation_size=10, stats_file=str(tfds_dir / "stats.json"))
+  config = _config(
+    "jaxcnn_tiny_pets",
+    tfds_dir,
+    train_augment="random_sized_crop(32)|flip_lr",
+    eval_augment="resize(32)",
+    validation_size=10,
+    stats_file=str(tfds_dir / "stats.json"),
+  )
   (tfds_dir / "stats.json").write_text('{"mean": [0.5, 0.5, 0.5], "std": [0.3, 0.3, 0.3]}')
   dataset = data.load(config)
   assert isinstance(dataset.split("train"), data.TfdsSplit) and len(dataset.split("train")) == 30
@@ -260,8 +279,14 @@ batch = next(iter(data.train_batches(split, global_batch=16, seed=0, epoch=0, me
 assert batch["image"].shape == (16, 32, 32, 3), batch["image"].shape
 print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
-  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": ""}, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": ""},
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "ok False"
 

@@ -55,8 +55,9 @@ def convolutions(x, w, padding, strides=(1, 1)):
   """(kernels' convolution, XLA's), both taking (x, w)."""
   numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
   options = {"window_strides": strides, "padding": padding, "dimension_numbers": numbers}
-  return functools.partial(conv.conv_general_dilated, **options), functools.partial(jax.lax.conv_general_dilated,
-                                                                                     **options)
+  return functools.partial(conv.conv_general_dilated, **options), functools.partial(
+    jax.lax.conv_general_dilated, **options
+  )
 
 
 def images_and_kernel(image_shape, kernel, features, dtype, scale):
@@ -66,13 +67,16 @@ def images_and_kernel(image_shape, kernel, features, dtype, scale):
   return x, w
 
 
-@pytest.mark.parametrize("image_shape, kernel, features, padding, dtype", [
+@pytest.mark.parametrize(
+  "image_shape, kernel, features, padding, dtype",
+  [
     ((3, 12, 12, 1), 3, 32, "SAME", jnp.float32),  # the small CNN's first conv (patches weight gradient)
     ((3, 12, 12, 3), 3, 16, ((1, 1), (1, 1)), jnp.float32),  # ResNet-20's stem
     ((3, 12, 12, 1), 5, 6, "VALID", jnp.float32),  # LeNet-5's C1 (XLA's weight gradient)
     ((3, 12, 12, 1), 5, 6, "VALID", jnp.bfloat16),
     ((3, 10, 10, 2), 3, 16, ((2, 0), (1, 2)), jnp.bfloat16),  # uneven padding, patches weight gradient
-])
+  ],
+)
 def test_shifted_convolution_equals_xla_values_and_gradients(image_shape, kernel, features, padding, dtype):
   x, w = images_and_kernel(image_shape, kernel, features, dtype, scale=0.3)
   ours, xla = convolutions(x, w, padding)
@@ -81,12 +85,15 @@ def test_shifted_convolution_equals_xla_values_and_gradients(image_shape, kernel
   assert_same_values_and_gradients(ours, xla, x, w, dtype=dtype)
 
 
-@pytest.mark.parametrize("image_shape, kernel, features, padding, dtype", [
+@pytest.mark.parametrize(
+  "image_shape, kernel, features, padding, dtype",
+  [
     ((3, 14, 14, 6), 5, 16, "VALID", jnp.float32),  # LeNet-5's C3
     ((3, 9, 9, 5), 3, 7, ((2, 1), (0, 2)), jnp.float32),  # uneven padding
     ((3, 9, 9, 4), 3, 8, "SAME", jnp.bfloat16),
     ((3, 9, 9, 1), 5, 64, "SAME", jnp.float32),  # one channel, too many terms for the shifted form
-])
+  ],
+)
 def test_narrow_input_convolution_equals_xla_values_and_gradients(image_shape, kernel, features, padding, dtype):
   """Stride-1 convolutions of inputs with at most 8 channels (not shifted) keep XLA's forward; their
   written-out input gradient (one product with the kernel, shifted into place) equals XLA's."""
@@ -118,26 +125,38 @@ def test_strided_wide_grouped_and_1d_convolutions_stay_xlas_behind_the_barrier()
     assert_same_values_and_gradients(ours, xla, x, w)
   numbers = jax.lax.conv_dimension_numbers(x.shape, w[:, :, :8].shape, NHWC)  # two groups of 8 channels
   grouped = conv.conv_general_dilated(x, w[:, :, :8], (1, 1), "SAME", dimension_numbers=numbers, feature_group_count=2)
-  np.testing.assert_array_equal(grouped, jax.lax.conv_general_dilated(x, w[:, :, :8], (1, 1), "SAME",
-                                                                      dimension_numbers=numbers, feature_group_count=2))
+  np.testing.assert_array_equal(
+    grouped,
+    jax.lax.conv_general_dilated(x, w[:, :, :8], (1, 1), "SAME", dimension_numbers=numbers, feature_group_count=2),
+  )
   signal, taps = jnp.ones((2, 16, 1)), jnp.ones((3, 1, 4))  # a 1-D convolution (NWC): XLA's
   numbers = jax.lax.conv_dimension_numbers(signal.shape, taps.shape, ("NWC", "WIO", "NWC"))
   ours = lambda signal, taps: conv.conv_general_dilated(signal, taps, (1,), "SAME", dimension_numbers=numbers)
   assert "optimization_barrier" not in str(jax.make_jaxpr(ours)(signal, taps))
-  np.testing.assert_array_equal(ours(signal, taps), jax.lax.conv_general_dilated(signal, taps, (1,), "SAME",
-                                                                                 dimension_numbers=numbers))
+  np.testing.assert_array_equal(
+    ours(signal, taps), jax.lax.conv_general_dilated(signal, taps, (1,), "SAME", dimension_numbers=numbers)
+  )
 
 
-@pytest.mark.parametrize("shape, window, stride, padding", [
-    ((2, 8, 8, 3), 2, 2, "VALID"), ((2, 8, 8, 3), 2, 2, "SAME"), ((2, 7, 7, 3), 2, 2, "SAME"),
+@pytest.mark.parametrize(
+  "shape, window, stride, padding",
+  [
+    ((2, 8, 8, 3), 2, 2, "VALID"),
+    ((2, 8, 8, 3), 2, 2, "SAME"),
+    ((2, 7, 7, 3), 2, 2, "SAME"),
     ((2, 9, 9, 3), 3, 2, "VALID"),  # AlexNet's overlapping pool
-    ((1, 10, 10, 3), 3, 2, "SAME"), ((2, 9, 9, 3), 3, 2, ((1, 1), (1, 1))),  # GoogLeNet's, ResNet's stem
-    ((2, 9, 9, 3), 3, 1, "SAME"), ((1, 13, 13, 2), 5, 2, "VALID"), ((2, 11, 11, 2), 2, 3, "VALID")])
+    ((1, 10, 10, 3), 3, 2, "SAME"),
+    ((2, 9, 9, 3), 3, 2, ((1, 1), (1, 1))),  # GoogLeNet's, ResNet's stem
+    ((2, 9, 9, 3), 3, 1, "SAME"),
+    ((1, 13, 13, 2), 5, 2, "VALID"),
+    ((2, 11, 11, 2), 2, 3, "VALID"),
+  ],
+)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_max_pool_matches_flax_values_and_gradients(shape, window, stride, padding, dtype):
   """The reshape and strided-slice forms give nn.max_pool's values and gradients. The inputs are distinct
   multiples of 1/64 up to 4 in magnitude, exact in bfloat16 too: no ties (see the next test)."""
-  distinct = jax.random.permutation(jax.random.PRNGKey(0), jnp.arange(-256, 256))[:np.prod(shape)]
+  distinct = jax.random.permutation(jax.random.PRNGKey(0), jnp.arange(-256, 256))[: np.prod(shape)]
   x = (distinct.reshape(shape) / 64).astype(dtype)
   ours = lambda x: pool.max_pool(x, window, stride, padding)
   plain = lambda x: nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
@@ -145,19 +164,31 @@ def test_max_pool_matches_flax_values_and_gradients(shape, window, stride, paddi
   assert_same_values_and_gradients(ours, plain, x, dtype=dtype)
 
 
-@pytest.mark.parametrize("window, stride, padding", [(2, 2, "VALID"), (3, 2, "VALID"), (3, 2, ((1, 1), (1, 1))),
-                                                     (5, 2, "VALID")])
+@pytest.mark.parametrize(
+  "window, stride, padding", [(2, 2, "VALID"), (3, 2, "VALID"), (3, 2, ((1, 1), (1, 1))), (5, 2, "VALID")]
+)
 def test_max_pool_gradient_shares_ties(window, stride, padding):
   """With ties (integer images), each window's gradient is shared among its maxima, as jnp.max's is."""
   x = jnp.asarray(np.random.default_rng(0).integers(0, 3, (2, 11, 11, 3)), jnp.float32)
-  pads = jax.lax.padtype_to_pads(x.shape[1:3], (window,) * 2, (stride,) * 2, padding) if isinstance(padding, str) \
-      else padding
+  pads = (
+    jax.lax.padtype_to_pads(x.shape[1:3], (window,) * 2, (stride,) * 2, padding)
+    if isinstance(padding, str)
+    else padding
+  )
 
   def stacked_max(x):
     padded = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
     rows, cols = (padded.shape[1] - window) // stride + 1, (padded.shape[2] - window) // stride + 1
-    return jnp.max(jnp.stack([padded[:, i:i + stride * (rows - 1) + 1:stride, j:j + stride * (cols - 1) + 1:stride]
-                              for i in range(window) for j in range(window)]), axis=0)
+    return jnp.max(
+      jnp.stack(
+        [
+          padded[:, i : i + stride * (rows - 1) + 1 : stride, j : j + stride * (cols - 1) + 1 : stride]
+          for i in range(window)
+          for j in range(window)
+        ]
+      ),
+      axis=0,
+    )
 
   ours = lambda x: pool.max_pool(x, window, stride, padding)
   np.testing.assert_array_equal(ours(x), stacked_max(x))
@@ -220,9 +251,9 @@ def test_enable_installs_every_form_and_disable_restores_the_plain_layers(switch
 # barrier. (ResNet-20 adds only BatchNorm and residual additions around the same forms, and took several
 # times as long to compile.)
 MODELS = {
-    "lenet5": ({}, (28, 28, 1)),
-    "simple_cnn": ({}, (28, 28, 1)),
-    "alexnet": ({"widths": (8, 8, 16, 16, 16), "initializer": "he", "hidden_bias": 0.0}, (28, 28, 1)),
+  "lenet5": ({}, (28, 28, 1)),
+  "simple_cnn": ({}, (28, 28, 1)),
+  "alexnet": ({"widths": (8, 8, 16, 16, 16), "initializer": "he", "hidden_bias": 0.0}, (28, 28, 1)),
 }
 
 
@@ -237,8 +268,13 @@ def train_step_outputs(name):
     labels = jnp.arange(images.shape[0]) % 10
 
     def loss_fn(params):
-      logits, state = model.apply({**variables, "params": params}, images, train=True,
-                                  rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["batch_stats"])
+      logits, state = model.apply(
+        {**variables, "params": params},
+        images,
+        train=True,
+        rngs={"dropout": jax.random.PRNGKey(1)},
+        mutable=["batch_stats"],
+      )
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), (logits, state)
 
     (_, (logits, state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
@@ -264,12 +300,15 @@ def test_a_model_with_the_kernels_on_computes_what_it_computes_with_them_off(nam
     np.testing.assert_allclose(fast_leaf, plain_leaf, rtol=1e-4, atol=1e-5 * scale, err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("name, on, off", [
+@pytest.mark.parametrize(
+  "name, on, off",
+  [
     # LeNet-5: the barriers, the custom VJPs of C1 and C3; without, XLA's windowed max and its scatter.
     ("lenet5", ("optimization_barrier", "custom_vjp_call"), ("select_and_scatter_add", "reduce_window_max")),
     # AlexNet: the overlapping max-pools as strided slices and LRN's custom VJP; without, XLA's pool.
     ("alexnet", ("optimization_barrier", "custom_vjp_call"), ("select_and_scatter_add", "reduce_window_max")),
-])
+  ],
+)
 def test_the_fast_forms_are_in_the_train_step_only_with_the_switch_on(name, on, off, switch):
   model, step = train_step_outputs(name)
   _, image_shape = MODELS[name]
@@ -316,8 +355,15 @@ def test_the_table_covers_the_installed_jaxlib():
 
 def run_main(*args, xla_flags_env: str):
   env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": xla_flags_env}
-  result = subprocess.run([sys.executable, "-m", "jaxcnn.main", "--mode=summary", "--config=lenet5", *args],
-                          check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxcnn.main", "--mode=summary", "--config=lenet5", *args],
+    check=False,
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout.splitlines()[0]
 

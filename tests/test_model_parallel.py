@@ -9,7 +9,9 @@ import pytest
 from jaxcnn import model_parallel, models
 
 
-@pytest.mark.parametrize("size", [32, 67])  # the small-input stem, and the paper's 11x11/4 stem (67 -> 15 -> 7 -> 3 -> 1)
+@pytest.mark.parametrize(
+  "size", [32, 67]
+)  # the small-input stem, and the paper's 11x11/4 stem (67 -> 15 -> 7 -> 3 -> 1)
 def test_two_towers_on_two_devices_equal_the_grouped_model(size):
   model = models.create("alexnet_grouped", num_classes=10)
   images = jax.random.normal(jax.random.PRNGKey(1), (4, size, size, 3))
@@ -42,8 +44,12 @@ def test_lrn_stays_within_each_tower():
   model = models.create("alexnet_grouped", num_classes=10, dropout_rate=0.0)
   images = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
   params = model.init(jax.random.PRNGKey(0), images)["params"]
-  capture = lambda p: model.apply({"params": p}, images, capture_intermediates=True,  # noqa: E731
-                                  mutable=["intermediates"])[1]["intermediates"]
+  capture = lambda p: model.apply(
+    {"params": p},
+    images,
+    capture_intermediates=True,  # noqa: E731
+    mutable=["intermediates"],
+  )[1]["intermediates"]
   changed = jax.tree.map(lambda x: x, params)
   changed["conv1"]["kernel"] = params["conv1"]["kernel"].at[..., 48:].multiply(5.0)
   before = capture(params)["LocalResponseNorm_0"]["__call__"][0]

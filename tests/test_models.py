@@ -21,35 +21,61 @@ IMAGENET, IMAGENET_227, CIFAR, MNIST = (224, 224, 3), (227, 227, 3), (32, 32, 3)
 
 # Issue 3's figures: (trainable parameters without auxiliary heads, input, classes).
 PARAM_COUNTS = {
-    "lenet5_1998": (60_000, MNIST, 10),
-    "alexnet": (62_378_344, IMAGENET_227, 1000),
-    "alexnet_grouped": (60_965_224, IMAGENET_227, 1000),
-    "alexnet_owt": (61_100_840, IMAGENET, 1000),
-    "vgg11": (132_863_336, IMAGENET, 1000),
-    "vgg11_lrn": (132_863_336, IMAGENET, 1000),
-    "vgg13": (133_047_848, IMAGENET, 1000),
-    "vgg16_c": (133_638_952, IMAGENET, 1000),
-    "vgg16": (138_357_544, IMAGENET, 1000),
-    "vgg19": (143_667_240, IMAGENET, 1000),
-    "vgg11_bn": (132_868_840, IMAGENET, 1000),
-    "vgg16_bn": (138_365_992, IMAGENET, 1000),
-    "googlenet_bn": (6_624_904, IMAGENET, 1000),
-    "resnet18": (11_689_512, IMAGENET, 1000),
-    "resnet34": (21_797_672, IMAGENET, 1000),
-    "resnet50": (25_557_032, IMAGENET, 1000),
-    "resnet101": (44_549_160, IMAGENET, 1000),
-    "resnet152": (60_192_808, IMAGENET, 1000),
-    "resnet20": (269_722, CIFAR, 10),
-    "resnet32": (464_154, CIFAR, 10),
-    "resnet56": (853_018, CIFAR, 10),
-    "resnet110": (1_727_962, CIFAR, 10),
+  "lenet5_1998": (60_000, MNIST, 10),
+  "alexnet": (62_378_344, IMAGENET_227, 1000),
+  "alexnet_grouped": (60_965_224, IMAGENET_227, 1000),
+  "alexnet_owt": (61_100_840, IMAGENET, 1000),
+  "vgg11": (132_863_336, IMAGENET, 1000),
+  "vgg11_lrn": (132_863_336, IMAGENET, 1000),
+  "vgg13": (133_047_848, IMAGENET, 1000),
+  "vgg16_c": (133_638_952, IMAGENET, 1000),
+  "vgg16": (138_357_544, IMAGENET, 1000),
+  "vgg19": (143_667_240, IMAGENET, 1000),
+  "vgg11_bn": (132_868_840, IMAGENET, 1000),
+  "vgg16_bn": (138_365_992, IMAGENET, 1000),
+  "googlenet_bn": (6_624_904, IMAGENET, 1000),
+  "resnet18": (11_689_512, IMAGENET, 1000),
+  "resnet34": (21_797_672, IMAGENET, 1000),
+  "resnet50": (25_557_032, IMAGENET, 1000),
+  "resnet101": (44_549_160, IMAGENET, 1000),
+  "resnet152": (60_192_808, IMAGENET, 1000),
+  "resnet20": (269_722, CIFAR, 10),
+  "resnet32": (464_154, CIFAR, 10),
+  "resnet56": (853_018, CIFAR, 10),
+  "resnet110": (1_727_962, CIFAR, 10),
 }
 
 EXPECTED_NAMES = {
-    "lenet5", "lenet5_1998", "alexnet", "alexnet_grouped", "alexnet_owt", "vgg11", "vgg13", "vgg16", "vgg19",
-    "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg11_lrn", "vgg16_c", "googlenet", "googlenet_bn",
-    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56",
-    "resnet110", "resnet1202", "mlp", "simple_cnn",
+  "lenet5",
+  "lenet5_1998",
+  "alexnet",
+  "alexnet_grouped",
+  "alexnet_owt",
+  "vgg11",
+  "vgg13",
+  "vgg16",
+  "vgg19",
+  "vgg11_bn",
+  "vgg13_bn",
+  "vgg16_bn",
+  "vgg19_bn",
+  "vgg11_lrn",
+  "vgg16_c",
+  "googlenet",
+  "googlenet_bn",
+  "resnet18",
+  "resnet34",
+  "resnet50",
+  "resnet101",
+  "resnet152",
+  "resnet20",
+  "resnet32",
+  "resnet44",
+  "resnet56",
+  "resnet110",
+  "resnet1202",
+  "mlp",
+  "simple_cnn",
 }
 
 
@@ -107,8 +133,13 @@ def outputs(name, image_shape, num_classes=1000, **options) -> dict:
 
 def test_alexnet_layer_outputs_follow_the_paper():
   out = outputs("alexnet_grouped", IMAGENET_227)
-  assert [out[f"conv{i}"] for i in range(1, 6)] == [(55, 55, 96), (27, 27, 256), (13, 13, 384), (13, 13, 384),
-                                                   (13, 13, 256)]
+  assert [out[f"conv{i}"] for i in range(1, 6)] == [
+    (55, 55, 96),
+    (27, 27, 256),
+    (13, 13, 384),
+    (13, 13, 384),
+    (13, 13, 256),
+  ]
   assert [out[f"fc{i}"] for i in (6, 7, 8)] == [(4096,), (4096,), (1000,)]
   params = shapes("alexnet_grouped", IMAGENET_227, 1000)["params"]
   # Section 3.5: conv2 reads 5x5x48 (its own tower), conv3 3x3x256 (both towers), conv4/5 3x3x192;
@@ -138,13 +169,27 @@ def test_vgg_dense_evaluation_averages_the_score_map_of_larger_images():
 def test_googlenet_layer_outputs_follow_table_1():
   out = outputs("googlenet", IMAGENET)
   assert out["conv1/conv"] == (112, 112, 64) and out["conv2/conv"] == (56, 56, 192)
-  table = {"3a": (28, 256), "3b": (28, 480), "4a": (14, 512), "4b": (14, 512), "4c": (14, 512), "4d": (14, 528),
-           "4e": (14, 832), "5a": (7, 832), "5b": (7, 1024)}
+  table = {
+    "3a": (28, 256),
+    "3b": (28, 480),
+    "4a": (14, 512),
+    "4b": (14, 512),
+    "4c": (14, 512),
+    "4d": (14, 528),
+    "4e": (14, 832),
+    "5a": (7, 832),
+    "5b": (7, 1024),
+  }
   assert {k: out[f"inception{k}"] for k in table} == {k: (s, s, c) for k, (s, c) in table.items()}
   assert out["fc"] == (1000,)
   # torchvision's variant keeps the shapes; its "5x5" branch is 3x3.
   assert outputs("googlenet_bn", IMAGENET)["inception5b/b5x5/conv"] == (7, 7, 128)
-  assert shapes("googlenet_bn", IMAGENET, 1000)["params"]["inception3a"]["b5x5"]["conv"]["kernel"].shape == (3, 3, 16, 32)
+  assert shapes("googlenet_bn", IMAGENET, 1000)["params"]["inception3a"]["b5x5"]["conv"]["kernel"].shape == (
+    3,
+    3,
+    16,
+    32,
+  )
 
 
 def lrn_by_the_formula(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
@@ -160,10 +205,15 @@ def lrn_by_the_formula(a, k=2.0, n=5, alpha=1e-4, beta=0.75):
 def test_lrn_matches_the_papers_formula():
   # Large activations, so that alpha * sum is comparable with k and an error in n, alpha or the window shows.
   a = np.random.default_rng(0).normal(scale=60.0, size=(2, 3, 3, 12)).astype(np.float32)
-  np.testing.assert_allclose(np.asarray(layers.LocalResponseNorm()(jnp.asarray(a))), lrn_by_the_formula(a), rtol=1e-5,
-                             atol=1e-6)
-  np.testing.assert_allclose(np.asarray(layers.LocalResponseNorm(k=1.0, alpha=2e-5)(jnp.asarray(a))),
-                             lrn_by_the_formula(a, k=1.0, alpha=2e-5), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(layers.LocalResponseNorm()(jnp.asarray(a))), lrn_by_the_formula(a), rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(
+    np.asarray(layers.LocalResponseNorm(k=1.0, alpha=2e-5)(jnp.asarray(a))),
+    lrn_by_the_formula(a, k=1.0, alpha=2e-5),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   assert not np.allclose(lrn_by_the_formula(a), lrn_by_the_formula(a, alpha=1e-4 / 5), rtol=1e-3)  # /n matters
 
 
@@ -174,8 +224,9 @@ def test_aux_classifiers_run_only_in_training(name):
   images = jnp.asarray(np.random.default_rng(0).normal(size=(2, *MNIST)), jnp.float32)
   _, state = model.apply(variables, images, train=False, mutable=["aux_logits", "batch_stats"])
   assert "aux_logits" not in state
-  logits, state = model.apply(variables, images, train=True, rngs={"dropout": jax.random.PRNGKey(1)},
-                              mutable=["aux_logits", "batch_stats"])
+  logits, state = model.apply(
+    variables, images, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["aux_logits", "batch_stats"]
+  )
   assert sorted(state["aux_logits"]) == ["aux1_logits", "aux2_logits"]
   assert all(x[0].shape == logits.shape == (2, 10) for x in state["aux_logits"].values())
 
@@ -187,8 +238,9 @@ def test_dropout_is_off_in_evaluation_and_on_in_training(name):
   np.testing.assert_array_equal(model.apply(variables, images), model.apply(variables, images))
 
   def train_logits(seed):
-    return model.apply(variables, images, train=True, rngs={"dropout": jax.random.PRNGKey(seed)},
-                       mutable=["aux_logits", "batch_stats"])[0]
+    return model.apply(
+      variables, images, train=True, rngs={"dropout": jax.random.PRNGKey(seed)}, mutable=["aux_logits", "batch_stats"]
+    )[0]
 
   assert not np.allclose(train_logits(1), train_logits(2))
 
@@ -247,13 +299,13 @@ def test_googlenet_initialisations():
 
 # Published multiply-adds at 224x224, 1000 classes: torchvision's model metadata and the ResNet paper.
 PUBLISHED_MACS = [
-    ("resnet50", {"stride_in_3x3": True}, 4.089e9),
-    ("vgg16", {}, 15.47e9),
-    ("alexnet_owt", {}, 0.714e9),
-    ("googlenet_bn", {}, 1.498e9),
-    ("resnet50", {}, 3.8e9),
-    ("resnet18", {}, 1.8e9),
-    ("resnet152", {}, 11.3e9),
+  ("resnet50", {"stride_in_3x3": True}, 4.089e9),
+  ("vgg16", {}, 15.47e9),
+  ("alexnet_owt", {}, 0.714e9),
+  ("googlenet_bn", {}, 1.498e9),
+  ("resnet50", {}, 3.8e9),
+  ("resnet18", {}, 1.8e9),
+  ("resnet152", {}, 11.3e9),
 ]
 
 
@@ -270,8 +322,18 @@ def test_multiply_adds_agree_with_published_totals(name, options, published):
 # and the ~7 minutes their compilation took stay out of CI. resnet1202's 1,202 unrolled layers took over
 # 10 minutes and 15 GB to compile on CPU before being stopped, so it is traced too.
 FAST = {"lenet5", "lenet5_1998", "mlp", "simple_cnn", "resnet20"}
-COMPILED = FAST | {"alexnet", "alexnet_grouped", "alexnet_owt", "vgg11_lrn", "vgg16_c", "vgg19_bn",
-                   "googlenet", "googlenet_bn", "resnet18", "resnet50"}
+COMPILED = FAST | {
+  "alexnet",
+  "alexnet_grouped",
+  "alexnet_owt",
+  "vgg11_lrn",
+  "vgg16_c",
+  "vgg19_bn",
+  "googlenet",
+  "googlenet_bn",
+  "resnet18",
+  "resnet50",
+}
 
 
 def forward_backward_param(name):
@@ -301,10 +363,17 @@ def test_forward_and_backward_on_8_devices(name, release_compiled):
 
   def step(variables, images, labels):
     def loss_fn(params):
-      logits, state = model.apply({**variables, "params": params}, images, train=True,
-                                  rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats", "aux_logits"])
-      losses = [optax.softmax_cross_entropy_with_integer_labels(x, labels).mean()
-                for x in [logits, *jax.tree.leaves(state.get("aux_logits", {}))]]
+      logits, state = model.apply(
+        {**variables, "params": params},
+        images,
+        train=True,
+        rngs={"dropout": jax.random.PRNGKey(0)},
+        mutable=["batch_stats", "aux_logits"],
+      )
+      losses = [
+        optax.softmax_cross_entropy_with_integer_labels(x, labels).mean()
+        for x in [logits, *jax.tree.leaves(state.get("aux_logits", {}))]
+      ]
       return sum(losses), state
 
     (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])

@@ -17,10 +17,10 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from conftest import write_idx_dataset
 
 from jaxcnn import parallel, train, watchdog
 from jaxcnn.models import layers
-from conftest import write_idx_dataset
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,20 +31,31 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2,
-            heartbeat_timeout=20):
+def _launch(args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2, heartbeat_timeout=20):
   env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
   if process_id is not None:
-    args = [*args, f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={num_processes}",
-            f"--process_id={process_id}", f"--heartbeat_timeout={heartbeat_timeout}"]
-  return subprocess.Popen([sys.executable, "-m", "jaxcnn.main", *args], env=env, cwd=REPO,
-                          stdout=log.open("w"), stderr=subprocess.STDOUT)
+    args = [
+      *args,
+      f"--coordinator_address=127.0.0.1:{port}",
+      f"--num_processes={num_processes}",
+      f"--process_id={process_id}",
+      f"--heartbeat_timeout={heartbeat_timeout}",
+    ]
+  return subprocess.Popen(
+    [sys.executable, "-m", "jaxcnn.main", *args], env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT
+  )
 
 
 def _args(tiny_data_dir, workdir, epochs):
-  return ["--config=lenet5", f"--workdir={workdir}", f"--config.data_dir={tiny_data_dir}",
-          "--config.validation_size=60", "--config.batch_size=32", "--config.eval_batch_size=64",
-          f"--config.num_epochs={epochs}"]
+  return [
+    "--config=lenet5",
+    f"--workdir={workdir}",
+    f"--config.data_dir={tiny_data_dir}",
+    "--config.validation_size=60",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+    f"--config.num_epochs={epochs}",
+  ]
 
 
 def _saved_params(workdir: pathlib.Path):
@@ -61,8 +72,9 @@ def test_two_processes_train_like_one_process_with_all_devices(tiny_data_dir, tm
   port = _free_port()
   args = [*_args(tiny_data_dir, tmp_path / "two", 2), f"--config.parallelism={parallelism}"]
   procs = [_launch(args, 4, tmp_path / f"p{i}.log", i, port) for i in range(2)]
-  single = _launch([*_args(tiny_data_dir, tmp_path / "one", 2), f"--config.parallelism={parallelism}"], 8,
-                   tmp_path / "single.log")
+  single = _launch(
+    [*_args(tiny_data_dir, tmp_path / "one", 2), f"--config.parallelism={parallelism}"], 8, tmp_path / "single.log"
+  )
   for p, name in zip([*procs, single], ["p0", "p1", "single"]):
     assert p.wait(timeout=240) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
   two, one = _saved_params(tmp_path / "two"), _saved_params(tmp_path / "one")
@@ -95,8 +107,9 @@ def _survivor_of_a_fault(args, devices: int, tmp_path, fault, heartbeat_timeout:
   """Starts two processes, lets both train, applies `fault` to process 1; returns process 0's exit code, the
   seconds from the fault to its exit, and its log."""
   port = _free_port()
-  procs = [_launch(args, devices, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=heartbeat_timeout)
-           for i in range(2)]
+  procs = [
+    _launch(args, devices, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=heartbeat_timeout) for i in range(2)
+  ]
   try:
     _wait_until_training(procs, tmp_path / "p0.log")
     fault(procs[1])
@@ -120,15 +133,18 @@ def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, 
 
 @pytest.mark.slow
 def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_data_dir, tmp_path):
-  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1",
-          "--config.step_timeout_seconds=8"]
-  returncode, elapsed, log = _survivor_of_a_fault(args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP),
-                                                  heartbeat_timeout=120)
+  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1", "--config.step_timeout_seconds=8"]
+  returncode, elapsed, log = _survivor_of_a_fault(
+    args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP), heartbeat_timeout=120
+  )
   assert returncode == watchdog.EXIT_CODE, log[-3000:]
   assert elapsed < 30, elapsed
   assert "stacks of all threads" in log and "in train_and_evaluate" in log, log[-3000:]
-  assert re.search(r"jaxcnn: error: process 0 of 2: no train or eval step completed within "
-                   r"step_timeout_seconds=8 \(last: train step \d+", log), log[-3000:]
+  assert re.search(
+    r"jaxcnn: error: process 0 of 2: no train or eval step completed within "
+    r"step_timeout_seconds=8 \(last: train step \d+",
+    log,
+  ), log[-3000:]
 
 
 @pytest.mark.slow
@@ -136,16 +152,26 @@ def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_dat
 def test_two_processes_cross_200_sync_points_and_finish(tmp_path, parallelism):
   data_dir = write_idx_dataset(tmp_path / "data", num_train=1700, num_test=100)
   port = _free_port()
-  args = ["--config=lenet5", f"--workdir={tmp_path / 'run'}", f"--config.data_dir={data_dir}",
-          "--config.validation_size=100", "--config.batch_size=8", "--config.eval_batch_size=20",
-          "--config.num_epochs=1", "--config.log_every_steps=2", "--config.checkpoint_every_steps=50",
-          f"--config.parallelism={parallelism}", "--config.step_timeout_seconds=120"]
+  args = [
+    "--config=lenet5",
+    f"--workdir={tmp_path / 'run'}",
+    f"--config.data_dir={data_dir}",
+    "--config.validation_size=100",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=20",
+    "--config.num_epochs=1",
+    "--config.log_every_steps=2",
+    "--config.checkpoint_every_steps=50",
+    f"--config.parallelism={parallelism}",
+    "--config.step_timeout_seconds=120",
+  ]
   procs = [_launch(args, 2, tmp_path / f"p{i}.log", i, port) for i in range(2)]
   for i, p in enumerate(procs):
     assert p.wait(timeout=300) == 0, (tmp_path / f"p{i}.log").read_text()[-3000:]
   record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
   assert record["step"] == 200  # 1600 training images / 8
   assert _progress(tmp_path / "p0.log") == 200
+
 
 class _DropoutNet(nn.Module):
   """AlexNet's classifier in miniature: dense, ReLU, dropout 0.5, dense."""
@@ -173,5 +199,6 @@ def test_dropout_training_gives_the_same_weights_on_1_and_8_devices(tiny_config)
   # Dropout was active: another key gives other weights.
   other, _ = step8(strategy.put_state(state.replace(rng=jax.random.PRNGKey(7))), strategy.put_batch(batch))
   first, _ = step8(strategy.put_state(state), strategy.put_batch(batch))
-  assert not np.allclose(strategy.to_host(other).params["Dense_0"]["kernel"],
-                         strategy.to_host(first).params["Dense_0"]["kernel"])
+  assert not np.allclose(
+    strategy.to_host(other).params["Dense_0"]["kernel"], strategy.to_host(first).params["Dense_0"]["kernel"]
+  )

@@ -32,23 +32,33 @@ def test_step_schedule_divides_at_the_configured_epochs():
 
 def test_resnet_cifar_schedule_with_constant_warmup():
   """ResNet-110 (He et al. Sec. 4.2): 0.01 until ~400 iterations, then 0.1, /10 at 32k and 48k."""
-  config = _config(schedule="step", learning_rate=0.1, lr_boundaries_steps=(32000, 48000), warmup_steps=400,
-                   warmup_mode="constant", warmup_init_lr=0.01, num_epochs=164)
+  config = _config(
+    schedule="step",
+    learning_rate=0.1,
+    lr_boundaries_steps=(32000, 48000),
+    warmup_steps=400,
+    warmup_mode="constant",
+    warmup_init_lr=0.01,
+    num_epochs=164,
+  )
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=391)
   assert [float(schedule(s)) for s in (0, 399, 400, 31999, 32000, 47999, 48000)] == pytest.approx(
-      [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001])
+    [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001]
+  )
 
 
 def test_googlenet_schedule_loses_4_percent_every_8_epochs():
   config = _config(schedule="exponential", learning_rate=0.01, lr_decay_factor=0.96, lr_decay_every_epochs=8)
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=10)
   assert [float(schedule(s)) for s in (0, 79, 80, 159, 160)] == pytest.approx(
-      [0.01, 0.01, 0.0096, 0.0096, 0.01 * 0.96**2])
+    [0.01, 0.01, 0.0096, 0.0096, 0.01 * 0.96**2]
+  )
 
 
 def test_linear_warmup_then_cosine_and_batch_scaling():
-  config = _config(schedule="cosine", learning_rate=0.1, warmup_epochs=1, num_epochs=11, batch_size=512,
-                   lr_reference_batch_size=256)
+  config = _config(
+    schedule="cosine", learning_rate=0.1, warmup_epochs=1, num_epochs=11, batch_size=512, lr_reference_batch_size=256
+  )
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=10)
   assert float(schedule(0)) == pytest.approx(0.0)
   assert float(schedule(5)) == pytest.approx(0.1)  # half-way up to 0.2
@@ -74,8 +84,11 @@ def test_lr_factor_scales_the_updates_and_is_stored_in_the_optimizer_state():
   np.testing.assert_allclose(updates["w"], -0.1 * np.ones(3), rtol=1e-6)
   assert optim.lr_factor(opt_state) == pytest.approx(0.1)
   # With parameter groups (fine-tuning), every group's chain carries a factor: all of them move together.
-  grouped = optim.create(_config(schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0,
-                                 backbone_lr_multiplier=0.5), 1, lambda p: {"w": "backbone", "v": "head"})
+  grouped = optim.create(
+    _config(schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0, backbone_lr_multiplier=0.5),
+    1,
+    lambda p: {"w": "backbone", "v": "head"},
+  )
   params = {"w": jnp.ones(3), "v": jnp.ones(3)}
   state = optim.set_lr_factor(grouped.init(params), 0.1)
   updates, _ = grouped.update({"w": jnp.ones(3), "v": jnp.ones(3)}, state, params)
@@ -93,8 +106,17 @@ def test_coupled_and_decoupled_weight_decay_and_the_bias_exemption():
   np.testing.assert_allclose(updates["kernel"], -0.1 * 0.5 * 2.0)  # v = wd*w; update = -lr*v
   updates, _ = coupled.update(zero_grads, state, params)
   np.testing.assert_allclose(updates["kernel"], -0.1 * (0.9 * 1.0 + 1.0))  # the decay went into momentum
-  decoupled = optim.create(_config(schedule="constant", learning_rate=0.1, momentum=0.9, weight_decay=0.5,
-                                   weight_decay_mode="decoupled", decay_biases_and_norms=False), 1)
+  decoupled = optim.create(
+    _config(
+      schedule="constant",
+      learning_rate=0.1,
+      momentum=0.9,
+      weight_decay=0.5,
+      weight_decay_mode="decoupled",
+      decay_biases_and_norms=False,
+    ),
+    1,
+  )
   state = decoupled.init(params)
   for _ in range(2):
     updates, state = decoupled.update(zero_grads, state, params)
@@ -105,8 +127,12 @@ def test_coupled_and_decoupled_weight_decay_and_the_bias_exemption():
 def test_adamw_matches_optax_adamw():
   params = {"w": jnp.linspace(-1, 1, 6).reshape(2, 3)}
   grads = {"w": jnp.linspace(0.5, -0.5, 6).reshape(2, 3)}
-  ours = optim.create(_config(optimizer="adamw", schedule="constant", learning_rate=1e-3, weight_decay=0.01,
-                              weight_decay_mode="decoupled"), 1)
+  ours = optim.create(
+    _config(
+      optimizer="adamw", schedule="constant", learning_rate=1e-3, weight_decay=0.01, weight_decay_mode="decoupled"
+    ),
+    1,
+  )
   reference = optax.adamw(1e-3, weight_decay=0.01)
   s1, s2 = ours.init(params), reference.init(params)
   for _ in range(3):
@@ -141,8 +167,13 @@ def _toy_state(config, model=None):
 
 def _toy_batches(steps, global_batch=32, seed=0):
   rng = np.random.default_rng(seed)
-  return [{"image": rng.normal(size=(global_batch, 8, 8, 1)).astype(np.float32),
-           "label": rng.integers(0, 10, global_batch).astype(np.int32)} for _ in range(steps)]
+  return [
+    {
+      "image": rng.normal(size=(global_batch, 8, 8, 1)).astype(np.float32),
+      "label": rng.integers(0, 10, global_batch).astype(np.int32),
+    }
+    for _ in range(steps)
+  ]
 
 
 def _run(strategy, state, batches, options=train.StepOptions()):
@@ -154,8 +185,9 @@ def _run(strategy, state, batches, options=train.StepOptions()):
 
 
 def _single_device(state, batches, options=train.StepOptions()):
-  step = jax.pmap(functools.partial(train.train_step, options=options), axis_name=parallel.AXIS,
-                  devices=jax.devices()[:1])
+  step = jax.pmap(
+    functools.partial(train.train_step, options=options), axis_name=parallel.AXIS, devices=jax.devices()[:1]
+  )
   device_state = flax.jax_utils.replicate(state, devices=jax.devices()[:1])
   for batch in batches:
     device_state, _ = step(device_state, jax.tree.map(lambda x: x[None], batch))

@@ -29,8 +29,17 @@ TOLERANCE = 1e-4  # max abs logit difference, float32
 # (arch, input size): AlexNet and VGG need 224 (their first FC layer's map); the others run at 64 pixels,
 # the smallest that keeps jaxcnn's ImageNet stems.
 FAST = [("alexnet", 224), ("vgg11", 224), ("vgg11_bn", 224), ("googlenet", 64), ("resnet18", 64), ("resnet50", 64)]
-SLOW = [("vgg13", 224), ("vgg13_bn", 224), ("vgg16", 224), ("vgg16_bn", 224), ("vgg19", 224), ("vgg19_bn", 224),
-        ("resnet34", 64), ("resnet101", 64), ("resnet152", 64)]
+SLOW = [
+  ("vgg13", 224),
+  ("vgg13_bn", 224),
+  ("vgg16", 224),
+  ("vgg16_bn", 224),
+  ("vgg19", 224),
+  ("vgg19_bn", 224),
+  ("resnet34", 64),
+  ("resnet101", 64),
+  ("resnet152", 64),
+]
 
 
 def random_torchvision(arch: str, size: int = 64, seed: int = 0, num_classes: int = 1000, **kwargs):
@@ -119,7 +128,8 @@ def test_googlenet_without_aux_weights_and_with_transform_input(tmp_path):
   with torch.no_grad():
     expected = reference((pixels - mean) / std).numpy()
   imported = torchvision_weights.convert(
-      torchvision_weights.load_state_dict(save_state_dict(reference, tmp_path / "googlenet.pth")), "googlenet")
+    torchvision_weights.load_state_dict(save_state_dict(reference, tmp_path / "googlenet.pth")), "googlenet"
+  )
   assert imported.options == {"aux_heads": False}
   assert not any(name.startswith("aux") for name in imported.variables["params"])
   logits = jaxcnn_logits(imported, ((pixels - 0.5) / 0.5).numpy())
@@ -169,16 +179,24 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
   pth = save_state_dict(reference, tmp_path / "resnet18.pth")
   config_file = tmp_path / "synthetic64.py"
   config_file.write_text(
-      "from jaxcnn.configs import default\n\n\n"
-      "def get_config():\n"
-      "  config = default.get_config()\n"
-      "  config.update(dataset='synthetic', validation_size=0, batch_size=8, eval_batch_size=8)\n"
-      "  config.synthetic.update(image_shape=(64, 64, 3), num_classes=10, num_train=64, num_test=16)\n"
-      "  return config\n")
+    "from jaxcnn.configs import default\n\n\n"
+    "def get_config():\n"
+    "  config = default.get_config()\n"
+    "  config.update(dataset='synthetic', validation_size=0, batch_size=8, eval_batch_size=8)\n"
+    "  config.synthetic.update(image_shape=(64, 64, 3), num_classes=10, num_train=64, num_test=16)\n"
+    "  return config\n"
+  )
   workdir = tmp_path / "imported"
   env = {**os.environ, "PYTHONPATH": str(REPO)}
-  command = [sys.executable, "-m", "jaxcnn.torchvision_weights", "--arch=resnet18", f"--pth={pth}",
-             f"--workdir={workdir}", f"--config={config_file}"]
+  command = [
+    sys.executable,
+    "-m",
+    "jaxcnn.torchvision_weights",
+    "--arch=resnet18",
+    f"--pth={pth}",
+    f"--workdir={workdir}",
+    f"--config={config_file}",
+  ]
   result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert "jaxcnn resnet18 (10 classes" in result.stdout
@@ -192,8 +210,11 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
   images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
   with torch.no_grad():
     expected = reference(images).numpy()
-  logits = run.state.apply_fn({"params": run.state.params, "batch_stats": run.state.batch_stats},
-                              images.numpy().transpose(0, 2, 3, 1), train=False)
+  logits = run.state.apply_fn(
+    {"params": run.state.params, "batch_stats": run.state.batch_stats},
+    images.numpy().transpose(0, 2, 3, 1),
+    train=False,
+  )
   assert np.abs(np.asarray(logits) - expected).max() < TOLERANCE
 
   results = evaluate.evaluate_checkpoint(config, workdir)

@@ -16,8 +16,9 @@ def _tree_allclose(a, b, atol):
 def _state_and_batch(config):
   dataset = data.load(config)
   mean, std = data.channel_stats(dataset.splits["train"])
-  batch = next(data.train_batches(dataset.splits["train"], global_batch=config.batch_size, seed=0, epoch=0,
-                                  mean=mean, std=std))
+  batch = next(
+    data.train_batches(dataset.splits["train"], global_batch=config.batch_size, seed=0, epoch=0, mean=mean, std=std)
+  )
   model = models.create(config.model, num_classes=10)
   state = train.create_train_state(config, model, dataset.image_shape, optim.create(config, steps_per_epoch=10))
   return state, batch
@@ -26,24 +27,28 @@ def _state_and_batch(config):
 def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tiny_config):
   state, batch = _state_and_batch(tiny_config)  # batch is [32, ...]
   strategy = parallel.Pmap()
-  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state),
-                                                                         strategy.put_batch(batch))
+  state8, sums8 = strategy.compile(train.train_step, donate_state=False)(
+    strategy.put_state(state), strategy.put_batch(batch)
+  )
   one = jax.pmap(train.train_step, axis_name=parallel.AXIS, devices=jax.devices()[:1])
-  state1, sums1 = one(flax.jax_utils.replicate(state, devices=jax.devices()[:1]),
-                      jax.tree.map(lambda x: x[None], batch))
+  state1, sums1 = one(
+    flax.jax_utils.replicate(state, devices=jax.devices()[:1]), jax.tree.map(lambda x: x[None], batch)
+  )
   _tree_allclose(strategy.to_host(state8).params, jax.tree.map(lambda x: x[0], state1.params), atol=1e-5)
   assert float(sums8["count"][0]) == float(sums1["count"][0]) == tiny_config.batch_size
   np.testing.assert_allclose(float(sums8["loss"][0]), float(sums1["loss"][0]), rtol=1e-5)
   # The step actually moved the weights.
-  assert not np.allclose(np.asarray(strategy.to_host(state8).params["c1"]["kernel"]),
-                         np.asarray(state.params["c1"]["kernel"]))
+  assert not np.allclose(
+    np.asarray(strategy.to_host(state8).params["c1"]["kernel"]), np.asarray(state.params["c1"]["kernel"])
+  )
 
 
 def test_checkpoint_round_trip_restores_params_optimizer_step_and_rng(tiny_config, tmp_path):
   state, batch = _state_and_batch(tiny_config)
   strategy = parallel.Pmap()
-  stepped, _ = strategy.compile(train.train_step, donate_state=False)(strategy.put_state(state),
-                                                                         strategy.put_batch(batch))
+  stepped, _ = strategy.compile(train.train_step, donate_state=False)(
+    strategy.put_state(state), strategy.put_batch(batch)
+  )
   stepped = strategy.to_host(stepped)
   ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
   ckpt.save(1, stepped, {"epoch": 1})
@@ -84,8 +89,11 @@ def test_stopped_run_resumes_and_ends_where_an_uninterrupted_run_ends(tiny_confi
   lines = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in lines] == [1, 2, 3]  # continued at epoch 2, no epoch repeated
   assert resumed["step"] == full["step"]
-  _tree_allclose(_final_params(tmp_path / "resumed", tiny_config).params,
-                 _final_params(tmp_path / "full", tiny_config).params, atol=1e-6)
+  _tree_allclose(
+    _final_params(tmp_path / "resumed", tiny_config).params,
+    _final_params(tmp_path / "full", tiny_config).params,
+    atol=1e-6,
+  )
   assert resumed["validation_top1_accuracy"] == full["validation_top1_accuracy"]
 
 

@@ -23,18 +23,29 @@ class BatchNormNet(nn.Module):
 
 
 def test_head_modules_are_the_class_outputs_and_aux_heads():
-  params = {"conv": {"kernel": np.zeros((3, 3, 1, 5))}, "aux1": {"fc": {"kernel": np.zeros((8, 7))}},
-            "classifier": {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)}}
+  params = {
+    "conv": {"kernel": np.zeros((3, 3, 1, 5))},
+    "aux1": {"fc": {"kernel": np.zeros((8, 7))}},
+    "classifier": {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)},
+  }
   assert transfer.head_modules(params, num_classes=5) == {("classifier",), ("aux1",)}
   groups = transfer.parameter_groups(params, num_classes=5)
-  assert groups == {"conv": {"kernel": "backbone"}, "aux1": {"fc": {"kernel": "head"}},
-                    "classifier": {"kernel": "head", "bias": "head"}}
+  assert groups == {
+    "conv": {"kernel": "backbone"},
+    "aux1": {"fc": {"kernel": "head"}},
+    "classifier": {"kernel": "head", "bias": "head"},
+  }
 
 
 def _batches(steps, num_classes, seed):
   rng = np.random.default_rng(seed)
-  return [{"image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
-           "label": rng.integers(0, num_classes, 16).astype(np.int32)} for _ in range(steps)]
+  return [
+    {
+      "image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+      "label": rng.integers(0, num_classes, 16).astype(np.int32),
+    }
+    for _ in range(steps)
+  ]
 
 
 def _train(state, batches, options):
@@ -49,8 +60,9 @@ def _train(state, batches, options):
 @pytest.mark.parametrize("freeze", [True, False])
 def test_frozen_backbone_keeps_params_and_statistics_while_the_head_learns(freeze):
   config = configs.get("lenet5")
-  config.update(schedule="constant", learning_rate=0.1, freeze_backbone=freeze,
-                backbone_lr_multiplier=1.0 if freeze else 0.1)
+  config.update(
+    schedule="constant", learning_rate=0.1, freeze_backbone=freeze, backbone_lr_multiplier=1.0 if freeze else 0.1
+  )
   groups = functools.partial(transfer.parameter_groups, num_classes=3)
   state = train.create_train_state(config, BatchNormNet(3), (8, 8, 1), optim.create(config, 10, groups))
   state = state.replace(batch_stats=jax.tree.map(lambda x: x + 0.5, state.batch_stats))  # "pretrained" stats
@@ -68,7 +80,8 @@ def test_transfer_from_a_run_on_other_classes(tiny_config, tmp_path):
   tiny_config.num_epochs = 2
   train.train_and_evaluate(tiny_config, tmp_path / "source")
   source, _ = train.Run(tiny_config, tmp_path / "source").checkpointer.restore(
-      train.Run(tiny_config, tmp_path / "source").state)
+    train.Run(tiny_config, tmp_path / "source").state
+  )
 
   tiny_config.classes = (5, 6, 7, 8, 9)
   tiny_config.init_from = str(tmp_path / "source")

@@ -32,8 +32,13 @@ STALLED_RUN = textwrap.dedent("""
 
 def _start(step_timeout: float) -> subprocess.Popen:
   env = {**os.environ, "PYTHONPATH": str(REPO)}
-  return subprocess.Popen([sys.executable, "-c", STALLED_RUN, str(step_timeout)], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    [sys.executable, "-c", STALLED_RUN, str(step_timeout)],
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _wait_for_progress(proc: subprocess.Popen) -> None:
@@ -54,8 +59,9 @@ def test_a_stalled_step_ends_the_process_with_all_stacks_and_a_one_line_message(
   assert "in stuck_in_a_collective" in output  # the main thread's stack
   assert "jaxcnn-watchdog" in output or "Thread 0x" in output  # every thread, the watchdog's own included
   last = output.strip().splitlines()[-1]
-  assert last.startswith("jaxcnn: error: process 0 of 1: no train or eval step completed within "
-                         "step_timeout_seconds=2 (last: train step 2)"), last
+  assert last.startswith(
+    "jaxcnn: error: process 0 of 1: no train or eval step completed within step_timeout_seconds=2 (last: train step 2)"
+  ), last
 
 
 def test_sigterm_while_a_step_is_stuck_ends_the_process_within_the_signal_bound():
@@ -77,5 +83,6 @@ def test_a_second_sigterm_ends_the_process_at_once():
   proc.send_signal(signal.SIGTERM)
   output = proc.stdout.read()
   assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-  assert output.strip().splitlines()[-1] == ("jaxcnn: error: process 0 of 1: second stop signal (SIGTERM) at "
-                                             "train step 2; exiting at once")
+  assert output.strip().splitlines()[-1] == (
+    "jaxcnn: error: process 0 of 1: second stop signal (SIGTERM) at train step 2; exiting at once"
+  )

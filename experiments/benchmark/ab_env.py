@@ -49,8 +49,10 @@ def xla_flag_variants() -> list[tuple[str, dict, list[str]]]:
   that adds none itself (--nokernels_xla_flags) and keeps its fast layer forms."""
   table = xla_flags.flags_for(jaxlib.__version__)
   subsets = [("table", table), ("none", ())]
-  subsets += [(f"without_{xla_flags.flag_name(left_out)}", tuple(flag for flag in table if flag != left_out))
-              for left_out in table]
+  subsets += [
+    (f"without_{xla_flags.flag_name(left_out)}", tuple(flag for flag in table if flag != left_out))
+    for left_out in table
+  ]
   return [(name, {"XLA_FLAGS": " ".join(subset)}, ["--nokernels_xla_flags"]) for name, subset in subsets]
 
 
@@ -76,9 +78,13 @@ def main():
     for round_ in range(args.rounds):
       for name, env, extra_args in variants:
         out = pathlib.Path(tmp) / f"{name}_{round_}.json"
-        subprocess.run([sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *extra_args, *bench_args], cwd=ROOT,
-                       check=True,
-                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}, capture_output=True)
+        subprocess.run(
+          [sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *extra_args, *bench_args],
+          cwd=ROOT,
+          check=True,
+          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+          capture_output=True,
+        )
         for record in json.loads(out.read_text()):
           rates.setdefault((record["model"], name), []).extend(record["images_per_sec_runs"])
           if record.get("ratio"):
@@ -91,9 +97,11 @@ def main():
     for name, _, _ in variants:
       runs = rates[(model, name)]
       versus = statistics.median(ratios[(model, name)]) if (model, name) in ratios else float("nan")
-      print(f"{model:<12} {name:<{width}} {statistics.median(runs):>12.1f} {statistics.median(runs) / first:>8.2f} "
-            f"{versus:>10.2f}  "
-            f"{' '.join(f'{r:.0f}' for r in runs)}")
+      print(
+        f"{model:<12} {name:<{width}} {statistics.median(runs):>12.1f} {statistics.median(runs) / first:>8.2f} "
+        f"{versus:>10.2f}  "
+        f"{' '.join(f'{r:.0f}' for r in runs)}"
+      )
 
 
 if __name__ == "__main__":

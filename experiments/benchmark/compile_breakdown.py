@@ -34,20 +34,25 @@ def main(argv):
     shape = bench_step.default_input(name)
     strategy = parallel.strategy("pmap")
     start = time.perf_counter()
-    state = train.create_train_state(config, models.create(name, num_classes=10), shape,
-                                     optim.create(config, steps_per_epoch=10))
+    state = train.create_train_state(
+      config, models.create(name, num_classes=10), shape, optim.create(config, steps_per_epoch=10)
+    )
     init_seconds = time.perf_counter() - start
-    batch = strategy.put_batch({"image": np.zeros((1, FLAGS.batch_size, *shape), np.float32),
-                                "label": np.zeros((1, FLAGS.batch_size), np.int32)})
-    step = strategy.compile(functools.partial(train.train_step, options=train.StepOptions.from_config(config)),
-                            donate_state=True)
+    batch = strategy.put_batch(
+      {"image": np.zeros((1, FLAGS.batch_size, *shape), np.float32), "label": np.zeros((1, FLAGS.batch_size), np.int32)}
+    )
+    step = strategy.compile(
+      functools.partial(train.train_step, options=train.StepOptions.from_config(config)), donate_state=True
+    )
     start = time.perf_counter()
     lowered = step.lower(strategy.put_state(state), batch)
     lower_seconds = time.perf_counter() - start
     text = lowered.as_text()
     ops = collections.Counter(re.findall(r"(stablehlo\.[a-z_]+)", text))
-    line = (f"{name}: init {init_seconds:.1f} s, lower {lower_seconds:.1f} s, StableHLO {len(text):,} chars, "
-            f"{sum(ops.values()):,} ops, {ops['stablehlo.convolution']} convolutions")
+    line = (
+      f"{name}: init {init_seconds:.1f} s, lower {lower_seconds:.1f} s, StableHLO {len(text):,} chars, "
+      f"{sum(ops.values()):,} ops, {ops['stablehlo.convolution']} convolutions"
+    )
     if FLAGS.compile:
       start = time.perf_counter()
       lowered.compile()

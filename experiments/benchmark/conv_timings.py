@@ -24,11 +24,11 @@ import torch  # noqa: E402
 
 # (name, batch, height, input channels, output channels, kernel, padding)
 LAYERS = [
-    ("ResNet-20 stage 1", 128, 32, 16, 16, 3, 1),
-    ("ResNet-20 stage 2", 128, 16, 32, 32, 3, 1),
-    ("ResNet-20 stage 3", 128, 8, 64, 64, 3, 1),
-    ("LeNet-5 C1", 128, 32, 1, 6, 5, 0),
-    ("LeNet-5 C3", 128, 14, 6, 16, 5, 0),
+  ("ResNet-20 stage 1", 128, 32, 16, 16, 3, 1),
+  ("ResNet-20 stage 2", 128, 16, 32, 32, 3, 1),
+  ("ResNet-20 stage 3", 128, 8, 64, 64, 3, 1),
+  ("LeNet-5 C1", 128, 32, 1, 6, 5, 0),
+  ("LeNet-5 C3", 128, 14, 6, 16, 5, 0),
 ]
 
 
@@ -57,8 +57,11 @@ def xla_times(batch, size, inputs, outputs, kernel, pad) -> list[float]:
   forward = jax.jit(conv)
   input_grad = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0])
   weight_grad = jax.jit(lambda x, w, g: jax.vjp(lambda w: conv(x, w), w)[1](g)[0])
-  return [milliseconds(lambda: forward(x, w)), milliseconds(lambda: input_grad(x, w, grad)),
-          milliseconds(lambda: weight_grad(x, w, grad))]
+  return [
+    milliseconds(lambda: forward(x, w)),
+    milliseconds(lambda: input_grad(x, w, grad)),
+    milliseconds(lambda: weight_grad(x, w, grad)),
+  ]
 
 
 def pytorch_times(batch, size, inputs, outputs, kernel, pad) -> list[float]:
@@ -68,8 +71,11 @@ def pytorch_times(batch, size, inputs, outputs, kernel, pad) -> list[float]:
   conv = lambda: torch.nn.functional.conv2d(x, w, padding=pad)  # noqa: E731
   forward = milliseconds(lambda: conv().detach().numpy())
   # autograd.grad runs the forward again: subtract it to leave the gradient alone
-  return [forward, milliseconds(lambda: torch.autograd.grad(conv(), x, grad)[0].numpy()) - forward,
-          milliseconds(lambda: torch.autograd.grad(conv(), w, grad)[0].numpy()) - forward]
+  return [
+    forward,
+    milliseconds(lambda: torch.autograd.grad(conv(), x, grad)[0].numpy()) - forward,
+    milliseconds(lambda: torch.autograd.grad(conv(), w, grad)[0].numpy()) - forward,
+  ]
 
 
 def main():
@@ -81,8 +87,10 @@ def main():
   print(f"{'layer':<20} {'XLA fwd / dx / dw ms':>24} {'PyTorch fwd / dx / dw ms':>26}")
   for layer, pytorch in zip(LAYERS, theirs):
     ours = xla_times(*layer[1:])
-    print(f"{layer[0]:<20} {' / '.join(f'{t:.2f}' for t in ours):>24} {' / '.join(f'{t:.2f}' for t in pytorch):>26}",
-          flush=True)
+    print(
+      f"{layer[0]:<20} {' / '.join(f'{t:.2f}' for t in ours):>24} {' / '.join(f'{t:.2f}' for t in pytorch):>26}",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -27,10 +27,19 @@ class LeNet5(nn.Module):
   def __init__(self, num_classes: int, channels: int):
     super().__init__()
     self.features = nn.Sequential(
-        nn.Conv2d(channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
-        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, num_classes))
+      nn.Conv2d(channels, 6, 5),
+      nn.ReLU(),
+      nn.MaxPool2d(2),
+      nn.Conv2d(6, 16, 5),
+      nn.ReLU(),
+      nn.MaxPool2d(2),
+      nn.Conv2d(16, 120, 5),
+      nn.ReLU(),
+      nn.Flatten(),
+      nn.Linear(120, 84),
+      nn.ReLU(),
+      nn.Linear(84, num_classes),
+    )
 
   def forward(self, x):
     pad_h, pad_w = max(32 - x.shape[2], 0), max(32 - x.shape[3], 0)
@@ -45,9 +54,17 @@ def mlp(num_classes: int, channels: int, size: int) -> nn.Module:
 def simple_cnn(num_classes: int, channels: int, size: int) -> nn.Module:
   """jaxcnn `simple_cnn`: conv 32@3x3, avg-pool, conv 64@3x3, avg-pool, Dense 256, Dense classes."""
   return nn.Sequential(
-      nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
-      nn.Linear(64 * (size // 4) ** 2, 256), nn.ReLU(), nn.Linear(256, num_classes))
+    nn.Conv2d(channels, 32, 3, padding=1),
+    nn.ReLU(),
+    nn.AvgPool2d(2),
+    nn.Conv2d(32, 64, 3, padding=1),
+    nn.ReLU(),
+    nn.AvgPool2d(2),
+    nn.Flatten(),
+    nn.Linear(64 * (size // 4) ** 2, 256),
+    nn.ReLU(),
+    nn.Linear(256, num_classes),
+  )
 
 
 class BasicBlockA(nn.Module):
@@ -99,13 +116,30 @@ def alexnet(num_classes: int, channels: int, size: int) -> nn.Module:
     pooled = (pooled - 3) // 2 + 1
   lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
   return nn.Sequential(
-      nn.Conv2d(channels, 96, 5, padding=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-      nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2),
-      nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
-      nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(),
-      nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Flatten(),
-      nn.Linear(256 * pooled * pooled, 4096), nn.ReLU(), nn.Dropout(0.5),
-      nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, num_classes))
+    nn.Conv2d(channels, 96, 5, padding=2),
+    nn.ReLU(),
+    lrn(),
+    nn.MaxPool2d(3, 2),
+    nn.Conv2d(96, 256, 5, padding=2),
+    nn.ReLU(),
+    lrn(),
+    nn.MaxPool2d(3, 2),
+    nn.Conv2d(256, 384, 3, padding=1),
+    nn.ReLU(),
+    nn.Conv2d(384, 384, 3, padding=1),
+    nn.ReLU(),
+    nn.Conv2d(384, 256, 3, padding=1),
+    nn.ReLU(),
+    nn.MaxPool2d(3, 2),
+    nn.Flatten(),
+    nn.Linear(256 * pooled * pooled, 4096),
+    nn.ReLU(),
+    nn.Dropout(0.5),
+    nn.Linear(4096, 4096),
+    nn.ReLU(),
+    nn.Dropout(0.5),
+    nn.Linear(4096, num_classes),
+  )
 
 
 def _torchvision(name: str):
@@ -115,22 +149,27 @@ def _torchvision(name: str):
     if channels != 3:
       raise ValueError(f"torchvision's {name} takes 3-channel images")
     return getattr(torchvision.models, name)(num_classes=num_classes)
+
   return build
 
 
 # jaxcnn model name -> builder(num_classes, channels, size).
 MODELS = {
-    "lenet5": lambda num_classes, channels, size: LeNet5(num_classes, channels),
-    "mlp": mlp,
-    "simple_cnn": simple_cnn,
-    "alexnet": alexnet,
-    **{f"resnet{d}": functools.partial(lambda depth, num_classes, channels, size: CifarResNet(
-        depth, num_classes, channels), d) for d in (20, 32, 44, 56, 110)},
-    # torchvision's layouts: ResNet-50 v1.5 (stride in the 3x3; jaxcnn's resnet50 strides in the 1x1 by
-    # default, same parameters, ~4% fewer multiply-adds), VGG-16 and AlexNet "one weird trick".
-    "resnet50": _torchvision("resnet50"),  # compare with --model_options=stride_in_3x3=True
-    "vgg16": _torchvision("vgg16"),
-    "alexnet_owt": _torchvision("alexnet"),
+  "lenet5": lambda num_classes, channels, size: LeNet5(num_classes, channels),
+  "mlp": mlp,
+  "simple_cnn": simple_cnn,
+  "alexnet": alexnet,
+  **{
+    f"resnet{d}": functools.partial(
+      lambda depth, num_classes, channels, size: CifarResNet(depth, num_classes, channels), d
+    )
+    for d in (20, 32, 44, 56, 110)
+  },
+  # torchvision's layouts: ResNet-50 v1.5 (stride in the 3x3; jaxcnn's resnet50 strides in the 1x1 by
+  # default, same parameters, ~4% fewer multiply-adds), VGG-16 and AlexNet "one weird trick".
+  "resnet50": _torchvision("resnet50"),  # compare with --model_options=stride_in_3x3=True
+  "vgg16": _torchvision("vgg16"),
+  "alexnet_owt": _torchvision("alexnet"),
 }
 
 
@@ -166,9 +205,19 @@ class TrainStep:
   by the first step). `tf32` allows TensorFloat-32 in float32 matmuls and convolutions on a GPU.
   """
 
-  def __init__(self, name: str, num_classes: int, image_shape, batch_size: int, precision: str = "float32",
-               momentum: float = 0.9, weight_decay: float = 5e-4, learning_rate: float = 0.01,
-               compile: bool = False, tf32: bool = True):
+  def __init__(
+    self,
+    name: str,
+    num_classes: int,
+    image_shape,
+    batch_size: int,
+    precision: str = "float32",
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    learning_rate: float = 0.01,
+    compile: bool = False,
+    tf32: bool = True,
+  ):
     if name not in MODELS:
       raise KeyError(f"no PyTorch twin of jaxcnn model {name!r}; known: {', '.join(sorted(MODELS))}")
     size, _, channels = image_shape
@@ -183,12 +232,14 @@ class TrainStep:
     self.model = MODELS[name](num_classes, channels, size).to(self.device, memory_format=self.memory_format).train()
     self.params = parameter_count(self.model)
     self.macs = multiply_adds(self.model, image_shape)
-    self.optimizer = torch.optim.SGD(self.model.parameters(), lr=learning_rate, momentum=momentum,
-                                     weight_decay=weight_decay)
+    self.optimizer = torch.optim.SGD(
+      self.model.parameters(), lr=learning_rate, momentum=momentum, weight_decay=weight_decay
+    )
     self.forward = torch.compile(self.model) if compile else self.model
     generator = torch.Generator().manual_seed(0)
     self.images = torch.randn(batch_size, channels, size, size, generator=generator).to(
-        self.device, memory_format=self.memory_format)
+      self.device, memory_format=self.memory_format
+    )
     self.labels = torch.randint(0, num_classes, (batch_size,), generator=generator).to(self.device)
     self.batch_size = batch_size
 
@@ -222,7 +273,12 @@ class TrainStep:
 
 
 if __name__ == "__main__":
-  for model_name, shape in (("lenet5", (28, 28, 1)), ("mlp", (28, 28, 1)), ("simple_cnn", (28, 28, 1)),
-                            ("resnet20", (32, 32, 3)), ("alexnet", (32, 32, 3))):
+  for model_name, shape in (
+    ("lenet5", (28, 28, 1)),
+    ("mlp", (28, 28, 1)),
+    ("simple_cnn", (28, 28, 1)),
+    ("resnet20", (32, 32, 3)),
+    ("alexnet", (32, 32, 3)),
+  ):
     twin = MODELS[model_name](10, shape[2], shape[0])
     print(f"{model_name:<12} {parameter_count(twin):>12,} parameters {multiply_adds(twin, shape):>14,} multiply-adds")

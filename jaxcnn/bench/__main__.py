@@ -56,27 +56,43 @@ flags.DEFINE_enum("compare", None, ["pytorch"], "Also time the identical PyTorch
 flags.DEFINE_string("json", None, "Write the records as a JSON list to this file.")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "Compute dtype (params stay float32).")
 flags.DEFINE_integer("image_size", 0, "Image height and width; 0 = the model's default input.", lower_bound=0)
-flags.DEFINE_integer("devices", 0, "Devices to use (on a CPU: this many host devices sharing the cores); "
-                     "0 = all.", lower_bound=0)
-flags.DEFINE_enum("mode", "step", ["step", "end_to_end", "time_to_accuracy"], "step: synthetic batch on the "
-                  "device; end_to_end: the real input pipeline feeds the step; time_to_accuracy: see --config.")
+flags.DEFINE_integer(
+  "devices", 0, "Devices to use (on a CPU: this many host devices sharing the cores); 0 = all.", lower_bound=0
+)
+flags.DEFINE_enum(
+  "mode",
+  "step",
+  ["step", "end_to_end", "time_to_accuracy"],
+  "step: synthetic batch on the "
+  "device; end_to_end: the real input pipeline feeds the step; time_to_accuracy: see --config.",
+)
 flags.DEFINE_enum("dataset", "fashion_mnist", ["fashion_mnist", "synthetic"], "--mode=end_to_end's data.")
 flags.DEFINE_enum("parallelism", "pmap", ["pmap", "shard_map"], "How the step runs over the devices.")
 flags.DEFINE_integer("repeats", 5, "Timed repeats per model; the median is reported.", lower_bound=1)
-flags.DEFINE_integer("steps", 0, "Train steps per timed repeat; 0 = as many as take about --seconds in jaxcnn.",
-                     lower_bound=0)
+flags.DEFINE_integer(
+  "steps", 0, "Train steps per timed repeat; 0 = as many as take about --seconds in jaxcnn.", lower_bound=0
+)
 flags.DEFINE_float("seconds", 2.0, "With --steps=0: the target duration of one jaxcnn repeat.")
 flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.", lower_bound=0)
 flags.DEFINE_integer("threads", 0, "CPUs each side may run on (both the same); 0 = all.", lower_bound=0)
 flags.DEFINE_list("model_options", [], "Model builder options as KEY=VALUE (e.g. stride_in_3x3=True).")
 flags.DEFINE_bool("pytorch_compile", True, "With --compare=pytorch: a torch.compile column beside eager.")
 flags.DEFINE_bool("tf32", True, "float32 on a GPU: TF32 matmuls and convolutions on both sides, else on neither.")
-flags.DEFINE_bool("kernels", True, "jaxcnn.kernels' faster layer forms and XLA flags, as training uses them; "
-                  "--nokernels measures the plain layers with XLA's defaults.")
-flags.DEFINE_bool("kernels_xla_flags", True, "With --kernels: add the kernels' XLA flags for this jaxlib; "
-                  "--nokernels_xla_flags keeps XLA_FLAGS as given (A/B runs of single flags).")
-flags.DEFINE_string("compilation_cache_dir", None, "JAX's persistent compilation cache (see jaxcnn.compile_cache); "
-                    "empty = off.")
+flags.DEFINE_bool(
+  "kernels",
+  True,
+  "jaxcnn.kernels' faster layer forms and XLA flags, as training uses them; "
+  "--nokernels measures the plain layers with XLA's defaults.",
+)
+flags.DEFINE_bool(
+  "kernels_xla_flags",
+  True,
+  "With --kernels: add the kernels' XLA flags for this jaxlib; "
+  "--nokernels_xla_flags keeps XLA_FLAGS as given (A/B runs of single flags).",
+)
+flags.DEFINE_string(
+  "compilation_cache_dir", None, "JAX's persistent compilation cache (see jaxcnn.compile_cache); empty = off."
+)
 flags.DEFINE_string("config", "lenet5", "--mode=time_to_accuracy: the named experiment config to train.")
 flags.DEFINE_float("target", 0.91, "--mode=time_to_accuracy: the test top-1 accuracy to reach.")
 flags.DEFINE_list("overrides", [], "--mode=time_to_accuracy: config FIELD=VALUE overrides (e.g. num_epochs=20).")
@@ -91,15 +107,20 @@ class Worker:
 
   def __init__(self, spec: dict, env: dict | None = None):
     self.side = spec["side"]
-    self.process = subprocess.Popen([sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)],
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                    env={**os.environ, **(env or {})})
+    self.process = subprocess.Popen(
+      [sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      env={**os.environ, **(env or {})},
+    )
 
   def receive(self) -> dict:
     line = self.process.stdout.readline()
     if not line:
-      raise RuntimeError(f"the {SIDES[self.side]} worker exited with status {self.process.wait()} (its stderr is "
-                         f"above)")
+      raise RuntimeError(
+        f"the {SIDES[self.side]} worker exited with status {self.process.wait()} (its stderr is above)"
+      )
     return json.loads(line)
 
   def run(self, steps: int) -> dict:
@@ -114,12 +135,25 @@ class Worker:
 
 
 def worker_spec(model: str, side: str, image_shape=None) -> dict:
-  return {"side": side, "model": model, "batch_size": FLAGS.batch_size, "precision": FLAGS.precision,
-          "mode": FLAGS.mode, "parallelism": FLAGS.parallelism, "image_size": FLAGS.image_size,
-          "dataset": FLAGS.dataset if FLAGS.mode == "end_to_end" else "synthetic",
-          "model_options": step.parse_options(FLAGS.model_options), "devices": FLAGS.devices, "threads": FLAGS.threads,
-          "warmup": FLAGS.warmup, "tf32": FLAGS.tf32, "kernels": FLAGS.kernels, "kernels_xla_flags": FLAGS.kernels_xla_flags,
-          "compilation_cache_dir": FLAGS.compilation_cache_dir, "image_shape": image_shape}
+  return {
+    "side": side,
+    "model": model,
+    "batch_size": FLAGS.batch_size,
+    "precision": FLAGS.precision,
+    "mode": FLAGS.mode,
+    "parallelism": FLAGS.parallelism,
+    "image_size": FLAGS.image_size,
+    "dataset": FLAGS.dataset if FLAGS.mode == "end_to_end" else "synthetic",
+    "model_options": step.parse_options(FLAGS.model_options),
+    "devices": FLAGS.devices,
+    "threads": FLAGS.threads,
+    "warmup": FLAGS.warmup,
+    "tf32": FLAGS.tf32,
+    "kernels": FLAGS.kernels,
+    "kernels_xla_flags": FLAGS.kernels_xla_flags,
+    "compilation_cache_dir": FLAGS.compilation_cache_dir,
+    "image_shape": image_shape,
+  }
 
 
 def start_sides(model: str) -> tuple[dict, dict]:
@@ -167,23 +201,50 @@ def measure(model: str) -> Record:
       worker.close()
   rate = statistics.median(runs["jaxcnn"])
   mfu = ours["step_flops"] * rate / FLAGS.batch_size / ours["peak_flops"] if ours["peak_flops"] else None
-  record = Record(model, FLAGS.batch_size, tuple(ours["image_shape"]), FLAGS.precision, FLAGS.mode,
-                  FLAGS.parallelism, ours["devices"], ours["device_kind"], ours["params"], ours["macs"], rate,
-                  runs["jaxcnn"], steps, ours["compile_seconds"], ours["compile_source"], ours["step_flops"],
-                  ours["xla_step_flops"], mfu, peak, (load_before, os.getloadavg()[0]))
+  record = Record(
+    model,
+    FLAGS.batch_size,
+    tuple(ours["image_shape"]),
+    FLAGS.precision,
+    FLAGS.mode,
+    FLAGS.parallelism,
+    ours["devices"],
+    ours["device_kind"],
+    ours["params"],
+    ours["macs"],
+    rate,
+    runs["jaxcnn"],
+    steps,
+    ours["compile_seconds"],
+    ours["compile_source"],
+    ours["step_flops"],
+    ours["xla_step_flops"],
+    mfu,
+    peak,
+    (load_before, os.getloadavg()[0]),
+  )
   if "pytorch" in workers:
     theirs = infos["pytorch"]
     reason = step.unequal_work(ours, theirs, FLAGS.mode)
     eager = statistics.median(runs["pytorch"])
-    record = dataclasses.replace(record, pytorch=theirs["description"], pytorch_params=theirs["params"],
-                                 pytorch_macs=theirs["macs"], pytorch_images_per_sec=eager,
-                                 pytorch_images_per_sec_runs=runs["pytorch"], no_ratio_because=reason,
-                                 ratio=None if reason else rate / eager)
+    record = dataclasses.replace(
+      record,
+      pytorch=theirs["description"],
+      pytorch_params=theirs["params"],
+      pytorch_macs=theirs["macs"],
+      pytorch_images_per_sec=eager,
+      pytorch_images_per_sec_runs=runs["pytorch"],
+      no_ratio_because=reason,
+      ratio=None if reason else rate / eager,
+    )
     if "pytorch_compiled" in workers:
       compiled = statistics.median(runs["pytorch_compiled"])
-      record = dataclasses.replace(record, pytorch_compiled_images_per_sec=compiled,
-                                   pytorch_compiled_images_per_sec_runs=runs["pytorch_compiled"],
-                                   compiled_ratio=None if reason else rate / compiled)
+      record = dataclasses.replace(
+        record,
+        pytorch_compiled_images_per_sec=compiled,
+        pytorch_compiled_images_per_sec_runs=runs["pytorch_compiled"],
+        compiled_ratio=None if reason else rate / compiled,
+      )
   if FLAGS.compare and "pytorch" not in workers:
     record.no_ratio_because = f"PyTorch eager failed: {infos['errors']['pytorch']}"
   record.pytorch_compiled_error = infos["errors"].get("pytorch_compiled")
@@ -193,12 +254,16 @@ def measure(model: str) -> Record:
 def protocol_line() -> str:
   pytorch = ""
   if FLAGS.compare:
-    pytorch = (f"; PyTorch eager{' and torch.compile' if FLAGS.pytorch_compile else ''}, channels_last, "
-               f"cudnn.benchmark and bf16 autocast on a GPU")
+    pytorch = (
+      f"; PyTorch eager{' and torch.compile' if FLAGS.pytorch_compile else ''}, channels_last, "
+      f"cudnn.benchmark and bf16 autocast on a GPU"
+    )
   threads = FLAGS.threads or len(os.sched_getaffinity(0))
-  return (f"protocol: each framework in its own process, the other idle, ABBA order over {FLAGS.repeats} repeats "
-          f"(median); {threads} CPU threads each; float32 TF32 on a GPU: {'both' if FLAGS.tf32 else 'neither'}"
-          f"{pytorch}; ratios only for equal multiply-adds, parameters, input and devices")
+  return (
+    f"protocol: each framework in its own process, the other idle, ABBA order over {FLAGS.repeats} repeats "
+    f"(median); {threads} CPU threads each; float32 TF32 on a GPU: {'both' if FLAGS.tf32 else 'neither'}"
+    f"{pytorch}; ratios only for equal multiply-adds, parameters, input and devices"
+  )
 
 
 def run_step_benchmark() -> None:
@@ -214,8 +279,11 @@ def run_step_benchmark() -> None:
       records.append(measure(model))
       r = records[-1]
       if r.pytorch:
-        print(f"  {model}: {r.params:,} parameters and {r.macs:,} multiply-adds in jaxcnn, {r.pytorch_params:,} and "
-              f"{r.pytorch_macs:,} in {r.pytorch}", flush=True)
+        print(
+          f"  {model}: {r.params:,} parameters and {r.macs:,} multiply-adds in jaxcnn, {r.pytorch_params:,} and "
+          f"{r.pytorch_macs:,} in {r.pytorch}",
+          flush=True,
+        )
       elif FLAGS.compare:
         print(f"  {model}: compared with nothing: {r.no_ratio_because}", flush=True)
   finally:  # a model that fails (out of memory, say) keeps the ones measured before it
@@ -231,8 +299,9 @@ def main(argv):
   del argv
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   if FLAGS.threads > len(os.sched_getaffinity(0)):
-    sys.exit(f"jaxcnn.bench: error: --threads={FLAGS.threads} but this process may use "
-             f"{len(os.sched_getaffinity(0))} CPUs")
+    sys.exit(
+      f"jaxcnn.bench: error: --threads={FLAGS.threads} but this process may use {len(os.sched_getaffinity(0))} CPUs"
+    )
   try:
     if FLAGS.mode == "time_to_accuracy":
       from jaxcnn.bench import accuracy

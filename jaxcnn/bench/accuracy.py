@@ -27,9 +27,18 @@ import sys
 import tempfile
 import time
 
-_UNSUPPORTED = {"optimizer": "sgd", "weight_decay_mode": "coupled", "decay_biases_and_norms": True,
-                "grad_clip_norm": 0.0, "grad_accum_steps": 1, "ema_decay": 0.0, "train_augment": "",
-                "eval_augment": "", "compute_dtype": "float32", "init_from": ""}
+_UNSUPPORTED = {
+  "optimizer": "sgd",
+  "weight_decay_mode": "coupled",
+  "decay_biases_and_norms": True,
+  "grad_clip_norm": 0.0,
+  "grad_accum_steps": 1,
+  "ema_decay": 0.0,
+  "train_augment": "",
+  "eval_augment": "",
+  "compute_dtype": "float32",
+  "init_from": "",
+}
 
 
 def load_config(name: str, overrides: list[str]):
@@ -70,13 +79,30 @@ def write_twin_inputs(config, directory: pathlib.Path) -> dict:
   steps_per_epoch = len(train) // config.batch_size
   schedule = optim.learning_rate_schedule(config, steps_per_epoch)
   rates = np.asarray(jax.vmap(schedule)(jnp.arange(steps_per_epoch * config.num_epochs)), np.float32)
-  np.savez(directory / "data.npz", train_images=train.images, train_labels=train.labels, test_images=test.images,
-           test_labels=test.labels, mean=pipeline.mean, std=pipeline.std, learning_rates=rates)
-  return {"data": str(directory / "data.npz"), "num_classes": dataset.num_classes, "model": config.model,
-          "image_shape": list(pipeline.image_shape), "batch_size": config.batch_size,
-          "eval_batch_size": config.eval_batch_size, "num_epochs": config.num_epochs, "momentum": config.momentum,
-          "nesterov": config.nesterov, "weight_decay": config.weight_decay,
-          "label_smoothing": config.label_smoothing, "seed": config.seed}
+  np.savez(
+    directory / "data.npz",
+    train_images=train.images,
+    train_labels=train.labels,
+    test_images=test.images,
+    test_labels=test.labels,
+    mean=pipeline.mean,
+    std=pipeline.std,
+    learning_rates=rates,
+  )
+  return {
+    "data": str(directory / "data.npz"),
+    "num_classes": dataset.num_classes,
+    "model": config.model,
+    "image_shape": list(pipeline.image_shape),
+    "batch_size": config.batch_size,
+    "eval_batch_size": config.eval_batch_size,
+    "num_epochs": config.num_epochs,
+    "momentum": config.momentum,
+    "nesterov": config.nesterov,
+    "weight_decay": config.weight_decay,
+    "label_smoothing": config.label_smoothing,
+    "seed": config.seed,
+  }
 
 
 def jaxcnn_until(spec: dict, emit) -> None:
@@ -125,8 +151,13 @@ def pytorch_until(spec: dict, emit) -> None:
   rates = arrays["learning_rates"]
   size, _, channels = spec["image_shape"]
   model = twins.MODELS[spec["model"]](spec["num_classes"], channels, size).to(memory_format=torch.channels_last)
-  optimizer = torch.optim.SGD(model.parameters(), lr=float(rates[0]), momentum=spec["momentum"],
-                              nesterov=spec["nesterov"], weight_decay=spec["weight_decay"])
+  optimizer = torch.optim.SGD(
+    model.parameters(),
+    lr=float(rates[0]),
+    momentum=spec["momentum"],
+    nesterov=spec["nesterov"],
+    weight_decay=spec["weight_decay"],
+  )
   batch, step = spec["batch_size"], 0
   for epoch in range(spec["num_epochs"]):
     model.train()
@@ -141,9 +172,10 @@ def pytorch_until(spec: dict, emit) -> None:
       step += 1
     model.eval()
     with torch.no_grad():
-      correct = sum(int((model(test_x[i : i + spec["eval_batch_size"]]).argmax(1)
-                         == test_y[i : i + spec["eval_batch_size"]]).sum())
-                    for i in range(0, len(test_y), spec["eval_batch_size"]))
+      correct = sum(
+        int((model(test_x[i : i + spec["eval_batch_size"]]).argmax(1) == test_y[i : i + spec["eval_batch_size"]]).sum())
+        for i in range(0, len(test_y), spec["eval_batch_size"])
+      )
     if emit(epoch + 1, correct / len(test_y)):
       return
 
@@ -161,32 +193,51 @@ def train_until(spec: dict, channel) -> None:
 def time_side(spec: dict) -> dict:
   """Runs one side in a worker process; the wall time from its start to each epoch's evaluation."""
   start = time.perf_counter()
-  process = subprocess.Popen([sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)], stdout=subprocess.PIPE,
-                             text=True)
+  process = subprocess.Popen(
+    [sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)], stdout=subprocess.PIPE, text=True
+  )
   epochs = []
   for line in process.stdout:
     epochs.append({**json.loads(line), "wall_seconds": time.perf_counter() - start})
-    print(f"  {spec['side'][len('time_to_accuracy_'):]}: epoch {epochs[-1]['epoch']}, test accuracy "
-          f"{epochs[-1]['test_top1_accuracy']:.4f} at {epochs[-1]['wall_seconds']:.1f} s", flush=True)
+    print(
+      f"  {spec['side'][len('time_to_accuracy_') :]}: epoch {epochs[-1]['epoch']}, test accuracy "
+      f"{epochs[-1]['test_top1_accuracy']:.4f} at {epochs[-1]['wall_seconds']:.1f} s",
+      flush=True,
+    )
   if process.wait():
     raise RuntimeError(f"the {spec['side']} worker exited with status {process.returncode} (its stderr is above)")
   reached = [e for e in epochs if e["test_top1_accuracy"] >= spec["target"]]
-  return {"epochs": epochs, "reached": bool(reached),
-          "seconds_to_target": reached[0]["wall_seconds"] if reached else None,
-          "epochs_to_target": reached[0]["epoch"] if reached else None}
+  return {
+    "epochs": epochs,
+    "reached": bool(reached),
+    "seconds_to_target": reached[0]["wall_seconds"] if reached else None,
+    "epochs_to_target": reached[0]["epoch"] if reached else None,
+  }
 
 
 def main(flags) -> None:
   config = load_config(flags.config, flags.overrides)
   if flags.compare:
     check_twin_recipe(config)
-  base = {"config": flags.config, "overrides": flags.overrides, "target": flags.target, "threads": flags.threads,
-          "compilation_cache_dir": flags.compilation_cache_dir}
-  print(f"time to {flags.target:.2%} test accuracy: {flags.config} ({config.num_epochs} epochs at most), each side "
-        f"in its own process, one after the other, on {flags.threads or len(os.sched_getaffinity(0))} CPU threads; "
-        f"wall time from process start (start-up, compile, train and eval included)", flush=True)
-  results = {"config": flags.config, "overrides": flags.overrides, "target": flags.target,
-             "jaxcnn": time_side({**base, "side": "time_to_accuracy_jaxcnn"})}
+  base = {
+    "config": flags.config,
+    "overrides": flags.overrides,
+    "target": flags.target,
+    "threads": flags.threads,
+    "compilation_cache_dir": flags.compilation_cache_dir,
+  }
+  print(
+    f"time to {flags.target:.2%} test accuracy: {flags.config} ({config.num_epochs} epochs at most), each side "
+    f"in its own process, one after the other, on {flags.threads or len(os.sched_getaffinity(0))} CPU threads; "
+    f"wall time from process start (start-up, compile, train and eval included)",
+    flush=True,
+  )
+  results = {
+    "config": flags.config,
+    "overrides": flags.overrides,
+    "target": flags.target,
+    "jaxcnn": time_side({**base, "side": "time_to_accuracy_jaxcnn"}),
+  }
   if flags.compare:
     with tempfile.TemporaryDirectory() as tmp:
       twin = write_twin_inputs(config, pathlib.Path(tmp))
@@ -195,8 +246,11 @@ def main(flags) -> None:
     if side in results:
       r = results[side]
       best = max(e["test_top1_accuracy"] for e in r["epochs"])
-      outcome = (f"{r['seconds_to_target']:.1f} s ({r['epochs_to_target']} epochs)" if r["reached"] else
-                 f"not reached in {len(r['epochs'])} epochs (best {best:.4f})")
+      outcome = (
+        f"{r['seconds_to_target']:.1f} s ({r['epochs_to_target']} epochs)"
+        if r["reached"]
+        else f"not reached in {len(r['epochs'])} epochs (best {best:.4f})"
+      )
       print(f"{side:<8} {outcome}")
   if "pytorch" in results and results["jaxcnn"]["reached"] and results["pytorch"]["reached"]:
     ratio = results["jaxcnn"]["seconds_to_target"] / results["pytorch"]["seconds_to_target"]

@@ -77,8 +77,16 @@ def main(argv):
     print(f"wrote {FLAGS.num_jpegs} JPEGs of 400x350 in {time.perf_counter() - start:.1f}s")
     (root / "stats.json").write_text('{"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}')
     config = configs.get("lenet5")
-    config.update(dataset="image_folder", data_dir=str(root), validation_size=0, batch_size=batch,
-                  train_augment="alexnet", image_size=227, stats_file=str(root / "stats.json"), pipeline="tfdata")
+    config.update(
+      dataset="image_folder",
+      data_dir=str(root),
+      validation_size=0,
+      batch_size=batch,
+      train_augment="alexnet",
+      image_size=227,
+      stats_file=str(root / "stats.json"),
+      pipeline="tfdata",
+    )
     rows = [("AlexNet pipeline, JPEG folder, tf.data", _pipeline_rate(config, steps))]
   config = configs.get("lenet5")
   config.update(dataset="synthetic", validation_size=0, batch_size=batch, train_augment="resnet_cifar")

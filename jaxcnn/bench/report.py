@@ -43,18 +43,22 @@ def _or_na(value, fmt: str) -> str:
 
 
 def table(records: list[Record]) -> str:
-  header = (f"{'model':<14} {'input':<10} {'batch':>5} {'params':>12} {'MMACs':>9} {'img/s':>9} {'compile s':>10} "
-            f"{'peak mem MiB':>12} {'MFU':>6} {'PT eager':>9} {'ratio':>6} {'PT comp.':>9} {'ratio':>6} {'load':>9}")
+  header = (
+    f"{'model':<14} {'input':<10} {'batch':>5} {'params':>12} {'MMACs':>9} {'img/s':>9} {'compile s':>10} "
+    f"{'peak mem MiB':>12} {'MFU':>6} {'PT eager':>9} {'ratio':>6} {'PT comp.':>9} {'ratio':>6} {'load':>9}"
+  )
   lines = [header, "-" * len(header)]
   notes = []
   for r in records:
     memory = None if r.peak_memory_bytes is None else r.peak_memory_bytes / 2**20
     compile_s = f"{r.compile_seconds:.2f}{'c' if r.compile_source.startswith('loaded') else ''}"
-    lines.append(f"{r.model:<14} {'x'.join(map(str, r.image_shape)):<10} {r.batch_size:>5} {r.params:>12,} "
-                 f"{r.macs / 1e6:>9,.1f} {r.images_per_sec:>9.1f} {compile_s:>10} {_or_na(memory, '.0f'):>12} "
-                 f"{_or_na(r.mfu, '.1%'):>6} {_or_na(r.pytorch_images_per_sec, '.1f'):>9} "
-                 f"{_or_na(r.ratio, '.2f'):>6} {_or_na(r.pytorch_compiled_images_per_sec, '.1f'):>9} "
-                 f"{_or_na(r.compiled_ratio, '.2f'):>6} {r.load_average[0]:>4.1f}-{r.load_average[1]:<4.1f}")
+    lines.append(
+      f"{r.model:<14} {'x'.join(map(str, r.image_shape)):<10} {r.batch_size:>5} {r.params:>12,} "
+      f"{r.macs / 1e6:>9,.1f} {r.images_per_sec:>9.1f} {compile_s:>10} {_or_na(memory, '.0f'):>12} "
+      f"{_or_na(r.mfu, '.1%'):>6} {_or_na(r.pytorch_images_per_sec, '.1f'):>9} "
+      f"{_or_na(r.ratio, '.2f'):>6} {_or_na(r.pytorch_compiled_images_per_sec, '.1f'):>9} "
+      f"{_or_na(r.compiled_ratio, '.2f'):>6} {r.load_average[0]:>4.1f}-{r.load_average[1]:<4.1f}"
+    )
     if r.no_ratio_because:
       notes.append(f"  {r.model}: no ratio: {r.no_ratio_because}")
     if r.pytorch_compiled_error:

@@ -21,10 +21,10 @@ import time
 # TF32 on the tensor cores, which XLA uses for float32 convolutions and matmuls by default on these GPUs).
 # Matched by substring of `device.device_kind`, first match wins (PCIe before the SXM default).
 PEAK_FLOPS = (
-    ("H100 PCIe", {"bfloat16": 756e12, "float32": 378e12}),
-    ("H100", {"bfloat16": 989e12, "float32": 495e12}),
-    ("H200", {"bfloat16": 989e12, "float32": 495e12}),
-    ("A100", {"bfloat16": 312e12, "float32": 156e12}),
+  ("H100 PCIe", {"bfloat16": 756e12, "float32": 378e12}),
+  ("H100", {"bfloat16": 989e12, "float32": 495e12}),
+  ("H200", {"bfloat16": 989e12, "float32": 495e12}),
+  ("A100", {"bfloat16": 312e12, "float32": 156e12}),
 )
 
 _SMALL_INPUTS = {"lenet5": (28, 28, 1), "lenet5_1998": (28, 28, 1), "mlp": (28, 28, 1), "simple_cnn": (28, 28, 1)}
@@ -53,8 +53,15 @@ def peak_flops(device, precision: str) -> float | None:
   return None
 
 
-def bench_config(model: str, batch_size: int, precision: str, parallelism: str, image_size: int, dataset: str,
-                 model_options: dict | None = None):
+def bench_config(
+  model: str,
+  batch_size: int,
+  precision: str,
+  parallelism: str,
+  image_size: int,
+  dataset: str,
+  model_options: dict | None = None,
+):
   """The training config the benchmark runs: the model's defaults with SGD, momentum 0.9, coupled wd 5e-4."""
   from jaxcnn.configs import default
 
@@ -88,9 +95,12 @@ class JaxStep:
     if mode == "step":
       self.image_shape = input_shape(config.model, config.image_size)
       rng = np.random.default_rng(0)
-      batch = self.strategy.put_batch({
+      batch = self.strategy.put_batch(
+        {
           "image": rng.normal(size=(local_batch, *self.image_shape)).astype(np.float32),
-          "label": rng.integers(0, 10, local_batch).astype(np.int32)})
+          "label": rng.integers(0, 10, local_batch).astype(np.int32),
+        }
+      )
       self.batches = itertools.repeat(batch)
     else:
       pipeline = data.InputPipeline(config, data.load(config))
@@ -102,8 +112,9 @@ class JaxStep:
     self.params, self.macs = totals["params"], totals["macs"]
     state = train.create_train_state(config, self.model, self.image_shape, optim.create(config, steps_per_epoch=1000))
     self.state = self.strategy.put_state(state)
-    step = self.strategy.compile(functools.partial(train.train_step, options=train.StepOptions.from_config(config)),
-                                 donate_state=True)
+    step = self.strategy.compile(
+      functools.partial(train.train_step, options=train.StepOptions.from_config(config)), donate_state=True
+    )
     start = time.perf_counter()
     batch = next(self.batches)
     with compile_cache.watch() as compiled:
@@ -136,8 +147,12 @@ def unequal_work(ours: dict, theirs: dict, mode: str) -> str | None:
   """
   if mode == "end_to_end":
     return "end_to_end: jaxcnn includes its input pipeline, PyTorch runs synthetic batches"
-  for field, what in (("macs", "multiply-adds"), ("params", "parameters"), ("devices", "devices"),
-                      ("image_shape", "input shape")):
+  for field, what in (
+    ("macs", "multiply-adds"),
+    ("params", "parameters"),
+    ("devices", "devices"),
+    ("image_shape", "input shape"),
+  ):
     mine, other = (tuple(v) if isinstance(v, list) else v for v in (ours[field], theirs[field]))
     if mine != other:
       return f"unequal {what}: jaxcnn {ours[field]}, PyTorch {theirs[field]}"

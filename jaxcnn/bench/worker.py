@@ -35,8 +35,9 @@ def load_pytorch_models():
   if importlib.util.find_spec("torch") is None:
     raise ValueError("--compare=pytorch needs PyTorch (pip install torch); it is not installed")
   if not PYTORCH_MODELS.is_file():
-    raise ValueError(f"--compare=pytorch needs {PYTORCH_MODELS} (a checkout of the repository, not an "
-                     f"installed package)")
+    raise ValueError(
+      f"--compare=pytorch needs {PYTORCH_MODELS} (a checkout of the repository, not an installed package)"
+    )
   spec = importlib.util.spec_from_file_location("jaxcnn_pytorch_models", PYTORCH_MODELS)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -65,17 +66,33 @@ def jax_side(spec: dict):
     jax.config.update("jax_default_matmul_precision", "highest")
   from jaxcnn.bench import step
 
-  config = step.bench_config(spec["model"], spec["batch_size"], spec["precision"], spec["parallelism"],
-                             spec["image_size"], spec["dataset"], spec["model_options"])
+  config = step.bench_config(
+    spec["model"],
+    spec["batch_size"],
+    spec["precision"],
+    spec["parallelism"],
+    spec["image_size"],
+    spec["dataset"],
+    spec["model_options"],
+  )
   runner = step.JaxStep(config, spec["mode"])
   devices = jax.local_devices()
   peak = step.peak_flops(devices[0], spec["precision"])
-  info = {"description": f"jaxcnn, JAX {jax.__version__}; {kernels_line}", "params": runner.params, "macs": runner.macs,
-          "devices": jax.device_count(), "device_kind": devices[0].device_kind, "backend": jax.default_backend(),
-          "image_shape": runner.image_shape, "compile_seconds": runner.compile_seconds,
-          "compile_source": runner.compile_source, "step_flops": runner.step_flops,
-          "xla_step_flops": runner.xla_step_flops, "peak_flops": peak,
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+  info = {
+    "description": f"jaxcnn, JAX {jax.__version__}; {kernels_line}",
+    "params": runner.params,
+    "macs": runner.macs,
+    "devices": jax.device_count(),
+    "device_kind": devices[0].device_kind,
+    "backend": jax.default_backend(),
+    "image_shape": runner.image_shape,
+    "compile_seconds": runner.compile_seconds,
+    "compile_source": runner.compile_source,
+    "step_flops": runner.step_flops,
+    "xla_step_flops": runner.xla_step_flops,
+    "peak_flops": peak,
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+  }
   return runner, info, lambda: step.peak_memory(devices)
 
 
@@ -85,10 +102,25 @@ def pytorch_side(spec: dict):
   import torch
 
   torch.set_num_threads(len(os.sched_getaffinity(0)))
-  runner = twins.TrainStep(spec["model"], 10, spec["image_shape"], spec["batch_size"], spec["precision"],
-                           0.9, 5e-4, 0.01, compile=spec["side"] == "pytorch_compiled", tf32=spec["tf32"])
-  info = {"description": runner.description, "params": runner.params, "macs": runner.macs, "devices": 1,
-          "image_shape": spec["image_shape"]}
+  runner = twins.TrainStep(
+    spec["model"],
+    10,
+    spec["image_shape"],
+    spec["batch_size"],
+    spec["precision"],
+    0.9,
+    5e-4,
+    0.01,
+    compile=spec["side"] == "pytorch_compiled",
+    tf32=spec["tf32"],
+  )
+  info = {
+    "description": runner.description,
+    "params": runner.params,
+    "macs": runner.macs,
+    "devices": 1,
+    "image_shape": spec["image_shape"],
+  }
   return runner, info, runner.peak_memory_bytes
 
 

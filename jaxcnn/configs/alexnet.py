@@ -27,10 +27,16 @@ def get_config(name: str = "alexnet"):
   if name == "alexnet_owt":
     # PyTorch's default initialisation (uniform +-1/sqrt(fan_in)) is not one of the model's; He's fan-in
     # scaling with zero biases is the nearest.
-    config.update(model_options={"initializer": "he", "hidden_bias": 0.0}, batch_size=256, weight_decay=1e-4,
-                  schedule="step", lr_boundaries_epochs=(30, 60))
-    default.on_imagenet(config, train_augment="random_sized_crop(224, 0.08, 1.0, 0.75, 1.3333333)|flip_lr",
-                        eval_augment="center")
+    config.update(
+      model_options={"initializer": "he", "hidden_bias": 0.0},
+      batch_size=256,
+      weight_decay=1e-4,
+      schedule="step",
+      lr_boundaries_epochs=(30, 60),
+    )
+    default.on_imagenet(
+      config, train_augment="random_sized_crop(224, 0.08, 1.0, 0.75, 1.3333333)|flip_lr", eval_augment="center"
+    )
     return config
   # Section 5's initialisation, named so that an override can replace it (Fashion-MNIST needs "he" and
   # hidden_bias 0: the fashion_mnist_alexnet config).

@@ -22,7 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.skip_bad_images = False  # image folders: leave unreadable files out (with a warning) instead of failing
   c.stats_file = ""  # mean/std/PCA statistics (python -m jaxcnn.data.stats); "" = DATA_DIR/jaxcnn_stats.json
   c.synthetic = ml_collections.ConfigDict(
-      {"image_shape": (32, 32, 3), "num_classes": 10, "num_train": 1024, "num_test": 256})  # dataset=synthetic
+    {"image_shape": (32, 32, 3), "num_classes": 10, "num_train": 1024, "num_test": 256}
+  )  # dataset=synthetic
   c.classes = ()  # a subset of class indices to keep, relabelled 0..k-1 in this order (e.g. transfer studies)
   c.eval_split = "test"  # split that --mode=eval evaluates: "test" or "validation"
   c.eval_weights = "raw"  # --mode=eval/predict: "raw" or "ema" (the averaged weights, when ema_decay > 0)

@@ -14,8 +14,15 @@ import ml_collections
 
 def small_image_recipe(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
   """`config` (a paper's) on Fashion-MNIST with the shared recipe, then the experiment's own `fields`."""
-  config.update(dataset="fashion_mnist", validation_size=5000, schedule="cosine",
-                train_augment="pad(2)|random_crop(28)|flip_lr", eval_augment="", eval_split="test", batch_size=128,
-                compute_dtype="bfloat16")
+  config.update(
+    dataset="fashion_mnist",
+    validation_size=5000,
+    schedule="cosine",
+    train_augment="pad(2)|random_crop(28)|flip_lr",
+    eval_augment="",
+    eval_split="test",
+    batch_size=128,
+    compute_dtype="bfloat16",
+  )
   config.update(fields)
   return config

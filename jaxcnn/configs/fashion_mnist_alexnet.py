@@ -20,5 +20,6 @@ from jaxcnn.configs import alexnet, fashion_mnist
 
 
 def get_config():
-  return fashion_mnist.small_image_recipe(alexnet.get_config("alexnet"), num_epochs=30,
-                                          model_options={"initializer": "he", "hidden_bias": 0.0})
+  return fashion_mnist.small_image_recipe(
+    alexnet.get_config("alexnet"), num_epochs=30, model_options={"initializer": "he", "hidden_bias": 0.0}
+  )

@@ -16,5 +16,4 @@ from jaxcnn.configs import fashion_mnist, simple_cnn
 
 
 def get_config():
-  return fashion_mnist.small_image_recipe(simple_cnn.get_config(), num_epochs=40, learning_rate=0.05,
-                                          weight_decay=5e-4)
+  return fashion_mnist.small_image_recipe(simple_cnn.get_config(), num_epochs=40, learning_rate=0.05, weight_decay=5e-4)

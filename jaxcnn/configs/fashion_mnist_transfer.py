@@ -27,8 +27,12 @@ momentum 0.9, weight decay 5e-4, cosine, batch 128) with `classes` selecting the
 
 from jaxcnn.configs import lenet5
 
-VARIANTS = ("fashion_mnist_transfer_pretrain", "fashion_mnist_transfer_frozen", "fashion_mnist_transfer_finetune",
-            "fashion_mnist_transfer_scratch")
+VARIANTS = (
+  "fashion_mnist_transfer_pretrain",
+  "fashion_mnist_transfer_frozen",
+  "fashion_mnist_transfer_finetune",
+  "fashion_mnist_transfer_scratch",
+)
 PRETRAINED = "workdirs/fashion_mnist_transfer_pretrain"
 
 

@@ -17,8 +17,16 @@ VARIANTS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet
 
 def get_config(name: str = "resnet20"):
   config = default.get_config()
-  config.update(dataset="cifar10", model=name, validation_size=5000, num_epochs=182, batch_size=128,
-                learning_rate=0.1, momentum=0.9, weight_decay=1e-4)
+  config.update(
+    dataset="cifar10",
+    model=name,
+    validation_size=5000,
+    num_epochs=182,
+    batch_size=128,
+    learning_rate=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+  )
   # Section 4.2: /10 at 32k and 48k iterations, stop at 64k (about 182 epochs of 45k images at 128);
   # pad-4 random crops and flips, testing on the original image.
   config.update(schedule="step", lr_boundaries_steps=(32000, 48000), lr_decay_factor=0.1)

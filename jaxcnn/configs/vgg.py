@@ -16,14 +16,20 @@ window; resizing to 224 would cost ~64x the compute.
 
 from jaxcnn.configs import default
 
-VARIANTS = ("vgg11", "vgg11_bn", "vgg11_lrn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg16_c", "vgg19",
-            "vgg19_bn")
+VARIANTS = ("vgg11", "vgg11_bn", "vgg11_lrn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg16_c", "vgg19", "vgg19_bn")
 
 
 def get_config(name: str = "vgg16"):
   config = default.get_config()
-  config.update(model=name, model_options={"initializer": "glorot"}, num_epochs=74, batch_size=256,
-                learning_rate=0.01, momentum=0.9, weight_decay=5e-4)
+  config.update(
+    model=name,
+    model_options={"initializer": "glorot"},
+    num_epochs=74,
+    batch_size=256,
+    learning_rate=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+  )
   # Section 3.1: lr 1e-2, divided by 10 when the validation accuracy stopped improving (three times).
   default.divide_on_plateau(config, patience=2, max_reductions=3)
   # Section 3.1: scale jittering S in [256, 512], 224 crops, flips, RGB shift; centre-crop validation.

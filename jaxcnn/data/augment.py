@@ -25,9 +25,7 @@ import numpy as np
 # AlexNet's PCA lighting constants for ImageNet RGB in [0, 1] (fb.resnet.torch datasets/imagenet.lua):
 # eigenvalues of the pixel covariance, and the eigenvectors as columns.
 IMAGENET_PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
-IMAGENET_PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
-                                [-0.5808, -0.0045, -0.8140],
-                                [-0.5836, -0.6948, 0.4203]])
+IMAGENET_PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]])
 
 
 # The crop the ImageNet papers state (224; AlexNet's model takes 227, jaxcnn centres a 224 crop in its 227 field).
@@ -47,34 +45,36 @@ def _presets(size: int) -> tuple[dict, dict]:
   Every pixel count is the paper's, scaled by size / 224 (the crop the papers state): at 224 the chains
   are the papers' own; at 64 (CIFAR upscaled) AlexNet's 256-pixel resize becomes 73 and the crop 64.
   """
+
   def scaled(pixels: int) -> int:
     return round(pixels * size / PAPER_CROP)
 
   train = {
-      # Krizhevsky et al. 2012, Section 4.1: 256x256 centre of the short-side-256 image, random crops, flips,
-      # PCA lighting.
-      "alexnet": (f"resize_short({scaled(256)})|center_crop({scaled(256)})|random_crop({size})|flip_lr|"
-                  "pca_lighting(0.1)"),
-      # Simonyan & Zisserman 2015, Section 3.1: scale jittering S in [256, 512], crop, flip, RGB shift.
-      "vgg": f"random_resize_short({scaled(256)}, {scaled(512)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
-      # Szegedy et al. 2014, Section 6: 8%-100% of the area, aspect 3/4-4/3, photometric distortions.
-      "googlenet": f"random_sized_crop({size}, 0.08, 1.0, 0.75, 1.3333333)|flip_lr|color_jitter(0.4, 0.4, 0.4)",
-      # He et al. 2015, Section 3.4: short side in [256, 480], crop, flip, AlexNet's colour augmentation.
-      "resnet": f"random_resize_short({scaled(256)}, {scaled(480)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
-      # He et al. 2015, Section 4.2: 4 pixels of zero padding (an eighth of the 32-pixel input), random crop, flip;
-      # the resize is the identity on 32x32 CIFAR and upscales it for a larger input.
-      "resnet_cifar": f"resize({size})|pad({round(size / 8)})|random_crop({size})|flip_lr",
+    # Krizhevsky et al. 2012, Section 4.1: 256x256 centre of the short-side-256 image, random crops, flips,
+    # PCA lighting.
+    "alexnet": (
+      f"resize_short({scaled(256)})|center_crop({scaled(256)})|random_crop({size})|flip_lr|pca_lighting(0.1)"
+    ),
+    # Simonyan & Zisserman 2015, Section 3.1: scale jittering S in [256, 512], crop, flip, RGB shift.
+    "vgg": f"random_resize_short({scaled(256)}, {scaled(512)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
+    # Szegedy et al. 2014, Section 6: 8%-100% of the area, aspect 3/4-4/3, photometric distortions.
+    "googlenet": f"random_sized_crop({size}, 0.08, 1.0, 0.75, 1.3333333)|flip_lr|color_jitter(0.4, 0.4, 0.4)",
+    # He et al. 2015, Section 3.4: short side in [256, 480], crop, flip, AlexNet's colour augmentation.
+    "resnet": f"random_resize_short({scaled(256)}, {scaled(480)})|random_crop({size})|flip_lr|pca_lighting(0.1)",
+    # He et al. 2015, Section 4.2: 4 pixels of zero padding (an eighth of the 32-pixel input), random crop, flip;
+    # the resize is the identity on 32x32 CIFAR and upscales it for a larger input.
+    "resnet_cifar": f"resize({size})|pad({round(size / 8)})|random_crop({size})|flip_lr",
   }
   center = f"resize_short({scaled(256)})|center_crop({size})"
   ten_crop = f"resize_short({scaled(256)})|ten_crop({size})"
   evals = {
-      "center": center,
-      "alexnet": ten_crop,
-      "ten_crop": ten_crop,
-      "vgg": f"multi_crop({size}, 5, {scaled(256)}, {scaled(384)}, {scaled(512)})",
-      "googlenet": center,
-      "resnet": ten_crop,
-      "resnet_cifar": "",
+    "center": center,
+    "alexnet": ten_crop,
+    "ten_crop": ten_crop,
+    "vgg": f"multi_crop({size}, 5, {scaled(256)}, {scaled(384)}, {scaled(512)})",
+    "googlenet": center,
+    "resnet": ten_crop,
+    "resnet_cifar": "",
   }
   return train, evals
 
@@ -109,8 +109,11 @@ class Views:
     return cls(zeros, zeros, h, w, h, w, np.zeros(h.shape, bool))
 
   def resized(self, out_h, out_w) -> "Views":
-    return dataclasses.replace(self, out_h=np.broadcast_to(out_h, self.h.shape).astype(np.float64),
-                               out_w=np.broadcast_to(out_w, self.w.shape).astype(np.float64))
+    return dataclasses.replace(
+      self,
+      out_h=np.broadcast_to(out_h, self.h.shape).astype(np.float64),
+      out_w=np.broadcast_to(out_w, self.w.shape).astype(np.float64),
+    )
 
   def crop(self, top, left, height, width) -> "Views":
     """The sub-window at (top, left) of the current output, in output pixels (negative = padding)."""
@@ -118,8 +121,15 @@ class Views:
     # A crop of a mirrored output is the mirrored crop of the unmirrored one.
     left = np.where(self.flip, self.out_w - left - width, left)
     height, width = np.broadcast_to(height, self.h.shape), np.broadcast_to(width, self.w.shape)
-    return Views(self.y + top * scale_y, self.x + left * scale_x, height * scale_y, width * scale_x,
-                 height.astype(np.float64), width.astype(np.float64), self.flip)
+    return Views(
+      self.y + top * scale_y,
+      self.x + left * scale_x,
+      height * scale_y,
+      width * scale_x,
+      height.astype(np.float64),
+      width.astype(np.float64),
+      self.flip,
+    )
 
   def repeat(self, copies: int) -> "Views":
     return Views(*(np.repeat(getattr(self, f.name), copies, axis=1) for f in dataclasses.fields(self)))
@@ -208,9 +218,11 @@ def _check_fits(v: Views, height: int, width: int, op: str):
   small = (v.out_h < height) | (v.out_w < width)
   if small.any():
     i = np.argwhere(small)[0]
-    raise ValueError(f"{op}({height}, {width}) does not fit an image of {int(v.out_h[tuple(i)])}x"
-                     f"{int(v.out_w[tuple(i)])} (example {i[0]}): start the chain with a resize or set "
-                     "--config.image_size")
+    raise ValueError(
+      f"{op}({height}, {width}) does not fit an image of {int(v.out_h[tuple(i)])}x"
+      f"{int(v.out_w[tuple(i)])} (example {i[0]}): start the chain with a resize or set "
+      "--config.image_size"
+    )
 
 
 class CenterCrop(Op):
@@ -344,8 +356,10 @@ class PcaLighting(Op):
       self.eigval, self.eigvec = IMAGENET_PCA_EIGVAL, IMAGENET_PCA_EIGVEC
     elif source == "dataset":
       if not stats or "pca_eigval" not in stats:
-        raise ValueError("pca_lighting(std, 'dataset') needs the dataset's PCA statistics: "
-                         "run `python -m jaxcnn.data.stats` for this dataset first")
+        raise ValueError(
+          "pca_lighting(std, 'dataset') needs the dataset's PCA statistics: "
+          "run `python -m jaxcnn.data.stats` for this dataset first"
+        )
       self.eigval, self.eigvec = np.asarray(stats["pca_eigval"]), np.asarray(stats["pca_eigvec"])
     else:
       raise ValueError(f"pca_lighting source must be 'imagenet' or 'dataset', got {source!r}")
@@ -381,10 +395,18 @@ class ColorJitter(Op):
 
 
 _OPS = {
-    "resize": Resize, "resize_short": ResizeShort, "random_resize_short": RandomResizeShort,
-    "center_crop": CenterCrop, "random_crop": RandomCrop, "pad": Pad, "random_sized_crop": RandomSizedCrop,
-    "flip_lr": FlipLR, "ten_crop": TenCrop, "multi_crop": MultiCrop,
-    "pca_lighting": PcaLighting, "color_jitter": ColorJitter,
+  "resize": Resize,
+  "resize_short": ResizeShort,
+  "random_resize_short": RandomResizeShort,
+  "center_crop": CenterCrop,
+  "random_crop": RandomCrop,
+  "pad": Pad,
+  "random_sized_crop": RandomSizedCrop,
+  "flip_lr": FlipLR,
+  "ten_crop": TenCrop,
+  "multi_crop": MultiCrop,
+  "pca_lighting": PcaLighting,
+  "color_jitter": ColorJitter,
 }
 _NEEDS_RGB = (PcaLighting, ColorJitter)
 
@@ -417,7 +439,11 @@ class Plan:
     return Plan(self.windows[index], self.flips[index], tuple(p[index] for p in self.photometric))
 
   def as_dict(self) -> dict:
-    return {"window": self.windows, "flip": self.flips, **{f"photometric{i}": p for i, p in enumerate(self.photometric)}}
+    return {
+      "window": self.windows,
+      "flip": self.flips,
+      **{f"photometric{i}": p for i, p in enumerate(self.photometric)},
+    }
 
 
 class Chain:
@@ -439,7 +465,7 @@ class Chain:
     self.ops = [_parse_op(t, stats) for t in texts]
     self.image_size = image_size
     geometric = [op.geometric for op in self.ops]
-    if False in geometric and True in geometric[geometric.index(False):]:
+    if False in geometric and True in geometric[geometric.index(False) :]:
       raise ValueError(f"augmentation {self.spec!r}: geometric ops must come before photometric ones")
     views = [op for op in self.ops if isinstance(op, MultiCrop)]
     if len(views) > 1 or (views and self.ops.index(views[0]) != geometric.count(True) - 1):
@@ -467,8 +493,10 @@ class Chain:
     if self.image_size:
       return (self.image_size, self.image_size)
     if None in hw:
-      raise ValueError(f"augmentation {self.spec!r} gives images of varying size from sources of varying size: "
-                       "end it with a crop or resize, or set --config.image_size")
+      raise ValueError(
+        f"augmentation {self.spec!r} gives images of varying size from sources of varying size: "
+        "end it with a crop or resize, or set --config.image_size"
+      )
     return hw
 
   def check_channels(self, channels: int):

@@ -31,31 +31,47 @@ class Layout:
 
 
 LAYOUTS = {
-    "cifar10": Layout("cifar-10-batches-py", "cifar-10-batches-bin",
-                      {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
-                      {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]},
-                      b"labels", 1, "batches.meta", b"label_names", "batches.meta.txt"),
-    "cifar100": Layout("cifar-100-python", "cifar-100-binary", {"train": ["train"], "test": ["test"]},
-                       {"train": ["train.bin"], "test": ["test.bin"]}, b"fine_labels", 2, "meta", b"fine_label_names",
-                       "fine_label_names.txt"),
+  "cifar10": Layout(
+    "cifar-10-batches-py",
+    "cifar-10-batches-bin",
+    {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+    {"train": [f"data_batch_{i}.bin" for i in range(1, 6)], "test": ["test_batch.bin"]},
+    b"labels",
+    1,
+    "batches.meta",
+    b"label_names",
+    "batches.meta.txt",
+  ),
+  "cifar100": Layout(
+    "cifar-100-python",
+    "cifar-100-binary",
+    {"train": ["train"], "test": ["test"]},
+    {"train": ["train.bin"], "test": ["test.bin"]},
+    b"fine_labels",
+    2,
+    "meta",
+    b"fine_label_names",
+    "fine_label_names.txt",
+  ),
 }
 
 _RECONSTRUCT, _ = np.ndarray(0).__reduce__()[:2]
 # NumPy arrays and dtypes, and the bytes-from-latin-1 helper of protocol-2 pickles written by Python 3.
 _ALLOWED = {
-    ("_codecs", "encode"): codecs.encode,
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+  ("_codecs", "encode"): codecs.encode,
+  ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+  ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+  ("numpy", "ndarray"): np.ndarray,
+  ("numpy", "dtype"): np.dtype,
 }
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
   def find_class(self, module, name):
     if (module, name) not in _ALLOWED:
-      raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR pickle holds only arrays, "
-                                   "lists and strings")
+      raise pickle.UnpicklingError(
+        f"refusing to load {module}.{name}: a CIFAR pickle holds only arrays, lists and strings"
+      )
     return _ALLOWED[(module, name)]
 
 
@@ -76,8 +92,13 @@ def _python_split(directory: pathlib.Path, layout: Layout, split: str):
   for name in layout.python_files[split]:
     batch = read_pickle(directory / name)
     data, batch_labels = batch.get(b"data"), batch.get(layout.label_key)
-    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != _PIXELS or batch_labels is None \
-        or len(batch_labels) != len(data):
+    if (
+      not isinstance(data, np.ndarray)
+      or data.ndim != 2
+      or data.shape[1] != _PIXELS
+      or batch_labels is None
+      or len(batch_labels) != len(data)
+    ):
       raise ValueError(f"{directory / name}: expected {layout.label_key.decode()} and data of [N, {_PIXELS}]")
     images.append(data)
     labels.append(np.asarray(batch_labels))
@@ -92,7 +113,7 @@ def _binary_split(directory: pathlib.Path, layout: Layout, split: str):
     if raw.size == 0 or raw.size % record:
       raise ValueError(f"{directory / name}: {raw.size} bytes is not a whole number of {record}-byte CIFAR records")
     raw = raw.reshape(-1, record)
-    images.append(raw[:, layout.label_bytes:])
+    images.append(raw[:, layout.label_bytes :])
     labels.append(raw[:, layout.label_bytes - 1])
   return np.concatenate(images), np.concatenate(labels)
 
@@ -102,15 +123,24 @@ def _class_names(directory: pathlib.Path, layout: Layout, binary: bool) -> tuple
     path = directory / layout.names_file
     return tuple(line.strip() for line in path.read_text().splitlines() if line.strip()) if path.is_file() else ()
   path = directory / layout.meta_file
-  return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in read_pickle(path).get(layout.meta_key, [])) \
-      if path.is_file() else ()
+  return (
+    tuple(n.decode() if isinstance(n, bytes) else str(n) for n in read_pickle(path).get(layout.meta_key, []))
+    if path.is_file()
+    else ()
+  )
 
 
 def find(root: pathlib.Path, name: str) -> tuple[pathlib.Path, bool] | None:
   """(directory, is_binary) of the CIFAR files under root (itself, or the archive's folder inside it)."""
   layout = LAYOUTS[name]
-  for directory in (root, root / name, root / layout.python_dir, root / name / layout.python_dir,
-                    root / layout.binary_dir, root / name / layout.binary_dir):
+  for directory in (
+    root,
+    root / name,
+    root / layout.python_dir,
+    root / name / layout.python_dir,
+    root / layout.binary_dir,
+    root / name / layout.binary_dir,
+  ):
     for binary, files in ((False, layout.python_files), (True, layout.binary_files)):
       if (directory / files["test"][0]).is_file():
         return directory, binary
@@ -120,8 +150,12 @@ def find(root: pathlib.Path, name: str) -> tuple[pathlib.Path, bool] | None:
 def load(directory: pathlib.Path, name: str, binary: bool):
   """({split: (images uint8 [N, 32, 32, 3], labels int32 [N])}, class names)."""
   layout = LAYOUTS[name]
-  missing = [f for files in (layout.binary_files if binary else layout.python_files).values() for f in files
-             if not (directory / f).is_file()]
+  missing = [
+    f
+    for files in (layout.binary_files if binary else layout.python_files).values()
+    for f in files
+    if not (directory / f).is_file()
+  ]
   if missing:
     raise FileNotFoundError(f"{directory}: missing CIFAR file(s) {', '.join(missing)}")
   splits = {}

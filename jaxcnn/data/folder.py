@@ -122,8 +122,11 @@ def scan(root: pathlib.Path, *, skip_bad_images: bool, threads: int = 16):
   bad = {p: h for p, h in headers.items() if isinstance(h, str)}
   if bad and not skip_bad_images:
     path, reason = next(iter(bad.items()))
-    raise BadImageError(f"{path}: unreadable image ({reason})" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
-                        + "; set --config.skip_bad_images=True to leave such files out")
+    raise BadImageError(
+      f"{path}: unreadable image ({reason})"
+      + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")
+      + "; set --config.skip_bad_images=True to leave such files out"
+    )
   if bad:
     logging.warning("%s: skipped %d unreadable image(s), e.g. %s (%s)", root, len(bad), *next(iter(bad.items())))
   splits = {}
@@ -136,9 +139,12 @@ def scan(root: pathlib.Path, *, skip_bad_images: bool, threads: int = 16):
     if empty:
       raise ValueError(f"{dirs[split]}: class folder(s) {', '.join(empty)} have no readable images")
     kept = [paths[i] for i in keep]
-    splits[split] = (np.array(kept, dtype=object), np.array([labels[i] for i in keep], np.int32),
-                     np.array([headers[p][:2] for p in kept], np.int32).reshape(-1, 2),
-                     np.array([headers[p][2] for p in kept], bool))
+    splits[split] = (
+      np.array(kept, dtype=object),
+      np.array([labels[i] for i in keep], np.int32),
+      np.array([headers[p][:2] for p in kept], np.int32).reshape(-1, 2),
+      np.array([headers[p][2] for p in kept], bool),
+    )
   return splits, tuple(class_names), len(bad)
 
 

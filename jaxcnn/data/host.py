@@ -6,7 +6,7 @@ normalises the flat batch; the parallel strategy then lays it out over its devic
 """
 
 import functools
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -25,8 +25,10 @@ def batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[di
   augment = _augmenter(chain, tuple(out_hw), tuple(np.float32(mean).tolist()), tuple(np.float32(std).tolist()))
   columns = plan.as_dict()
   for step, rows in enumerate(indices):
-    batch = {"image": augment(split.images[rows], {k: v[step] for k, v in columns.items()}),
-             "label": split.labels[rows]}
+    batch = {
+      "image": augment(split.images[rows], {k: v[step] for k, v in columns.items()}),
+      "label": split.labels[rows],
+    }
     if mask is not None:
       batch["mask"] = mask[step]
     yield batch

@@ -59,7 +59,9 @@ def load_split(directory: pathlib.Path, prefix: str) -> tuple[np.ndarray, np.nda
     raise FileNotFoundError(f"{directory}: missing {', '.join(missing)}")
   images, labels = read(paths["images"]), read(paths["labels"])
   if images.ndim != 3 or labels.ndim != 1:
-    raise ValueError(f"{paths['images']}: expected [N, H, W] images and [N] labels, got {images.shape} and {labels.shape}")
+    raise ValueError(
+      f"{paths['images']}: expected [N, H, W] images and [N] labels, got {images.shape} and {labels.shape}"
+    )
   if len(images) != len(labels):
     raise ValueError(f"{paths['images']}: {len(images)} images but {paths['labels'].name} has {len(labels)} labels")
   return images[..., None], labels.astype(np.int32)

@@ -19,7 +19,7 @@ starts a resumed epoch at batch k without reading or decoding the examples of ba
 """
 
 import importlib.util
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -48,8 +48,9 @@ def num_batches(num_examples: int, global_batch: int, *, drop_remainder: bool) -
   return num_examples // global_batch if drop_remainder else -(-num_examples // global_batch)
 
 
-def shard(order: np.ndarray, global_batch: int, process_index: int | None = None,
-          process_count: int | None = None) -> np.ndarray:
+def shard(
+  order: np.ndarray, global_batch: int, process_index: int | None = None, process_count: int | None = None
+) -> np.ndarray:
   """[steps, local_batch]: process `process_index`'s columns of each global batch of `order`."""
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
@@ -102,6 +103,7 @@ def _tf_batches(split, indices, plan: augment.Plan, mask, chain, mean, std, out_
   if isinstance(split, Split):
     images = tf.constant(split.images)
     if chain.is_identity:  # plain normalisation of whole images: one gather per batch
+
       def whole(batch):
         return {**batch, "image": (tf.cast(tf.gather(images, batch["index"]), tf.float32) / 255.0 - mean) / std}
 
@@ -150,8 +152,10 @@ def _backend(pipeline: str, split) -> str:
   if pipeline == "auto":
     pipeline = "tfdata" if importlib.util.find_spec("tensorflow") is not None else "jax"
   if pipeline == "jax" and not isinstance(split, Split):
-    raise ValueError("pipeline=jax reads in-memory datasets only (IDX, CIFAR, synthetic, small TFDS); files "
-                     "and large TFDS datasets need pipeline=tfdata (TensorFlow)")
+    raise ValueError(
+      "pipeline=jax reads in-memory datasets only (IDX, CIFAR, synthetic, small TFDS); files "
+      "and large TFDS datasets need pipeline=tfdata (TensorFlow)"
+    )
   return pipeline
 
 
@@ -163,14 +167,25 @@ def _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline,
   return _naming_bad_files(split, indices, _tf_batches(split, indices, plan, mask, chain, mean, std, out_hw))
 
 
-def train_batches(split, *, global_batch: int, seed: int, epoch: int, mean, std, augment_chain=None,
-                  pipeline: str = "auto", start_batch: int = 0) -> Iterator[dict]:
+def train_batches(
+  split,
+  *,
+  global_batch: int,
+  seed: int,
+  epoch: int,
+  mean,
+  std,
+  augment_chain=None,
+  pipeline: str = "auto",
+  start_batch: int = 0,
+) -> Iterator[dict]:
   """Epoch `epoch`'s shuffled, augmented training batches from batch `start_batch` on (a resumed epoch);
   the incomplete last batch is dropped. Batches before start_batch are neither read nor decoded."""
   chain = augment_chain or augment.Chain("", train=True)
   if isinstance(split, TfdsSplit):
-    return tfds_stream.batches(split, chain, mean, std, local_batch_size(global_batch), seed=seed, epoch=epoch,
-                               start_batch=start_batch)
+    return tfds_stream.batches(
+      split, chain, mean, std, local_batch_size(global_batch), seed=seed, epoch=epoch, start_batch=start_batch
+    )
   order = train_order(len(split), global_batch, seed, epoch)
   src_h, src_w = _source_sizes(split, order)
   # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa. The
@@ -200,14 +215,21 @@ class InputPipeline:
     self.config, self.dataset = config, dataset
     self.stats = stats.for_dataset(config, dataset)
     self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
-    self.recipe = recipe.fit(config.train_augment, config.eval_augment, image_size=config.image_size,
-                             source_shape=dataset.image_shape, stats=self.stats)
+    self.recipe = recipe.fit(
+      config.train_augment,
+      config.eval_augment,
+      image_size=config.image_size,
+      source_shape=dataset.image_shape,
+      stats=self.stats,
+    )
     self.train_chain, self.eval_chain = self.recipe.train, self.recipe.eval
     source_hw, channels = dataset.image_shape[:2], dataset.image_shape[2]
     train_hw, eval_hw = self.train_chain.output_size(source_hw), self.eval_chain.output_size(source_hw)
     if train_hw != eval_hw:
-      raise ValueError(f"training images are {train_hw} ({self.train_chain.spec!r}) but evaluation images are "
-                       f"{eval_hw} ({self.eval_chain.spec!r}); the model needs one size")
+      raise ValueError(
+        f"training images are {train_hw} ({self.train_chain.spec!r}) but evaluation images are "
+        f"{eval_hw} ({self.eval_chain.spec!r}); the model needs one size"
+      )
     self.image_shape = (*train_hw, channels)
     for name, split in dataset.splits.items():
       self._check_fits(name, split)
@@ -227,28 +249,52 @@ class InputPipeline:
     dataset, config = self.dataset, self.config
     counts = ", ".join(f"{name} {len(split):,}" for name, split in dataset.splits.items())
     where = f" from {dataset.root}" if dataset.root else ""
-    source = "x".join(map(str, dataset.image_shape)) if None not in dataset.image_shape else \
-        f"images of varying size, {dataset.image_shape[2]} channels"
-    lines = [f"data: {dataset.name}{where}: {counts} images; {dataset.num_classes} classes",
-             f"input: {'x'.join(map(str, self.image_shape))} (source: {source})"]
-    for kind, spec, chain in (("train", config.train_augment, self.train_chain),
-                              ("eval", config.eval_augment, self.eval_chain)):
+    source = (
+      "x".join(map(str, dataset.image_shape))
+      if None not in dataset.image_shape
+      else f"images of varying size, {dataset.image_shape[2]} channels"
+    )
+    lines = [
+      f"data: {dataset.name}{where}: {counts} images; {dataset.num_classes} classes",
+      f"input: {'x'.join(map(str, self.image_shape))} (source: {source})",
+    ]
+    for kind, spec, chain in (
+      ("train", config.train_augment, self.train_chain),
+      ("eval", config.eval_augment, self.eval_chain),
+    ):
       named = f" (preset {spec!r})" if isinstance(spec, str) and chain.spec != spec.strip() else ""
       views = f"; {chain.num_views} views" if chain.num_views else ""
       lines.append(f"{kind} augmentation: {chain.spec or 'none'}{named}{views}")
     lines += self.recipe.notes
-    origin = {"file": f"statistics file {self.stats.get('path')}", "computed": "all training images",
-              "sampled": "a sample of training images"}[self.stats["origin"]]
+    origin = {
+      "file": f"statistics file {self.stats.get('path')}",
+      "computed": "all training images",
+      "sampled": "a sample of training images",
+    }[self.stats["origin"]]
     mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
     lines.append(f"normalisation: mean {mean}, std {std} ({origin})")
     return lines
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
     """Epoch `epoch`'s batches from batch `start_batch` on (a run resumed mid-epoch)."""
-    return train_batches(self.dataset.split("train"), global_batch=self.config.batch_size, seed=self.config.seed,
-                         epoch=epoch, mean=self.mean, std=self.std, augment_chain=self.train_chain,
-                         pipeline=self.config.pipeline, start_batch=start_batch)
+    return train_batches(
+      self.dataset.split("train"),
+      global_batch=self.config.batch_size,
+      seed=self.config.seed,
+      epoch=epoch,
+      mean=self.mean,
+      std=self.std,
+      augment_chain=self.train_chain,
+      pipeline=self.config.pipeline,
+      start_batch=start_batch,
+    )
 
   def eval_batches(self, split: str) -> Iterator[dict]:
-    return eval_batches(self.dataset.split(split), global_batch=self.config.eval_batch_size, mean=self.mean,
-                        std=self.std, augment_chain=self.eval_chain, pipeline=self.config.pipeline)
+    return eval_batches(
+      self.dataset.split(split),
+      global_batch=self.config.eval_batch_size,
+      mean=self.mean,
+      std=self.std,
+      augment_chain=self.eval_chain,
+      pipeline=self.config.pipeline,
+    )

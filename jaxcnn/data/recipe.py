@@ -55,9 +55,11 @@ def _fit(spec, *, train: bool, image_size: int, source_hw: tuple, channels: int,
     if train:
       texts = [f"pad({max(1, round(min(height, width) / 8))})", f"random_crop({height}, {width})", "flip_lr"]
       texts += [t for t in augment.preset(name, train=True).split("|") if _op_name(t) in _COLOUR_OPS]
-      notes.append(f"training preset {name!r}: small-image form (pad, crop, flip), as the {height}x{width} images "
-                   f"are smaller than the paper's {augment.paper_crop(name)}-pixel crop (--config.image_size upscales "
-                   "them for the paper's chain)")
+      notes.append(
+        f"training preset {name!r}: small-image form (pad, crop, flip), as the {height}x{width} images "
+        f"are smaller than the paper's {augment.paper_crop(name)}-pixel crop (--config.image_size upscales "
+        "them for the paper's chain)"
+      )
     else:
       texts = []
       notes.append(f"evaluation preset {name!r}: small-image form (the whole {height}x{width} image)")
@@ -79,8 +81,12 @@ def _lighting_notes(chain: augment.Chain, stats: dict) -> list[str]:
     where = {"file": "its statistics file", "computed": "all its training images"}[stats["origin"]]
     return [f"PCA lighting: the dataset's own eigenvalues and eigenvectors (from {where})"]
   if "imagenet" in sources:
-    return [("PCA lighting: ImageNet's eigenvalues and eigenvectors (AlexNet's; run `python -m jaxcnn.data.stats` "
-             "for the dataset's own)")]
+    return [
+      (
+        "PCA lighting: ImageNet's eigenvalues and eigenvectors (AlexNet's; run `python -m jaxcnn.data.stats` "
+        "for the dataset's own)"
+      )
+    ]
   return []
 
 
@@ -89,8 +95,7 @@ def fit(train_spec, eval_spec, *, image_size: int, source_shape: tuple, stats: d
   source_hw, channels = tuple(source_shape[:2]), source_shape[2]
   chains, notes = [], []
   for spec, train in ((train_spec, True), (eval_spec, False)):
-    text, fitted = _fit(spec, train=train, image_size=image_size, source_hw=source_hw, channels=channels,
-                        stats=stats)
+    text, fitted = _fit(spec, train=train, image_size=image_size, source_hw=source_hw, channels=channels, stats=stats)
     chain = augment.Chain(text, train=train, image_size=image_size, stats=stats)
     chain.check_channels(channels)
     chains.append(chain)

@@ -104,10 +104,12 @@ class _IdxDataset:
 
 
 _IDX_DATASETS = {
-    "fashion_mnist": _IdxDataset(
-        "fashion_mnist", "/usr/share/datasets/fashion-mnist",
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
-    "mnist": _IdxDataset("mnist", "/usr/share/datasets/mnist", tuple(str(d) for d in range(10))),
+  "fashion_mnist": _IdxDataset(
+    "fashion_mnist",
+    "/usr/share/datasets/fashion-mnist",
+    ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+  ),
+  "mnist": _IdxDataset("mnist", "/usr/share/datasets/mnist", tuple(str(d) for d in range(10))),
 }
 
 
@@ -147,20 +149,34 @@ def _find_local(name: str, data_dir: str, debian_dir: str, find, what: str):
 
 def _load_idx(name: str, data_dir: str):
   spec = _IDX_DATASETS[name]
-  found = _find_local(name, data_dir, spec.debian_dir, lambda d: idx.find_file(d, "train-images-idx3-ubyte"),
-                      "IDX files (train-images-idx3-ubyte[.gz], ...)")
+  found = _find_local(
+    name,
+    data_dir,
+    spec.debian_dir,
+    lambda d: idx.find_file(d, "train-images-idx3-ubyte"),
+    "IDX files (train-images-idx3-ubyte[.gz], ...)",
+  )
   if found is None:
-    hint = (f"Install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or point "
-            f"--config.data_dir / ${DATA_DIR_ENV} at the IDX files.")
+    hint = (
+      f"Install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or point "
+      f"--config.data_dir / ${DATA_DIR_ENV} at the IDX files."
+    )
     return _load_tfds(spec.tfds_name, "", f"no IDX files in {spec.debian_dir}", hint)
   directory = found[0]
-  splits = {split: Split(*idx.load_split(directory, prefix)) for split, prefix in (("train", "train"), ("test", "t10k"))}
+  splits = {
+    split: Split(*idx.load_split(directory, prefix)) for split, prefix in (("train", "train"), ("test", "t10k"))
+  }
   return splits, spec.class_names, directory
 
 
 def _load_cifar(name: str, data_dir: str):
-  found = _find_local(name, data_dir, f"/usr/share/datasets/{name}", lambda d: cifar.find(d, name),
-                      "files (cifar-10-batches-py/, cifar-10-batches-bin/ or the CIFAR-100 equivalents)")
+  found = _find_local(
+    name,
+    data_dir,
+    f"/usr/share/datasets/{name}",
+    lambda d: cifar.find(d, name),
+    "files (cifar-10-batches-py/, cifar-10-batches-bin/ or the CIFAR-100 equivalents)",
+  )
   if found is None:
     return _load_tfds(name, "", f"no local {name} files", f"Point --config.data_dir at the extracted {name} archive.")
   directory, binary = found[1]
@@ -183,9 +199,12 @@ def _load_folder(config):
 def _load_synthetic(config):
   spec = config.synthetic
   rng = np.random.default_rng(VALIDATION_SPLIT_SEED)
-  splits = {split: Split(rng.integers(0, 256, (n, *spec.image_shape), np.uint8),
-                         rng.integers(0, spec.num_classes, n).astype(np.int32))
-            for split, n in (("train", spec.num_train), ("test", spec.num_test))}
+  splits = {
+    split: Split(
+      rng.integers(0, 256, (n, *spec.image_shape), np.uint8), rng.integers(0, spec.num_classes, n).astype(np.int32)
+    )
+    for split, n in (("train", spec.num_train), ("test", spec.num_test))
+  }
   return splits, tuple(str(i) for i in range(spec.num_classes)), None
 
 
@@ -197,15 +216,18 @@ def _load_tfds(name: str, data_dir: str, tried: str = "", hint: str = ""):
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except tfds.core.registered.DatasetNotFoundError:
-    raise ValueError(f"unknown dataset {name!r}: neither one of jaxcnn's ({', '.join(_LOCAL)}) nor a TFDS "
-                     "dataset") from None
+    raise ValueError(
+      f"unknown dataset {name!r}: neither one of jaxcnn's ({', '.join(_LOCAL)}) nor a TFDS dataset"
+    ) from None
   logging.info("Loading %s through TFDS (%s)", name, tried or "by name")
   try:
     builder.download_and_prepare()
   except Exception as e:  # noqa: BLE001  (any download/prepare failure gets the same advice)
     first_line = str(e).splitlines()[0] if str(e) else ""
-    raise FileNotFoundError(f"{name} not found: {tried + ' and ' if tried else ''}the TFDS download/prepare "
-                            f"failed ({type(e).__name__}: {first_line}). {hint}") from None
+    raise FileNotFoundError(
+      f"{name} not found: {tried + ' and ' if tried else ''}the TFDS download/prepare "
+      f"failed ({type(e).__name__}: {first_line}). {hint}"
+    ) from None
   info = builder.info
   image_key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)), None)
   if image_key is None or "label" not in info.features:
@@ -228,8 +250,10 @@ def _carve_validation(train, size: int):
   if not 0 < size < len(train):
     raise ValueError(f"validation_size must be in [0, {len(train)}) for the {len(train)} training images, got {size}")
   if isinstance(train, TfdsSplit):  # TFDS shuffled the examples when it prepared the files
-    return (TfdsSplit(train.builder, f"{train.split}[:-{size}]", len(train) - size),
-            TfdsSplit(train.builder, f"{train.split}[-{size}:]", size))
+    return (
+      TfdsSplit(train.builder, f"{train.split}[:-{size}]", len(train) - size),
+      TfdsSplit(train.builder, f"{train.split}[-{size}:]", size),
+    )
   order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(len(train))
   return train.subset(np.sort(order[:-size])), train.subset(np.sort(order[-size:]))
 
@@ -289,8 +313,10 @@ def load(config) -> Dataset:
       continue
     bad = (split.labels < 0) | (split.labels >= len(class_names))
     if bad.any():
-      raise ValueError(f"{name}: split {split_name!r} has {int(bad.sum())} labels outside "
-                       f"[0, {len(class_names)}), e.g. {int(split.labels[bad][0])} at index {int(np.argmax(bad))}")
+      raise ValueError(
+        f"{name}: split {split_name!r} has {int(bad.sum())} labels outside "
+        f"[0, {len(class_names)}), e.g. {int(split.labels[bad][0])} at index {int(np.argmax(bad))}"
+      )
   if config.classes:
     splits, class_names = _keep_classes(name, splits, class_names, tuple(config.classes))
   size = _validation_size(config, len(splits["train"]))

@@ -40,8 +40,12 @@ class _Moments:
   def result(self, num_images: int) -> dict:
     mean = self.sum / self.count
     covariance = self.outer / self.count - np.outer(mean, mean)
-    stats = {"mean": mean.tolist(), "std": np.sqrt(np.diag(covariance)).tolist(), "num_images": num_images,
-             "num_pixels": self.count}
+    stats = {
+      "mean": mean.tolist(),
+      "std": np.sqrt(np.diag(covariance)).tolist(),
+      "num_images": num_images,
+      "num_pixels": self.count,
+    }
     if len(mean) == 3:
       eigval, eigvec = np.linalg.eigh(covariance)  # ascending; AlexNet's order is descending
       stats["pca_eigval"] = eigval[::-1].tolist()
@@ -97,8 +101,12 @@ def for_dataset(config, dataset: Dataset) -> dict:
     return {**stats, "origin": "file", "path": str(path)}
   train = dataset.split("train")
   if isinstance(train, FileSplit):
-    logging.warning("No statistics file %s: estimating mean and std from %d training images (run `python -m "
-                    "jaxcnn.data.stats` to compute and store them once)", path, min(STARTUP_SAMPLE, len(train)))
+    logging.warning(
+      "No statistics file %s: estimating mean and std from %d training images (run `python -m "
+      "jaxcnn.data.stats` to compute and store them once)",
+      path,
+      min(STARTUP_SAMPLE, len(train)),
+    )
     return {**compute(train, STARTUP_SAMPLE), "origin": "sampled"}
   return {**compute(train), "origin": "computed"}
 

@@ -34,8 +34,11 @@ def _finish(crop, window, flip, out_hw):
 def views_of_image(image, plan, out_hw):
   """[views, h, w, C] float32 from a decoded image [H, W, C]."""
   tf = tf_import.tensorflow()
-  return tf.map_fn(lambda wf: _finish(_crop_with_zeros(image, wf[0]), wf[0], wf[1], out_hw),
-                   (plan["window"], plan["flip"]), fn_output_signature=tf.float32)
+  return tf.map_fn(
+    lambda wf: _finish(_crop_with_zeros(image, wf[0]), wf[0], wf[1], out_hw),
+    (plan["window"], plan["flip"]),
+    fn_output_signature=tf.float32,
+  )
 
 
 def _pil_decode(data):
@@ -83,8 +86,9 @@ def views_of_file(data, use_pil, plan, out_hw, num_views: int):
 
 def _inside(shape, window):
   tf = tf_import.tensorflow()
-  return tf.reduce_all([window[0] >= 0, window[1] >= 0, window[0] + window[2] <= shape[0],
-                        window[1] + window[3] <= shape[1]])
+  return tf.reduce_all(
+    [window[0] >= 0, window[1] >= 0, window[0] + window[2] <= shape[0], window[1] + window[3] <= shape[1]]
+  )
 
 
 def finish_example(views, plan, chain, mean, std):

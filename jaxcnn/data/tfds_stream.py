@@ -7,7 +7,7 @@ is reproducible for a given seed and process count; each example's augmentation 
 decoded only inside its crop window.
 """
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax
 import numpy as np
@@ -18,8 +18,9 @@ from jaxcnn.data.sources import TfdsSplit
 SHUFFLE_BUFFER = 16_384
 
 
-def batches(split: TfdsSplit, chain, mean, std, local_batch: int, *, seed: int | None = None, epoch: int = 0,
-            start_batch: int = 0) -> Iterator[dict]:
+def batches(
+  split: TfdsSplit, chain, mean, std, local_batch: int, *, seed: int | None = None, epoch: int = 0, start_batch: int = 0
+) -> Iterator[dict]:
   """This process's [local_batch, ...] batches: training (seed given: shuffled, whole batches, from batch
   `start_batch` on, the earlier ones read but not decoded) or evaluation (padded, masked)."""
   tf, tfds = tf_import.tensorflow(), tf_import.tensorflow_datasets()
@@ -28,10 +29,15 @@ def batches(split: TfdsSplit, chain, mean, std, local_batch: int, *, seed: int |
   sizes = [split.builder.info.splits[s].num_examples for s in shards]
   image_key = next(k for k, f in split.builder.info.features.items() if isinstance(f, tfds.features.Image))
   train = seed is not None
-  read_config = tfds.ReadConfig(shuffle_seed=int(np.random.default_rng([seed, epoch, process]).integers(2**31))) \
-      if train else None
-  ds = split.builder.as_dataset(split=shards[process], shuffle_files=train, read_config=read_config,
-                                decoders={image_key: tfds.decode.SkipDecoding()})
+  read_config = (
+    tfds.ReadConfig(shuffle_seed=int(np.random.default_rng([seed, epoch, process]).integers(2**31))) if train else None
+  )
+  ds = split.builder.as_dataset(
+    split=shards[process],
+    shuffle_files=train,
+    read_config=read_config,
+    decoders={image_key: tfds.decode.SkipDecoding()},
+  )
   ds = ds.map(lambda ex: {"data": ex[image_key], "label": tf.cast(ex["label"], tf.int32), "mask": True})
   if train:
     # Every process takes the same number of steps, set by the smallest share.
@@ -58,12 +64,19 @@ def batches(split: TfdsSplit, chain, mean, std, local_batch: int, *, seed: int |
 
   def example(position, ex):
     data = ex["data"]
-    hw = tf.cond(tf.io.is_jpeg(data), lambda: tf.image.extract_jpeg_shape(data)[:2],
-                 lambda: tf.shape(tf_ops.decode(data, not_pil))[:2])
-    window, flip, *photometric = tf.numpy_function(plan_row, [position, hw[0], hw[1]],
-                                                   [tf.int32, tf.bool, *photometric_types], stateful=False)
-    row = {"window": tf.ensure_shape(window, (views, 4)), "flip": tf.ensure_shape(flip, (views,)),
-           **{f"photometric{i}": p for i, p in enumerate(photometric)}}
+    hw = tf.cond(
+      tf.io.is_jpeg(data),
+      lambda: tf.image.extract_jpeg_shape(data)[:2],
+      lambda: tf.shape(tf_ops.decode(data, not_pil))[:2],
+    )
+    window, flip, *photometric = tf.numpy_function(
+      plan_row, [position, hw[0], hw[1]], [tf.int32, tf.bool, *photometric_types], stateful=False
+    )
+    row = {
+      "window": tf.ensure_shape(window, (views, 4)),
+      "flip": tf.ensure_shape(flip, (views,)),
+      **{f"photometric{i}": p for i, p in enumerate(photometric)},
+    }
     image = tf_ops.finish_example(tf_ops.views_of_file(data, not_pil, row, out_hw, views), row, chain, mean, std)
     return {"image": image, "label": ex["label"], "mask": ex["mask"]}
 

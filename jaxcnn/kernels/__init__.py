@@ -22,10 +22,10 @@ from jaxcnn.kernels import conv, lrn, pool, xla_flags
 from jaxcnn.models import layers
 
 FORMS = {
-    "conv_general_dilated": conv.conv_general_dilated,
-    "max_pool": pool.max_pool,
-    "avg_pool": pool.avg_pool,
-    "local_response_norm": lrn.local_response_norm,
+  "conv_general_dilated": conv.conv_general_dilated,
+  "max_pool": pool.max_pool,
+  "avg_pool": pool.avg_pool,
+  "local_response_norm": lrn.local_response_norm,
 }
 
 

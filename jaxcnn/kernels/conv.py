@@ -20,8 +20,18 @@ PATCHES_MIN_FEATURES = 16  # see _shifted_conv_bwd
 NARROW_MAX_CHANNELS = 8  # see _narrow_input_conv
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, precision=None, **kwargs):
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  precision=None,
+  **kwargs,
+):
   """`lax.conv_general_dilated`, for `nn.Conv(conv_general_dilated=...)`. On the CPU backend, for ungrouped,
   undilated 2-D NHWC/HWIO convolutions (every other call is XLA's convolution):
 
@@ -39,28 +49,40 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
     instead. It lasts until fusion only with `xla_flags.KEEP_BARRIERS`; without it XLA drops the barrier
     first thing and nothing changes.
   """
-  if not _plain_nhwc_conv_on_cpu(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
-                                 kwargs):
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                                    feature_group_count, precision=precision, **kwargs)
+  if not _plain_nhwc_conv_on_cpu(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, kwargs):
+    return lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      precision=precision,
+      **kwargs,
+    )
   lhs = lax.optimization_barrier(lhs)
   kh, kw, cin, cout = rhs.shape
   pads = lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), window_strides, padding) if isinstance(padding, str) else padding
   pads = tuple(map(tuple, pads))
   if (kh, kw) == lhs.shape[1:3] and not any(map(any, pads)):
-    flat = lax.dot_general(lhs.reshape(lhs.shape[0], -1), rhs.reshape(-1, cout), (((1,), (0,)), ((), ())),
-                           precision=precision)
+    flat = lax.dot_general(
+      lhs.reshape(lhs.shape[0], -1), rhs.reshape(-1, cout), (((1,), (0,)), ((), ())), precision=precision
+    )
     return flat.reshape(lhs.shape[0], 1, 1, cout)
   if tuple(window_strides) == (1, 1) and cin <= NARROW_MAX_CHANNELS:
     if cin <= SHIFTED_MAX_CHANNELS and kh * kw * cin * cout <= SHIFTED_MAX_TERMS:
       return _shifted_conv(pads, lhs, rhs)
     return _narrow_input_conv(pads, lhs, rhs)
-  return lax.conv_general_dilated(lhs, rhs, window_strides, pads, dimension_numbers=dimension_numbers,
-                                  precision=precision)
+  return lax.conv_general_dilated(
+    lhs, rhs, window_strides, pads, dimension_numbers=dimension_numbers, precision=precision
+  )
 
 
-def _plain_nhwc_conv_on_cpu(lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
-                            kwargs) -> bool:
+def _plain_nhwc_conv_on_cpu(
+  lhs, rhs, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count, kwargs
+) -> bool:
   """An ungrouped, undilated 2-D NHWC/HWIO convolution on the CPU backend."""
   if lhs.ndim != 4 or kwargs or feature_group_count != 1 or jax.default_backend() != "cpu":
     return False
@@ -81,8 +103,12 @@ def _shifted_conv(pads, x, w):
   padded = jnp.pad(x.astype(jnp.float32), ((0, 0), *pads, (0, 0)))
   height, width = padded.shape[1] - kh + 1, padded.shape[2] - kw + 1
   weights = w.astype(jnp.float32)
-  out = sum(padded[:, i:i + height, j:j + width, c:c + 1] * weights[i, j, c]
-            for i in range(kh) for j in range(kw) for c in range(cin))
+  out = sum(
+    padded[:, i : i + height, j : j + width, c : c + 1] * weights[i, j, c]
+    for i in range(kh)
+    for j in range(kw)
+    for c in range(cin)
+  )
   return out.astype(jnp.result_type(x, w))
 
 
@@ -104,9 +130,13 @@ def _shifted_conv_bwd(pads, residuals, grad):
   input_grad = jax.vjp(lambda x: _xla_conv(pads, x, w), x)[1](grad)[0]
   padded = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   height, width = grad.shape[1:3]
-  patches = jnp.stack([padded[:, i:i + height, j:j + width] for i in range(kh) for j in range(kw)])
-  weight_grad = lax.dot_general(patches.reshape(kh * kw, -1, cin), grad.reshape(-1, cout), (((1,), (0,)), ((), ())),
-                                preferred_element_type=jnp.float32)
+  patches = jnp.stack([padded[:, i : i + height, j : j + width] for i in range(kh) for j in range(kw)])
+  weight_grad = lax.dot_general(
+    patches.reshape(kh * kw, -1, cin),
+    grad.reshape(-1, cout),
+    (((1,), (0,)), ((), ())),
+    preferred_element_type=jnp.float32,
+  )
   return input_grad, weight_grad.reshape(w.shape).astype(w.dtype)
 
 
@@ -131,12 +161,16 @@ def _narrow_input_conv_bwd(pads, residuals, grad):
   kh, kw, cin, cout = w.shape
   n, rows, cols, _ = grad.shape
   weight_grad = jax.vjp(lambda w: _xla_conv(pads, x, w), w)[1](grad)[0]
-  spread = lax.dot_general(grad.reshape(-1, cout), w.reshape(-1, cout), (((1,), (1,)), ((), ())),
-                           preferred_element_type=jnp.float32).reshape(n, rows, cols, kh, kw, cin)
-  padded_grad = sum(jnp.pad(spread[:, :, :, i, j], ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
-                    for i in range(kh) for j in range(kw))
+  spread = lax.dot_general(
+    grad.reshape(-1, cout), w.reshape(-1, cout), (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+  ).reshape(n, rows, cols, kh, kw, cin)
+  padded_grad = sum(
+    jnp.pad(spread[:, :, :, i, j], ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
+    for i in range(kh)
+    for j in range(kw)
+  )
   (top, _), (left, _) = pads
-  input_grad = padded_grad[:, top:top + x.shape[1], left:left + x.shape[2]]
+  input_grad = padded_grad[:, top : top + x.shape[1], left : left + x.shape[2]]
   return input_grad.astype(x.dtype), weight_grad
 
 

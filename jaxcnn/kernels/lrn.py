@@ -25,7 +25,7 @@ def _local_response_norm(k, n, alpha, beta, x):
 
 def _local_response_norm_fwd(k, n, alpha, beta, x):
   denominator = k + alpha * channel_window_sums(jnp.square(x), n // 2, (n - 1) // 2)
-  scale = denominator ** -beta
+  scale = denominator**-beta
   return x * scale, (x, scale, denominator)
 
 

@@ -58,7 +58,7 @@ def _window_slices(padded: jnp.ndarray, window: int, stride: int):
   rows, cols = (padded.shape[1] - window) // stride + 1, (padded.shape[2] - window) // stride + 1
   for i in range(window):
     for j in range(window):
-      yield i, j, padded[:, i:i + stride * (rows - 1) + 1:stride, j:j + stride * (cols - 1) + 1:stride]
+      yield i, j, padded[:, i : i + stride * (rows - 1) + 1 : stride, j : j + stride * (cols - 1) + 1 : stride]
 
 
 # The gradient is written out: differentiated automatically, the chain of maxima became a chain of selects
@@ -92,14 +92,16 @@ def _strided_max_pool_bwd(window, stride, padding, residuals, grad):
     shifted = jnp.pad(jnp.where(hit, share, zero), ((0, 0), (qi, reach - qi), (qj, reach - qj), (0, 0)))
     phases[ri, rj] = phases[ri, rj] + shifted if (ri, rj) in phases else shifted
   empty = jnp.zeros((n, rows + reach, cols + reach, channels), grad.dtype)
-  placed = jnp.stack([jnp.stack([phases.get((ri, rj), empty) for rj in range(stride)], axis=3)
-                      for ri in range(stride)], axis=2)
+  placed = jnp.stack(
+    [jnp.stack([phases.get((ri, rj), empty) for rj in range(stride)], axis=3) for ri in range(stride)], axis=2
+  )
   placed = placed.reshape(n, (rows + reach) * stride, (cols + reach) * stride, channels)
   height, width = padded.shape[1:3]
-  placed = jnp.pad(placed, ((0, 0), (0, max(0, height - placed.shape[1])), (0, max(0, width - placed.shape[2])),
-                            (0, 0)))
+  placed = jnp.pad(
+    placed, ((0, 0), (0, max(0, height - placed.shape[1])), (0, max(0, width - placed.shape[2])), (0, 0))
+  )
   (top, _), (left, _) = padding
-  return (placed[:, top:top + x.shape[1], left:left + x.shape[2]],)
+  return (placed[:, top : top + x.shape[1], left : left + x.shape[2]],)
 
 
 _strided_max_pool.defvjp(_strided_max_pool_fwd, _strided_max_pool_bwd)

@@ -31,9 +31,9 @@ KEEP_BARRIERS = "--xla_disable_hlo_passes=cse_barrier_expander"
 # jaxlib minor version -> the flags added. Both flags were checked to be accepted by jaxlib 0.10.2, 0.11.2
 # and 0.12.0.1.
 FLAGS_BY_JAXLIB = {
-    "0.10": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
-    "0.11": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
-    "0.12": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
+  "0.10": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
+  "0.11": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
+  "0.12": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
 }
 # A version not in the table: `--xla_disable_hlo_passes` is one of XLA's long-standing debug options and
 # ignores a pass name it does not know (checked on all three versions above), so it cannot abort the

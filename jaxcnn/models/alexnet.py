@@ -23,7 +23,7 @@ the ReLUs positive inputs early), 0 elsewhere. Caffe's reference model found bia
 and used 0.1: `hidden_bias=0.1` reproduces that.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -61,9 +61,16 @@ class AlexNet(nn.Module):
     hidden_bias = nn.initializers.constant(self.hidden_bias)
 
     def conv(x, index, kernel, stride=1, padding=None, groups=1, bias=nn.initializers.zeros_init()):
-      x = Conv(self.widths[index - 1], (kernel, kernel), strides=stride,
-                  padding=kernel // 2 if padding is None else padding, feature_group_count=groups,
-                  kernel_init=weights, bias_init=bias, name=f"conv{index}")(x)
+      x = Conv(
+        self.widths[index - 1],
+        (kernel, kernel),
+        strides=stride,
+        padding=kernel // 2 if padding is None else padding,
+        feature_group_count=groups,
+        kernel_init=weights,
+        bias_init=bias,
+        name=f"conv{index}",
+      )(x)
       return nn.relu(x)
 
     def normalize(x):

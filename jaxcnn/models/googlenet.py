@@ -16,7 +16,8 @@ initialisation: Glorot-uniform weights and 0.2 biases, again bvlc_googlenet's.
 `googlenet_bn` is torchvision's layout (so its weights load): conv without bias -> BatchNorm(eps 1e-3)
 -> ReLU everywhere, no LRN, the "5x5" branch built with 3x3 kernels (a known torchvision bug kept for
 weight compatibility, pytorch/vision#906), a 2x2/2 pool after 4e, dropout 0.2, N(0, 0.01^2) weights
-(torchvision truncates at +-2, i.e. 200 sigma, so in effect not at all); 6,624,904 parameters for 1000 classes without the auxiliary heads.
+(torchvision truncates at +-2, i.e. 200 sigma, so in effect not at all); 6,624,904 parameters for 1000
+classes without the auxiliary heads.
 
 Small images (`small_input`, None = automatic below 64 pixels): the stem keeps its layers but conv1
 gets stride 1 and the first max-pool is skipped, so 28 pixels give 28-14-7-4 feature maps rather than
@@ -24,7 +25,7 @@ vanishing; the final pooling is a global average (= the paper's 7x7 pool on 224 
 """
 
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -34,10 +35,17 @@ from jaxcnn.models.registry import register
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj; "M" = max-pool between stages.
 INCEPTION = (
-    ("3a", (64, 96, 128, 16, 32, 32)), ("3b", (128, 128, 192, 32, 96, 64)), "M",
-    ("4a", (192, 96, 208, 16, 48, 64)), ("4b", (160, 112, 224, 24, 64, 64)), ("4c", (128, 128, 256, 24, 64, 64)),
-    ("4d", (112, 144, 288, 32, 64, 64)), ("4e", (256, 160, 320, 32, 128, 128)), "M",
-    ("5a", (256, 160, 320, 32, 128, 128)), ("5b", (384, 192, 384, 48, 128, 128)),
+  ("3a", (64, 96, 128, 16, 32, 32)),
+  ("3b", (128, 128, 192, 32, 96, 64)),
+  "M",
+  ("4a", (192, 96, 208, 16, 48, 64)),
+  ("4b", (160, 112, 224, 24, 64, 64)),
+  ("4c", (128, 128, 256, 24, 64, 64)),
+  ("4d", (112, 144, 288, 32, 64, 64)),
+  ("4e", (256, 160, 320, 32, 128, 128)),
+  "M",
+  ("5a", (256, 160, 320, 32, 128, 128)),
+  ("5b", (384, 192, 384, 48, 128, 128)),
 )
 AUX_AFTER = {"4a": "aux1", "4d": "aux2"}
 
@@ -53,10 +61,10 @@ class Inception(nn.Module):
   def __call__(self, x, train: bool = False):
     c1, c3r, c3, c5r, c5, proj = self.widths
     branches = [
-        self.conv(c1, 1, name="b1x1")(x, train),
-        self.conv(c3, 3, name="b3x3")(self.conv(c3r, 1, name="b3x3_reduce")(x, train), train),
-        self.conv(c5, self.five_kernel, name="b5x5")(self.conv(c5r, 1, name="b5x5_reduce")(x, train), train),
-        self.conv(proj, 1, name="pool_proj")(max_pool(x, 3, 1, padding="SAME"), train),
+      self.conv(c1, 1, name="b1x1")(x, train),
+      self.conv(c3, 3, name="b3x3")(self.conv(c3r, 1, name="b3x3_reduce")(x, train), train),
+      self.conv(c5, self.five_kernel, name="b5x5")(self.conv(c5r, 1, name="b5x5_reduce")(x, train), train),
+      self.conv(proj, 1, name="pool_proj")(max_pool(x, 3, 1, padding="SAME"), train),
     ]
     return jnp.concatenate(branches, axis=-1)
 
@@ -91,8 +99,9 @@ class GoogLeNet(nn.Module):
     if self.use_bn:
       conv = functools.partial(ConvBlock, use_bn=True, bn_epsilon=1e-3, kernel_init=nn.initializers.normal(0.01))
     else:
-      conv = functools.partial(ConvBlock, kernel_init=nn.initializers.glorot_uniform(),
-                        bias_init=nn.initializers.constant(0.2))
+      conv = functools.partial(
+        ConvBlock, kernel_init=nn.initializers.glorot_uniform(), bias_init=nn.initializers.constant(0.2)
+      )
     normalize = LocalResponseNorm(k=1.0, alpha=2e-5) if self.lrn else (lambda x: x)
     small = use_small_stem(self.small_input, images)
 
@@ -127,5 +136,6 @@ def googlenet(num_classes: int, **options) -> nn.Module:
 
 @register("googlenet_bn")
 def googlenet_bn(num_classes: int, **options) -> nn.Module:
-  return GoogLeNet(num_classes=num_classes, use_bn=True, lrn=False, five_kernel=3, last_pool_window=2,
-                   dropout_rate=0.2, **options)
+  return GoogLeNet(
+    num_classes=num_classes, use_bn=True, lrn=False, five_kernel=3, last_pool_window=2, dropout_rate=0.2, **options
+  )

@@ -28,9 +28,9 @@ def use_small_stem(small_input: bool | None, images: jnp.ndarray) -> bool:
 # paper initialisation does not train its small-input stem on Fashion-MNIST: at lr 0.01 the loss went
 # 3.1 -> 20.9 in five steps and then sat at ln(10) with dead ReLUs; "he" with zero biases trained.
 KERNEL_INITS = {
-    "normal": nn.initializers.normal(0.01),
-    "glorot": nn.initializers.glorot_uniform(),
-    "he": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
+  "normal": nn.initializers.normal(0.01),
+  "glorot": nn.initializers.glorot_uniform(),
+  "he": nn.initializers.variance_scaling(2.0, "fan_in", "normal"),
 }
 
 
@@ -82,8 +82,13 @@ def cross_replica_batch_norm(axis_name: str):
 
 def batch_norm(train: bool, epsilon: float = 1e-5, name: str | None = None) -> nn.BatchNorm:
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here), so torchvision weights carry over."""
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=epsilon, name=name,
-                      axis_name=_BATCH_NORM_AXIS.get() if train else None)
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=0.9,
+    epsilon=epsilon,
+    name=name,
+    axis_name=_BATCH_NORM_AXIS.get() if train else None,
+  )
 
 
 def max_pool(x: jnp.ndarray, window: int, stride: int, padding="VALID") -> jnp.ndarray:
@@ -132,7 +137,7 @@ def channel_window_sums(x: jnp.ndarray, before: int, after: int) -> jnp.ndarray:
   """s[c] = sum(x[c'] for c' in [c - before, c + after]), clipped to the channels (the last axis)."""
   channels = x.shape[-1]
   padded = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(before, after)])
-  return sum(padded[..., i:i + channels] for i in range(before + after + 1))
+  return sum(padded[..., i : i + channels] for i in range(before + after + 1))
 
 
 class ConvBlock(nn.Module):
@@ -149,8 +154,16 @@ class ConvBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = Conv(self.features, (self.kernel, self.kernel), strides=self.stride, padding=self.kernel // 2,
-             use_bias=not self.use_bn, kernel_init=self.kernel_init, bias_init=self.bias_init, name="conv")(x)
+    x = Conv(
+      self.features,
+      (self.kernel, self.kernel),
+      strides=self.stride,
+      padding=self.kernel // 2,
+      use_bias=not self.use_bn,
+      kernel_init=self.kernel_init,
+      bias_init=self.bias_init,
+      name="conv",
+    )(x)
     if self.use_bn:
       x = batch_norm(train, self.bn_epsilon, name="bn")(x)
     return nn.relu(x)

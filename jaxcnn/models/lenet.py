@@ -1,13 +1,12 @@
 """LeNet-5: LeCun, Bottou, Bengio, Haffner, "Gradient-based learning applied to document
 recognition", Proc. IEEE 1998, Section II.B and Fig. 2.
 
-`lenet5_1998` is the network of the paper: C3's partial connection table (Table I), the scaled tanh
-1.7159 tanh(2a/3) (Appendix A), subsampling layers with a trainable coefficient and bias per map, and a
-Euclidean RBF output layer; 60,000 trainable parameters. `lenet5` is the modern variant the tutorials train: the paper's layer sizes (C1 6@5x5, S2, C3 16@5x5,
-S4, C5 120, F6 84) with full C3 connectivity, plain pooling, a softmax classifier and a choice of
-activation. Like the paper, inputs smaller than 32x32 are centred in a 32x32 field (MNIST's 28x28
-digits were, Section III.A), so C1..F6 have the paper's output sizes.
-"""
+`lenet5_1998` is the network of the paper: C3's partial connection table (Table I), the scaled tanh 1.7159 tanh(2a/3)
+(Appendix A), subsampling layers with a trainable coefficient and bias per map, and a Euclidean RBF output layer;
+60,000 trainable parameters. `lenet5` is the modern variant the tutorials train: the paper's layer sizes (C1 6@5x5,
+S2, C3 16@5x5, S4, C5 120, F6 84) with full C3 connectivity, plain pooling, a softmax classifier and a choice of
+activation. Like the paper, inputs smaller than 32x32 are centred in a 32x32 field (MNIST's 28x28 digits were, Section
+III.A), so C1..F6 have the paper's output sizes."""
 
 import flax.linen as nn
 import jax
@@ -60,9 +59,22 @@ def lenet5(num_classes: int, activation: str = "relu", pooling: str = "max") -> 
 
 # Table I: the S2 maps (columns) each C3 map (row) reads. 60 connections of 5x5 weights -> 1,516 params.
 C3_TABLE = (
-    (0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (0, 4, 5), (0, 1, 5),
-    (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (0, 3, 4, 5), (0, 1, 4, 5), (0, 1, 2, 5),
-    (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5),
+  (0, 1, 2),
+  (1, 2, 3),
+  (2, 3, 4),
+  (3, 4, 5),
+  (0, 4, 5),
+  (0, 1, 5),
+  (0, 1, 2, 3),
+  (1, 2, 3, 4),
+  (2, 3, 4, 5),
+  (0, 3, 4, 5),
+  (0, 1, 4, 5),
+  (0, 1, 2, 5),
+  (0, 1, 3, 4),
+  (1, 2, 4, 5),
+  (0, 2, 3, 5),
+  (0, 1, 2, 3, 4, 5),
 )
 
 
@@ -85,8 +97,9 @@ class Subsampling(nn.Module):
   def __call__(self, x):
     channels = x.shape[-1]
     # Appendix A's rule with fan-in 4: the coefficient multiplies the sum of four inputs.
-    coefficient = self.param("coefficient", lambda key, shape: jax.random.uniform(key, shape, minval=-0.6, maxval=0.6),
-                             (channels,))
+    coefficient = self.param(
+      "coefficient", lambda key, shape: jax.random.uniform(key, shape, minval=-0.6, maxval=0.6), (channels,)
+    )
     bias = self.param("bias", nn.initializers.zeros_init(), (channels,))
     sums = avg_pool(x, 2) * 4.0
     return sums * coefficient + bias

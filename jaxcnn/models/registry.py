@@ -4,7 +4,7 @@ A family module registers each variant with `@register("name")` on a function th
 `num_classes` and keyword options and returns a linen Module.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 

@@ -30,16 +30,22 @@ import jax.numpy as jnp
 from jaxcnn.models.layers import Conv, batch_norm, max_pool, use_small_stem
 from jaxcnn.models.registry import register
 
-IMAGENET_DEPTHS = {18: (False, (2, 2, 2, 2)), 34: (False, (3, 4, 6, 3)), 50: (True, (3, 4, 6, 3)),
-                   101: (True, (3, 4, 23, 3)), 152: (True, (3, 8, 36, 3))}  # (bottleneck, blocks per stage)
+IMAGENET_DEPTHS = {
+  18: (False, (2, 2, 2, 2)),
+  34: (False, (3, 4, 6, 3)),
+  50: (True, (3, 4, 6, 3)),
+  101: (True, (3, 4, 23, 3)),
+  152: (True, (3, 8, 36, 3)),
+}  # (bottleneck, blocks per stage)
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 HE_NORMAL = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 SHORTCUTS = ("A", "B", "C")
 
 
 def conv(features: int, kernel: int, stride: int, name: str) -> nn.Module:
-  return Conv(features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False,
-                 kernel_init=HE_NORMAL, name=name)
+  return Conv(
+    features, (kernel, kernel), strides=stride, padding=kernel // 2, use_bias=False, kernel_init=HE_NORMAL, name=name
+  )
 
 
 class Block(nn.Module):
@@ -95,8 +101,9 @@ class ResNet(nn.Module):
     for stage, (blocks, features) in enumerate(zip(self.stage_sizes, self.widths)):
       for block in range(blocks):
         stride = 2 if stage > 0 and block == 0 else 1
-        x = Block(features, stride, self.bottleneck, self.shortcut, self.stride_in_3x3,
-                  name=f"conv{stage + 2}_{block + 1}")(x, train)
+        x = Block(
+          features, stride, self.bottleneck, self.shortcut, self.stride_in_3x3, name=f"conv{stage + 2}_{block + 1}"
+        )(x, train)
     return nn.Dense(self.num_classes, name="fc")(jnp.mean(x, axis=(1, 2)))
 
 
@@ -112,8 +119,9 @@ def _register_cifar(depth: int):
   @register(f"resnet{depth}")
   def build(num_classes: int, shortcut: str = "A", **options) -> nn.Module:
     n = (depth - 2) // 6
-    return ResNet(num_classes=num_classes, stage_sizes=(n, n, n), widths=(16, 32, 64), cifar=True, shortcut=shortcut,
-                  **options)
+    return ResNet(
+      num_classes=num_classes, stage_sizes=(n, n, n), widths=(16, 32, 64), cifar=True, shortcut=shortcut, **options
+    )
 
 
 for _depth in IMAGENET_DEPTHS:

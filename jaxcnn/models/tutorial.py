@@ -7,7 +7,7 @@ ReLU, Dense 10 (101,770 parameters on 28x28x1); `hidden=(512, 512)` gives PyTorc
 initialisation (LeCun normal, zero biases), as in both tutorials' frameworks' defaults.
 """
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 
