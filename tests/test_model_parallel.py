@@ -32,7 +32,9 @@ def test_two_towers_on_two_devices_equal_the_grouped_model(size):
   np.testing.assert_allclose(np.asarray(towers(placed)), np.asarray(grouped(params)), rtol=1e-4, atol=1e-4)
   assert 0.1 < float(jnp.std(grouped(params))) < 1e3  # a meaningful, finite output
 
-  grads_grouped = jax.grad(lambda p: loss(grouped, p))(params)
+  # Both compiled: on jax 0.12 the op-by-op (eager) gradient of the grouped convolutions differs from the
+  # compiled one by up to 1e-2 of the largest entry (conv5), while compiled grouped and towers agree to 1e-5.
+  grads_grouped = jax.jit(jax.grad(lambda p: loss(grouped, p)))(params)
   grads_towers = jax.jit(jax.grad(lambda p: loss(lambda q: model_parallel.forward(q, images, mesh), p)))(placed)
   for g_t, g_g in zip(jax.tree.leaves(grads_towers), jax.tree.leaves(grads_grouped), strict=True):
     scale = float(jnp.max(jnp.abs(g_g))) + 1e-12
