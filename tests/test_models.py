@@ -19,7 +19,7 @@ from jaxcnn.models import layers
 
 IMAGENET, IMAGENET_227, CIFAR, MNIST = (224, 224, 3), (227, 227, 3), (32, 32, 3), (28, 28, 1)
 
-# Issue 3's figures: (trainable parameters without auxiliary heads, input, classes).
+# The papers' and torchvision's parameter counts: (trainable parameters without auxiliary heads, input, classes).
 PARAM_COUNTS = {
   "lenet5_1998": (60_000, MNIST, 10),
   "alexnet": (62_378_344, IMAGENET_227, 1000),
@@ -107,7 +107,7 @@ def test_every_model_of_the_zoo_is_registered():
 
 
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS))
-def test_parameter_count_matches_the_issue_exactly(name):
+def test_parameter_count_matches_the_published_figure_exactly(name):
   expected, image_shape, num_classes = PARAM_COUNTS[name]
   params = shapes(name, image_shape, num_classes)["params"]
   assert count({k: v for k, v in params.items() if "aux" not in k}) == expected

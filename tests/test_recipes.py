@@ -1,4 +1,4 @@
-"""Issue 5's recipes: schedules at their boundary steps, the plateau rule, EMA, accumulation, precision,
+"""The papers' training recipes: schedules at their boundary steps, the plateau rule, EMA, accumulation, precision,
 and the two data-parallel strategies against a single device."""
 
 import functools
