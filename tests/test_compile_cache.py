@@ -54,9 +54,10 @@ def test_second_process_loads_the_train_step_and_a_deleted_cache_compiles_again(
   assert first["describe"] == f"compiled (compilation cache {cache})"
   assert any(cache.iterdir())
   second = compile_in_subprocess(str(cache))
-  # The train step is loaded. A program that compiled under MIN_COMPILE_SECONDS in the first process was not
-  # written, so it can miss here when this one compiles it more slowly (a loaded machine).
-  assert second["hits"] > 0 and second["misses"] < first["misses"], second
+  # Programs are loaded from the cache. How many small programs miss varies between runs (one compiled under
+  # MIN_COMPILE_SECONDS in the first process is not written; on jax 0.12 a second process also looked up
+  # programs the first never compiled: 3 hits, 4 misses against 3 misses), so only the hits are asserted.
+  assert second["hits"] > 0, second
   assert "loaded from the compilation cache" in second["describe"], second
   shutil.rmtree(cache)
   third = compile_in_subprocess(str(cache))
