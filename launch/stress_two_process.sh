@@ -7,7 +7,7 @@
 #   launch/stress_two_process.sh N [TIME_LIMIT_SECONDS] [extra --config.FIELD=VALUE ...]
 #
 # Logs and workdirs under ${STRESS_DIR:-/tmp/jaxcnn_stress}; a hung run's processes get `py-spy dump`ed
-# there first when py-spy is installed.
+# there first when py-spy is installed. PARALLELISMS="pmap" (or "shard_map") runs one strategy only.
 set -u
 N=${1:?usage: launch/stress_two_process.sh N [TIME_LIMIT_SECONDS] [--config.FIELD=VALUE ...]}
 LIMIT=${2:-1200}
@@ -47,7 +47,8 @@ run_once() {  # run_once PARALLELISM INDEX [--config.FIELD=VALUE ...] -> prints 
   echo $status
 }
 
-for parallelism in pmap shard_map; do
+PARALLELISMS=(${PARALLELISMS:-pmap shard_map})
+for parallelism in "${PARALLELISMS[@]}"; do
   for n in $(seq 1 "$N"); do
     start=$(date +%s)
     result=$(run_once "$parallelism" "$n" "$@")
@@ -55,5 +56,5 @@ for parallelism in pmap shard_map; do
     echo "$parallelism run $n/$N: $result after $(( $(date +%s) - start )) s ($ROOT/$parallelism-$n)"
   done
 done
-echo "$(( 2 * N )) runs: ${count[finished]} finished, ${count[hung]} hung, ${count[failed]} failed"
-[[ ${count[finished]} == $(( 2 * N )) ]]
+echo "$(( ${#PARALLELISMS[@]} * N )) runs: ${count[finished]} finished, ${count[hung]} hung, ${count[failed]} failed"
+[[ ${count[finished]} == $(( ${#PARALLELISMS[@]} * N )) ]]
