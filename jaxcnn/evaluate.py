@@ -16,6 +16,7 @@ from PIL import Image
 
 from jaxcnn import inference, reporting
 from jaxcnn.data import sources
+from jaxcnn.watchdog import Watchdog
 
 
 def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
@@ -23,7 +24,8 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   split, step, num_examples, loss, top-1/top-5 accuracy and error, per-class accuracy."""
   restored = inference.Inference(config, workdir, step)
   split = config.eval_split
-  metrics = restored.evaluate(split)
+  with Watchdog.from_config(config) as watchdog:
+    metrics = restored.evaluate(split, watchdog)
   expected = len(restored.dataset.split(split))
   if metrics["eval_num_examples"] != expected:
     raise RuntimeError(f"evaluated {metrics['eval_num_examples']} examples of the {expected} in split {split!r}")
@@ -132,7 +134,8 @@ def predict(config, workdir, images: str, step: int | None = None, top_k: int = 
     )
   else:
     split = sources.Split(_read_images(paths, train_shape), np.zeros(len(paths), np.int32))
-  probabilities = restored.probabilities(split)
+  with Watchdog.from_config(config) as watchdog:
+    probabilities = restored.probabilities(split, watchdog)
   class_names = restored.dataset.class_names
   k = min(top_k, probabilities.shape[-1])
   results = []

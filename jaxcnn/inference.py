@@ -58,6 +58,18 @@ def probabilities_step(apply_fn, variables: dict, batch: dict):
   return jax.lax.all_gather(probabilities, parallel.AXIS, tiled=True)
 
 
+def run_steps(strategy, step, variables, batches, label: str, watchdog=None) -> list:
+  """Host copies of `step(variables, batch)` for every batch, with at most parallel.MAX_STEPS_IN_FLIGHT steps
+  dispatched ahead (more can starve XLA:CPU's collectives: see there); each completed step is reported to
+  `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given. The one eval loop of training's
+  validation, --mode=eval and --mode=predict."""
+  in_flight = parallel.InFlight(strategy.to_host, watchdog and watchdog.progress)
+  outputs = []
+  for i, batch in enumerate(batches, start=1):
+    outputs += in_flight.push(step(variables, strategy.put_batch(batch)), f"{label} {i}")
+  return outputs + in_flight.drain()
+
+
 def restore_variables(
   directory: pathlib.Path, config, model, image_shape: tuple, num_classes: int, step: int | None = None
 ) -> tuple[dict, int, dict]:
@@ -122,19 +134,18 @@ class Inference:
   def _probabilities_step(self):
     return self.strategy.compile(functools.partial(probabilities_step, self.model.apply), donate_state=False)
 
-  def evaluate(self, split: str) -> dict:
-    """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`."""
-    sums = [
-      self._eval_step(self._device_variables, self.strategy.put_batch(batch))
-      for batch in self.batches(self.dataset.split(split))
-    ]
-    return summarize(self.strategy.to_host(sums), "eval")
+  def evaluate(self, split: str, watchdog=None) -> dict:
+    """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each
+    completed step is reported to `watchdog`, when given."""
+    batches = self.batches(self.dataset.split(split))
+    return summarize(
+      run_steps(self.strategy, self._eval_step, self._device_variables, batches, f"{split} eval step", watchdog), "eval"
+    )
 
-  def probabilities(self, split: data.Split | data.FileSplit) -> np.ndarray:
+  def probabilities(self, split: data.Split | data.FileSplit, watchdog=None) -> np.ndarray:
     """[examples, classes] class probabilities of a split's images (the views' average where the eval chain
-    makes several)."""
-    probabilities = [
-      self.strategy.to_host(self._probabilities_step(self._device_variables, self.strategy.put_batch(batch)))
-      for batch in self.batches(split)
-    ]
+    makes several); each completed step is reported to `watchdog`, when given."""
+    probabilities = run_steps(
+      self.strategy, self._probabilities_step, self._device_variables, self.batches(split), "predict step", watchdog
+    )
     return np.concatenate(probabilities)[: len(split)]

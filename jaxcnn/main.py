@@ -7,8 +7,10 @@
 --mode=eval and --mode=predict it may be left out: the config stored in WORKDIR is used.
 """
 
+import faulthandler
 import json
 import pathlib
+import signal
 import sys
 
 import ml_collections
@@ -99,6 +101,9 @@ def main(argv):
     sys.exit(f"jaxcnn: error: --workdir is required for --mode={FLAGS.mode}")
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
+  # `kill -USR1 PID` writes the Python stack of every thread to stderr and the process goes on: where a slow or
+  # stuck run stands, without a debugger (the watchdog writes the same before it ends a run).
+  faulthandler.register(signal.SIGUSR1, all_threads=True)
   # Imported after flag parsing, so that --help stays fast; the kernels switch adds XLA flags, so it comes
   # before anything starts a JAX backend.
   from jaxcnn import kernels

@@ -225,11 +225,9 @@ class Run:
       if watchdog is not None and variant not in self._evaluated_variants:
         watchdog.expect_compile(f"compiling the {variant}eval step")
       self._evaluated_variants.add(variant)
-      in_flight = parallel.InFlight(self.strategy.to_host, watchdog and watchdog.progress)
-      sums = []
-      for i, batch in enumerate(self.input.eval_batches(split), start=1):
-        sums += in_flight.push(step(device_state, self.strategy.put_batch(batch)), f"{variant}{split} eval step {i}")
-      summary = summarize(sums + in_flight.drain(), variant + prefix)
+      batches = self.input.eval_batches(split)
+      sums = inference.run_steps(self.strategy, step, device_state, batches, f"{variant}{split} eval step", watchdog)
+      summary = summarize(sums, variant + prefix)
       summary.pop(f"{variant}{prefix}_confusion")
       results.update(summary)
     return results
@@ -287,7 +285,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
 
   try:
-    with _watchdog(config) as watchdog, preemption.StopRequests() as stop_requests:
+    with Watchdog.from_config(config) as watchdog, preemption.StopRequests() as stop_requests:
       for epoch in range(start_epoch, end_epoch):
         skip = batches_done if epoch == start_epoch else 0
         state, host_sums, seconds, stopped_at = _train_epoch(
@@ -338,9 +336,9 @@ def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:
     return 0, 0, {}, _controls(config, {})
   meta = run.restore()
   epoch, batches_done, record = meta["epoch"], meta.get("batches_done", 0), meta["record"]
-  logging.info(
-    "Resuming from step %d (epoch %d, batch %d) in %s", int(run.state.step), epoch + 1, batches_done, run.workdir
-  )
+  if reporting.is_reporter():
+    step = int(run.state.step)
+    print(f"Resuming from step {step} (epoch {epoch + 1}, batch {batches_done}) in {run.workdir}", flush=True)
   if record.get("stopped_early") or record.get("stopped_at_accuracy"):
     epoch = config.num_epochs
   return epoch, batches_done, record, _controls(config, meta.get("controls", {}))
@@ -359,16 +357,6 @@ def _controls(config, saved: dict) -> dict:
     for field, value in saved.get(name, {}).items():
       setattr(control, field, value)
   return controls
-
-
-def _watchdog(config) -> Watchdog:
-  label = f"process {jax.process_index()} of {jax.process_count()}: " if jax.process_count() > 1 else ""
-  return Watchdog(
-    config.step_timeout_seconds,
-    config.first_step_timeout_seconds,
-    signal_timeout=min(30.0, config.step_timeout_seconds or 30.0),
-    label=label,
-  )
 
 
 def _train_epoch(

@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+import jax
+
 EXIT_CODE = 124  # as coreutils' timeout: the process was ended because it did not finish in time
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -32,7 +34,7 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class Watchdog:
   """Ends the process when no step completes in time; call `progress(where)` after every completed step.
 
-  Entered (in the main thread) around the training loop. A bound <= 0 disables it.
+  Entered (in the main thread) around the training loop, an evaluation or a prediction. A bound <= 0 disables it.
   """
 
   def __init__(self, step_timeout: float, first_step_timeout: float, signal_timeout: float = 30.0, label: str = ""):
@@ -50,6 +52,18 @@ class Watchdog:
     self._wakeup_read, self._wakeup_write = socket.socketpair()
     self._thread = threading.Thread(target=self._run, name="jaxcnn-watchdog", daemon=True)
     self._previous_wakeup_fd = -1
+
+  @classmethod
+  def from_config(cls, config) -> "Watchdog":
+    """The bounds of `config` (step_timeout_seconds, first_step_timeout_seconds); messages name the process
+    when there are several."""
+    label = f"process {jax.process_index()} of {jax.process_count()}: " if jax.process_count() > 1 else ""
+    return cls(
+      config.step_timeout_seconds,
+      config.first_step_timeout_seconds,
+      signal_timeout=min(30.0, config.step_timeout_seconds or 30.0),
+      label=label,
+    )
 
   def __enter__(self):
     self._wakeup_write.setblocking(False)

@@ -70,13 +70,22 @@ def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
   return write_idx_dataset(tmp_path_factory.mktemp("tiny_fashion_mnist"), num_train=300, num_test=203)
 
 
+# LeNet-5 on the tiny data: 240 training images (7 steps of 32 per epoch), 60 validation, the test split in 4
+# eval batches (the last padded). tiny_config and tiny_args (the same for `python -m jaxcnn.main`) share them.
+TINY = {"validation_size": 60, "batch_size": 32, "eval_batch_size": 64}
+
+
 @pytest.fixture
 def tiny_config(tiny_data_dir):
   config = configs.get("lenet5")
   config.data_dir = str(tiny_data_dir)
-  config.validation_size = 60
-  config.batch_size = 32
-  config.eval_batch_size = 64
+  config.update(TINY)
   config.num_epochs = 2
   config.learning_rate = 0.05
   return config
+
+
+@pytest.fixture
+def tiny_args(tiny_data_dir) -> list[str]:
+  """The command-line form of TINY: --config=lenet5 and its data overrides (no workdir, no epoch count)."""
+  return ["--config=lenet5", f"--config.data_dir={tiny_data_dir}", *(f"--config.{k}={v}" for k, v in TINY.items())]

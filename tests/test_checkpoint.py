@@ -20,18 +20,9 @@ from jaxcnn import checkpoint, evaluate, train
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _cli(workdir, tiny_data_dir, *extra, devices=8):
+def _cli(workdir, tiny_args, *extra, devices=8):
   env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  args = [
-    "--config=lenet5",
-    f"--workdir={workdir}",
-    f"--config.data_dir={tiny_data_dir}",
-    "--config.validation_size=60",
-    "--config.batch_size=32",
-    "--config.eval_batch_size=64",
-    *extra,
-  ]
-  return [sys.executable, "-m", "jaxcnn.main", *args], env
+  return [sys.executable, "-m", "jaxcnn.main", *tiny_args, f"--workdir={workdir}", *extra], env
 
 
 def _latest_state(workdir: pathlib.Path):
@@ -66,15 +57,15 @@ def _wait_for_a_newer_checkpoint(checkpoints: pathlib.Path, proc, timeout=60):
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_data_dir, tmp_path):
+def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_args, tmp_path):
   plan = ["--config.num_epochs=25", "--config.checkpoint_every_steps=3", "--config.log_every_steps=1"]
-  command, env = _cli(tmp_path / "reference", tiny_data_dir, *plan)
+  command, env = _cli(tmp_path / "reference", tiny_args, *plan)
   subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
   reference, _ = _latest_state(tmp_path / "reference")
   rng = np.random.default_rng(0)
   for trial in range(2):  # two random kill points: a third cost ~50 s of a suite near its 15-minute budget
     workdir = tmp_path / f"trial{trial}"
-    command, env = _cli(workdir, tiny_data_dir, *plan)
+    command, env = _cli(workdir, tiny_args, *plan)
     proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(workdir / "metrics.jsonl", proc)
     _wait_for_a_newer_checkpoint(workdir / "checkpoints", proc)
@@ -89,8 +80,8 @@ def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_data_dir,
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tiny_data_dir, tmp_path):
-  command, env = _cli(tmp_path, tiny_data_dir, "--config.num_epochs=400", "--config.log_every_steps=1")
+def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tiny_args, tmp_path):
+  command, env = _cli(tmp_path, tiny_args, "--config.num_epochs=400", "--config.log_every_steps=1")
   proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   _wait_for(tmp_path / "metrics.jsonl", proc)
   time.sleep(0.5)

@@ -26,16 +26,6 @@ def assert_one_line_error(result, *fragments):
     assert fragment in lines[0], lines[0]
 
 
-@pytest.fixture
-def tiny_args(tiny_data_dir):
-  return [
-    f"--config.data_dir={tiny_data_dir}",
-    "--config.validation_size=60",
-    "--config.batch_size=32",
-    "--config.eval_batch_size=64",
-  ]
-
-
 def test_unknown_config_lists_the_known_ones(tmp_path):
   result = run_cli("--config=lenet6", f"--workdir={tmp_path}")
   assert_one_line_error(result, "unknown config 'lenet6'", "lenet5")
@@ -60,7 +50,6 @@ def test_missing_data_dir_is_refused(tmp_path):
 
 def test_batch_not_divisible_by_devices_is_refused(tmp_path, tiny_args):
   result = run_cli(
-    "--config=lenet5",
     f"--workdir={tmp_path}",
     *tiny_args,
     "--config.batch_size=30",
@@ -76,17 +65,17 @@ def test_bad_values_are_refused(tmp_path, tiny_args):
     ("--config.dataset=imagenet9", "unknown dataset"),
     ("--config.validation_size=300", "validation_size"),
   ):
-    assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, override), fragment)
+    assert_one_line_error(run_cli(f"--workdir={tmp_path}", *tiny_args, override), fragment)
 
 
 def test_eval_without_a_checkpoint_is_refused(tmp_path, tiny_args):
-  assert_one_line_error(run_cli("--config=lenet5", f"--workdir={tmp_path}", *tiny_args, "--mode=eval"), "no checkpoint")
+  assert_one_line_error(run_cli(f"--workdir={tmp_path}", *tiny_args, "--mode=eval"), "no checkpoint")
 
 
 @pytest.mark.slow
 def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   workdir = tmp_path / "run"
-  result = run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2")
+  result = run_cli(f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2")
   assert result.returncode == 0, result.stderr
   assert "epoch   2" in result.stdout
   # The start says what will happen: kernels, data, model, optimizer, schedule, where the step came from.
@@ -107,16 +96,16 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
   assert len(events) == 1 and events[0].stat().st_size > 1000  # scalars and the input images
 
-  result = run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval")
+  result = run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval")
   assert result.returncode == 0, result.stderr
   results = json.loads((workdir / "eval_results.json").read_text())
   assert results["num_examples"] == 203 and results["split"] == "test"
 
   assert_one_line_error(
-    run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval", "--step=3"),
+    run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval", "--step=3"),
     "no checkpoint for step 3",
   )
   assert_one_line_error(
-    run_cli("--config=lenet5", f"--workdir={workdir}", *tiny_args, "--mode=eval", "--config.eval_split=validaton"),
+    run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval", "--config.eval_split=validaton"),
     "no split 'validaton'",
   )

@@ -31,8 +31,15 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2, heartbeat_timeout=20):
-  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+def _launch(
+  args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2, heartbeat_timeout=20, env=None
+):
+  env = {
+    **os.environ,
+    "PYTHONPATH": str(REPO),
+    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    **(env or {}),
+  }
   if process_id is not None:
     args = [
       *args,
@@ -46,18 +53,6 @@ def _launch(args, devices: int, log: pathlib.Path, process_id=None, port=None, n
   )
 
 
-def _args(tiny_data_dir, workdir, epochs):
-  return [
-    "--config=lenet5",
-    f"--workdir={workdir}",
-    f"--config.data_dir={tiny_data_dir}",
-    "--config.validation_size=60",
-    "--config.batch_size=32",
-    "--config.eval_batch_size=64",
-    f"--config.num_epochs={epochs}",
-  ]
-
-
 def _saved_params(workdir: pathlib.Path):
   """The params of the latest checkpoint, read without a template (as saved: NumPy arrays)."""
   manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
@@ -68,13 +63,11 @@ def _saved_params(workdir: pathlib.Path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("parallelism", ["pmap", "shard_map"])
-def test_two_processes_train_like_one_process_with_all_devices(tiny_data_dir, tmp_path, parallelism):
+def test_two_processes_train_like_one_process_with_all_devices(tiny_args, tmp_path, parallelism):
   port = _free_port()
-  args = [*_args(tiny_data_dir, tmp_path / "two", 2), f"--config.parallelism={parallelism}"]
-  procs = [_launch(args, 4, tmp_path / f"p{i}.log", i, port) for i in range(2)]
-  single = _launch(
-    [*_args(tiny_data_dir, tmp_path / "one", 2), f"--config.parallelism={parallelism}"], 8, tmp_path / "single.log"
-  )
+  args = [*tiny_args, "--config.num_epochs=2", f"--config.parallelism={parallelism}"]
+  procs = [_launch([*args, f"--workdir={tmp_path / 'two'}"], 4, tmp_path / f"p{i}.log", i, port) for i in range(2)]
+  single = _launch([*args, f"--workdir={tmp_path / 'one'}"], 8, tmp_path / "single.log")
   for p, name in zip([*procs, single], ["p0", "p1", "single"]):
     assert p.wait(timeout=240) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
   two, one = _saved_params(tmp_path / "two"), _saved_params(tmp_path / "one")
@@ -92,10 +85,10 @@ def _progress(log: pathlib.Path) -> int:
   return int(counts[-1]) if counts else 0
 
 
-def _wait_until_training(procs, log: pathlib.Path, timeout: float = 240) -> None:
+def _wait_until_training(procs, tmp_path: pathlib.Path, timeout: float = 240) -> None:
   """Returns once process 0 reported two different batch counts: both processes are stepping (every step
   needs both). A run that had hung or ended before this would fail here, not pass."""
-  deadline, seen = time.time() + timeout, set()
+  log, deadline, seen = tmp_path / "p0.log", time.time() + timeout, set()
   while len(seen - {0}) < 2:
     assert time.time() < deadline, log.read_text()[-3000:]
     assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
@@ -103,15 +96,19 @@ def _wait_until_training(procs, log: pathlib.Path, timeout: float = 240) -> None
     time.sleep(0.1)
 
 
-def _survivor_of_a_fault(args, devices: int, tmp_path, fault, heartbeat_timeout: int = 20):
-  """Starts two processes, lets both train, applies `fault` to process 1; returns process 0's exit code, the
-  seconds from the fault to its exit, and its log."""
+def _survivor_of_a_fault(
+  args, devices: int, tmp_path, fault, heartbeat_timeout: int = 20, reached=_wait_until_training, env=None
+):
+  """Starts two processes, waits until `reached(procs, tmp_path)` returns (by default: once both train),
+  applies `fault` to process 1; returns process 0's exit code, the seconds from the fault to its exit, and its
+  log. Each process logs to tmp_path/p{i}.log."""
   port = _free_port()
   procs = [
-    _launch(args, devices, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=heartbeat_timeout) for i in range(2)
+    _launch(args, devices, tmp_path / f"p{i}.log", i, port, heartbeat_timeout=heartbeat_timeout, env=env)
+    for i in range(2)
   ]
   try:
-    _wait_until_training(procs, tmp_path / "p0.log")
+    reached(procs, tmp_path)
     fault(procs[1])
     faulted_at = time.time()
     returncode = procs[0].wait(timeout=90)
@@ -122,9 +119,140 @@ def _survivor_of_a_fault(args, devices: int, tmp_path, fault, heartbeat_timeout:
   return returncode, elapsed, (tmp_path / "p0.log").read_text()
 
 
+def _main_thread_stack(proc, log: pathlib.Path) -> str:
+  """`proc`'s main-thread Python stack at this moment: SIGUSR1 makes faulthandler write every thread's stack to
+  its log (jaxcnn/main.py) without stopping it."""
+  offset = log.stat().st_size
+  proc.send_signal(signal.SIGUSR1)
+  time.sleep(0.2)
+  dump = log.read_bytes()[offset:].decode(errors="replace")
+  return next((t for t in re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump) if "jaxcnn/main.py" in t), "")
+
+
+def _when_process_1_is_in(phase: str, pattern: str, timeout: float = 240):
+  """A `reached` for _survivor_of_a_fault: returns once process 1's main-thread stack matches `pattern`, leaving
+  that stack in its log as the evidence of where it was; fails if the run ends first."""
+
+  def reached(procs, tmp_path):
+    log, deadline = tmp_path / "p1.log", time.time() + timeout
+    while "kernels:" not in log.read_text():  # main.py registers the SIGUSR1 dump before this line
+      assert procs[1].poll() is None and time.time() < deadline, log.read_text()[-3000:]
+      time.sleep(0.05)
+    while not re.search(pattern, _main_thread_stack(procs[1], log)):
+      assert all(p.poll() is None for p in procs), f"the run ended before process 1 was seen {phase}"
+      assert time.time() < deadline, f"process 1 was never seen {phase}: {log.read_text()[-3000:]}"
+
+  return reached
+
+
+def _saved_state(workdir: pathlib.Path):
+  """The latest complete checkpoint's state and metadata, as the production reader finds them."""
+  manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
+  try:
+    step = manager.latest_step()
+    restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore())
+    )
+  finally:
+    manager.close()
+  return step, restored.state, restored.meta
+
+
+FAULT_PLAN = [  # 3 epochs of 3 steps, a checkpoint after every step, 100 validation steps per epoch
+  "--config.num_epochs=3",
+  "--config.validation_size=400",
+  "--config.eval_batch_size=4",
+  "--config.checkpoint_every_steps=1",
+  "--config.log_every_steps=1",
+  "--config.step_timeout_seconds=10",
+]
+
+
+@pytest.fixture(scope="module")
+def fault_data(tmp_path_factory):
+  """500 training images: 400 validation (a validation pass long enough to be caught in), 100 train."""
+  return write_idx_dataset(tmp_path_factory.mktemp("fault_data"), num_train=500, num_test=8)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(fault_data, tmp_path_factory):
+  """The final state of the fault tests' plan run by two processes without a fault."""
+  tmp_path = tmp_path_factory.mktemp("uninterrupted")
+  port = _free_port()
+  args = ["--config=lenet5", f"--config.data_dir={fault_data}", *FAULT_PLAN, f"--workdir={tmp_path / 'run'}"]
+  procs = [_launch(args, 2, tmp_path / f"p{i}.log", i, port) for i in range(2)]
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=300) == 0, (tmp_path / f"p{i}.log").read_text()[-3000:]
+  return _saved_state(tmp_path / "run")
+
+
+def _saving(procs, tmp_path):
+  """A `reached`: returns once Orbax's temporary directory of a checkpoint being written appears."""
+  checkpoints, deadline = tmp_path / "run" / "checkpoints", time.time() + 240
+  while not (checkpoints.is_dir() and any(checkpoints.glob("*.orbax-checkpoint-tmp*"))):
+    assert all(p.poll() is None for p in procs) and time.time() < deadline, (tmp_path / "p0.log").read_text()[-3000:]
+    time.sleep(0.005)
+
+
+# Where process 1 is killed, and how the test knows it was there (its main-thread stack, or Orbax's files).
+PHASES = {
+  "compiling": _when_process_1_is_in("compiling", r"jax/_src/compiler\.py(.|\n)*in _train_epoch"),
+  "saving": _saving,
+  "evaluating": _when_process_1_is_in("evaluating", r"train\.py\", line \d+ in evaluate"),
+}
+
+
 @pytest.mark.slow
-def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, tmp_path):
-  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1"]
+@pytest.mark.parametrize("phase", PHASES)
+def test_a_peer_killed_while_compiling_saving_or_evaluating_ends_the_other_and_the_rerun_resumes_bitwise(
+  fault_data, uninterrupted, tmp_path, phase
+):
+  args = ["--config=lenet5", f"--config.data_dir={fault_data}", *FAULT_PLAN, f"--workdir={tmp_path / 'run'}"]
+  checkpoints = tmp_path / "run" / "checkpoints"
+  unfinished = []  # the checkpoints being written when process 1 died
+
+  def kill(process):
+    process.kill()
+    process.wait()
+    unfinished.extend(checkpoints.glob("*.orbax-checkpoint-tmp*"))
+
+  # The compile cache off: process 1 compiles the train step rather than loading it in a moment.
+  returncode, elapsed, log = _survivor_of_a_fault(
+    args, 2, tmp_path, kill, reached=PHASES[phase], env={"JAXCNN_CACHE_DIR": ""}
+  )
+  assert returncode != 0 and elapsed < 60, (returncode, elapsed, log[-3000:])
+  assert re.search(r"jaxcnn: error: .*step_timeout_seconds=10|another task died|stopped sending heartbeats", log), log[
+    -3000:
+  ]
+  epochs_done = len(re.findall(r"^epoch +\d+ \|", log, re.MULTILINE))
+  if phase == "compiling":  # no step completed anywhere: no progress, no checkpoint
+    assert _progress(tmp_path / "p0.log") == 0 and not any(checkpoints.glob("[0-9]*")), log[-3000:]
+  if phase == "saving":
+    assert unfinished, "the save had finished before process 1 died"
+  if phase == "evaluating":  # process 1 died inside a validation pass that never ended
+    assert epochs_done < 3 and _progress(tmp_path / "p0.log") == 3, log[-3000:]
+  resumed_from = None
+  if phase != "compiling":  # the last complete checkpoint reads back whole
+    resumed_from, state, _ = _saved_state(tmp_path / "run")
+    assert int(state["step"]) == resumed_from > 0
+
+  (tmp_path / "again").mkdir()
+  port = _free_port()
+  procs = [_launch(args, 2, tmp_path / "again" / f"p{i}.log", i, port) for i in range(2)]
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=300) == 0, (tmp_path / "again" / f"p{i}.log").read_text()[-3000:]
+  again = (tmp_path / "again" / "p0.log").read_text()
+  assert (f"Resuming from step {resumed_from} " in again) == (resumed_from is not None), again[-3000:]
+  _, state, meta = _saved_state(tmp_path / "run")
+  _, reference, _ = uninterrupted
+  assert meta["epoch"] == 3
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(reference), strict=True):
+    np.testing.assert_array_equal(a, b)  # bitwise: params, optimizer state, step, RNG
+
+
+@pytest.mark.slow
+def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_args, tmp_path):
+  args = [*tiny_args, f"--workdir={tmp_path / 'run'}", "--config.num_epochs=500", "--config.log_every_steps=1"]
   returncode, elapsed, log = _survivor_of_a_fault(args, 4, tmp_path, subprocess.Popen.kill)
   assert returncode != 0
   assert elapsed < 60, elapsed
@@ -132,8 +260,14 @@ def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_data_dir, 
 
 
 @pytest.mark.slow
-def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_data_dir, tmp_path):
-  args = [*_args(tiny_data_dir, tmp_path / "run", 500), "--config.log_every_steps=1", "--config.step_timeout_seconds=8"]
+def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_args, tmp_path):
+  args = [
+    *tiny_args,
+    f"--workdir={tmp_path / 'run'}",
+    "--config.num_epochs=500",
+    "--config.log_every_steps=1",
+    "--config.step_timeout_seconds=8",
+  ]
   returncode, elapsed, log = _survivor_of_a_fault(
     args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP), heartbeat_timeout=120
   )
