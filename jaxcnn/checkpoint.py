@@ -21,7 +21,7 @@ import pathlib
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
+from absl import flags, logging
 
 import jaxcnn
 
@@ -50,6 +50,12 @@ class Checkpointer:
         )
       )
     self._warn_about_incomplete_saves()
+    if jax.process_count() > 1:
+      # Orbax's barriers on the main thread are by default device all-gathers: on the CPU, gloo ones, which fail
+      # on one side and wait forever on the other when the processes reach them over 30 s apart (gloo's
+      # rendezvous deadline), e.g. one process still loading data. The coordination service's barriers (as
+      # Orbax's asynchronous saves use) wait with a timeout instead.
+      flags.FLAGS.experimental_orbax_use_distributed_barrier = True
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(

@@ -22,9 +22,9 @@ from jaxcnn.watchdog import Watchdog
 def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   """Evaluates a checkpoint on `config.eval_split`; returns (and writes) eval_results.json's dict:
   split, step, num_examples, loss, top-1/top-5 accuracy and error, per-class accuracy."""
-  restored = inference.Inference(config, workdir, step)
   split = config.eval_split
-  with Watchdog.from_config(config) as watchdog:
+  with Watchdog.from_config(config) as watchdog:  # the restore waits on other processes too
+    restored = inference.Inference(config, workdir, step)
     metrics = restored.evaluate(split, watchdog)
   expected = len(restored.dataset.split(split))
   if metrics["eval_num_examples"] != expected:
@@ -120,22 +120,25 @@ def _image_paths(images: str) -> list[pathlib.Path]:
   return paths
 
 
-def predict(config, workdir, images: str, step: int | None = None, top_k: int = 5) -> list[dict]:
-  """Top-k classes with probabilities for image files; printed as a table, written to predictions.json."""
-  restored = inference.Inference(config, workdir, step)
-  paths = _image_paths(images)
-  train_shape = restored.dataset.image_shape
-  if None in train_shape:  # file datasets: the eval views decide the size, from any source size
-    split = sources.FileSplit(
+def _image_split(paths: list[pathlib.Path], train_shape: tuple) -> sources.Split | sources.FileSplit:
+  """Image files as a split to predict on (labels 0): decoded to the training images' shape, or, for file
+  datasets (no fixed shape), left to the eval views to size."""
+  if None in train_shape:
+    return sources.FileSplit(
       np.array([str(p) for p in paths], object),
       np.zeros(len(paths), np.int32),
       np.array([Image.open(p).size[::-1] for p in paths], np.int32),
       np.ones(len(paths), bool),
     )
-  else:
-    split = sources.Split(_read_images(paths, train_shape), np.zeros(len(paths), np.int32))
-  with Watchdog.from_config(config) as watchdog:
-    probabilities = restored.probabilities(split, watchdog)
+  return sources.Split(_read_images(paths, train_shape), np.zeros(len(paths), np.int32))
+
+
+def predict(config, workdir, images: str, step: int | None = None, top_k: int = 5) -> list[dict]:
+  """Top-k classes with probabilities for image files; printed as a table, written to predictions.json."""
+  paths = _image_paths(images)
+  with Watchdog.from_config(config) as watchdog:  # the restore waits on other processes too
+    restored = inference.Inference(config, workdir, step)
+    probabilities = restored.probabilities(_image_split(paths, restored.dataset.image_shape), watchdog)
   class_names = restored.dataset.class_names
   k = min(top_k, probabilities.shape[-1])
   results = []

@@ -159,4 +159,7 @@ def initialize_multihost(
     num_processes=num_processes,
     process_id=process_id,
     heartbeat_timeout_seconds=heartbeat_timeout_seconds,
+    # At exit every process waits for the others (JAX's default: 300 s); a process ending on an error must not
+    # wait that long for a peer that is stuck in a collective it will never leave.
+    shutdown_timeout_seconds=heartbeat_timeout_seconds,
   )

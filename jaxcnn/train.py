@@ -258,7 +258,13 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     raise ValueError(f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
   if not 0 <= config.stop_at_accuracy <= 1:
     raise ValueError(f"stop_at_accuracy is a fraction in [0, 1] (0 = off), got {config.stop_at_accuracy}")
-  workdir = pathlib.Path(workdir)
+  # Watched from before the first wait on other processes (the checkpoint manager's barrier, the restore) to
+  # after the last save: a peer that dies or stalls anywhere in between ends this process too.
+  with Watchdog.from_config(config) as watchdog:
+    return _train_and_evaluate(config, pathlib.Path(workdir), epochs_per_run, watchdog)
+
+
+def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | None, watchdog: Watchdog) -> dict:
   workdir.mkdir(parents=True, exist_ok=True)
   if reporting.is_reporter():
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
@@ -285,7 +291,7 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
 
   try:
-    with Watchdog.from_config(config) as watchdog, preemption.StopRequests() as stop_requests:
+    with preemption.StopRequests() as stop_requests:
       for epoch in range(start_epoch, end_epoch):
         skip = batches_done if epoch == start_epoch else 0
         state, host_sums, seconds, stopped_at = _train_epoch(

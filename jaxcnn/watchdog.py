@@ -8,9 +8,10 @@ stacks of all threads (`faulthandler`) and where the run stood, then ends the pr
 one-line message; its peers, waiting in the same collective, do the same (their own watchdogs) or are
 ended by jax.distributed once this process is gone.
 
-Bounds: `first_step_timeout` while a step may be compiling (before the first train step of a run and the
-first eval step, see `expect_compile`), `step_timeout` between completed steps after that; checkpoint saves
-and host work between steps count against the same bound. Signals reach the watchdog through
+Bounds: `first_step_timeout` from entering until the first step completes (data loading, the checkpoint
+manager's and the restore's barriers with other processes, compiling) and while an eval step may be compiling
+(see `expect_compile`), `step_timeout` between completed steps after that; checkpoint saves and host work
+between steps count against the same bound. Signals reach the watchdog through
 `signal.set_wakeup_fd`, written by the C-level handler even while the main thread is stuck: after a
 SIGTERM/SIGINT a step must complete within `signal_timeout` (the loop then stops at a step boundary, as
 usual), and a second SIGTERM/SIGINT ends the process at once.

@@ -161,6 +161,7 @@ def _saved_state(workdir: pathlib.Path):
 FAULT_PLAN = [  # 3 epochs of 3 steps, a checkpoint after every step, 100 validation steps per epoch
   "--config.num_epochs=3",
   "--config.validation_size=400",
+  "--config.batch_size=32",
   "--config.eval_batch_size=4",
   "--config.checkpoint_every_steps=1",
   "--config.log_every_steps=1",

@@ -86,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Watchdog (jaxcnn/watchdog.py): when no train or eval step completes for this long, every process writes
   # its threads' stacks and exits non-zero (a stuck peer or collective); 0 = off.
   c.step_timeout_seconds = 600.0
-  c.first_step_timeout_seconds = 1800.0  # the same while the first train step and the first eval step compile
+  c.first_step_timeout_seconds = 1800.0  # the same until the first step (data, restore, compile) and eval compiles
   return c
 
 
