@@ -121,8 +121,8 @@ class Watchdog:
         remaining = None if self._deadline is None else self._deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
           self._exit(
-            f"{self._reason} (last: {self._where}); a peer process or a collective is stuck, "
-            f"stacks of all threads above",
+            f"{self._reason} (last: {self._where}); what it waits for (a peer process, a collective, I/O) "
+            f"is stuck, stacks of all threads above",
             EXIT_CODE,
             dump=True,
           )

@@ -129,16 +129,16 @@ def _main_thread_stack(proc, log: pathlib.Path) -> str:
   return next((t for t in re.split(r"\n(?=(?:Current thread|Thread) 0x)", dump) if "jaxcnn/main.py" in t), "")
 
 
-def _when_process_1_is_in(phase: str, pattern: str, timeout: float = 240):
-  """A `reached` for _survivor_of_a_fault: returns once process 1's main-thread stack matches `pattern`, leaving
-  that stack in its log as the evidence of where it was; fails if the run ends first."""
+def _when_process_1_is(phase: str, matches, timeout: float = 240):
+  """A `reached` for _survivor_of_a_fault: returns once process 1's main-thread stack `matches` (a predicate),
+  leaving that stack in its log as the evidence of where it was; fails if the run ends first."""
 
   def reached(procs, tmp_path):
     log, deadline = tmp_path / "p1.log", time.time() + timeout
     while "kernels:" not in log.read_text():  # main.py registers the SIGUSR1 dump before this line
       assert procs[1].poll() is None and time.time() < deadline, log.read_text()[-3000:]
       time.sleep(0.05)
-    while not re.search(pattern, _main_thread_stack(procs[1], log)):
+    while not matches(_main_thread_stack(procs[1], log)):
       assert all(p.poll() is None for p in procs), f"the run ended before process 1 was seen {phase}"
       assert time.time() < deadline, f"process 1 was never seen {phase}: {log.read_text()[-3000:]}"
 
@@ -197,9 +197,11 @@ def _saving(procs, tmp_path):
 
 # Where process 1 is killed, and how the test knows it was there (its main-thread stack, or Orbax's files).
 PHASES = {
-  "compiling": _when_process_1_is_in("compiling", r"jax/_src/compiler\.py(.|\n)*in _train_epoch"),
+  "compiling": _when_process_1_is(
+    "compiling", lambda stack: re.search(r"jax/_src/compiler\.py(.|\n)*in _train_epoch", stack)
+  ),
   "saving": _saving,
-  "evaluating": _when_process_1_is_in("evaluating", r"train\.py\", line \d+ in evaluate"),
+  "evaluating": _when_process_1_is("evaluating", lambda stack: re.search(r"train\.py\", line \d+ in evaluate", stack)),
 }
 
 
@@ -337,3 +339,33 @@ def test_dropout_training_gives_the_same_weights_on_1_and_8_devices(tiny_config)
   assert not np.allclose(
     strategy.to_host(other).params["Dense_0"]["kernel"], strategy.to_host(first).params["Dense_0"]["kernel"]
   )
+
+
+@pytest.mark.slow
+def test_an_eval_whose_step_stalls_ends_with_the_watchdog(tiny_config, tmp_path):
+  data_dir = write_idx_dataset(tmp_path / "data", num_train=100, num_test=2000)  # 500 eval steps of 4
+  tiny_config.update(data_dir=str(data_dir), validation_size=20, num_epochs=1)
+  train.train_and_evaluate(tiny_config, tmp_path / "run")
+  args = [
+    "--mode=eval",
+    f"--workdir={tmp_path / 'run'}",
+    "--config.eval_batch_size=4",
+    "--config.step_timeout_seconds=5",
+  ]
+  stepping = lambda stack: "in run_steps" in stack and "jax/_src/compiler.py" not in stack  # noqa: E731
+
+  def pause_a_second_later(process):  # both processes have completed eval steps by then
+    time.sleep(1)
+    process.send_signal(signal.SIGSTOP)
+
+  returncode, elapsed, log = _survivor_of_a_fault(
+    args, 2, tmp_path, pause_a_second_later, heartbeat_timeout=120, reached=_when_process_1_is("evaluating", stepping)
+  )
+  assert returncode == watchdog.EXIT_CODE, log[-3000:]
+  assert elapsed < 30, elapsed
+  assert "stacks of all threads" in log and "in run_steps" in log, log[-3000:]
+  assert re.search(
+    r"jaxcnn: error: process 0 of 2: no train or eval step completed within "
+    r"step_timeout_seconds=5 \(last: test eval step \d+\)",
+    log,
+  ), log[-3000:]

@@ -2,11 +2,14 @@
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+
+import pytest
 
 from jaxcnn import watchdog
 
@@ -86,3 +89,30 @@ def test_a_second_sigterm_ends_the_process_at_once():
   assert output.strip().splitlines()[-1] == (
     "jaxcnn: error: process 0 of 1: second stop signal (SIGTERM) at train step 2; exiting at once"
   )
+
+
+@pytest.mark.slow
+def test_a_training_run_stuck_writing_its_workdir_ends_with_the_watchdog(tiny_args, tmp_path):
+  """A real run whose metrics file blocks its writer (a FIFO nobody reads, as a file on a network mount that
+  stopped answering): the watchdog ends it after the first epoch's validation, with the stacks."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  os.mkfifo(workdir / "metrics.jsonl")
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxcnn.main", *tiny_args, f"--workdir={workdir}", "--config.step_timeout_seconds=3"],
+    env={**os.environ, "PYTHONPATH": str(REPO)},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == watchdog.EXIT_CODE, result.stderr[-3000:]
+  assert "stacks of all threads" in result.stderr
+  assert re.search(r"reporting\.py\", line \d+ in write", result.stderr), result.stderr[-3000:]  # the stuck open()
+  assert (
+    result.stderr.strip()
+    .splitlines()[-1]
+    .startswith(
+      "jaxcnn: error: no train or eval step completed within step_timeout_seconds=3 (last: validation eval step 1)"
+    )
+  ), result.stderr[-3000:]
+  assert "epoch 1/" in result.stderr  # it trained: the stall came after progress, not before it
