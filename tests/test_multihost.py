@@ -188,9 +188,15 @@ def uninterrupted(fault_data, tmp_path_factory):
 
 
 def _saving(procs, tmp_path):
-  """A `reached`: returns once Orbax's temporary directory of a checkpoint being written appears."""
+  """A `reached`: returns once Orbax's temporary directory of a checkpoint being written appears beside a
+  complete one."""
   checkpoints, deadline = tmp_path / "run" / "checkpoints", time.time() + 240
-  while not (checkpoints.is_dir() and any(checkpoints.glob("*.orbax-checkpoint-tmp*"))):
+
+  def saving_after_a_complete_one():
+    names = [p.name for p in checkpoints.iterdir()] if checkpoints.is_dir() else []
+    return any(n.isdigit() for n in names) and any(".orbax-checkpoint-tmp" in n for n in names)
+
+  while not saving_after_a_complete_one():
     assert all(p.poll() is None for p in procs) and time.time() < deadline, (tmp_path / "p0.log").read_text()[-3000:]
     time.sleep(0.005)
 
