@@ -268,6 +268,19 @@ def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_args, tmp_
   assert "another task died" in log or "stopped sending heartbeats" in log, log[-3000:]
 
 
+def _assert_the_watchdog_ended(returncode, elapsed, log, step_timeout: int, last: str, frame: str):
+  """Process 0 was ended by its watchdog within 30 s of the fault, with its stacks (`frame` among them) and the
+  one-line message naming the bound and the step it was at (`last`, a regex)."""
+  assert returncode == watchdog.EXIT_CODE, log[-3000:]
+  assert elapsed < 30, elapsed
+  assert "stacks of all threads" in log and frame in log, log[-3000:]
+  assert re.search(
+    rf"jaxcnn: error: process 0 of 2: no train or eval step completed within "
+    rf"step_timeout_seconds={step_timeout} \(last: {last}",
+    log,
+  ), log[-3000:]
+
+
 @pytest.mark.slow
 def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_args, tmp_path):
   args = [
@@ -280,14 +293,7 @@ def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_arg
   returncode, elapsed, log = _survivor_of_a_fault(
     args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP), heartbeat_timeout=120
   )
-  assert returncode == watchdog.EXIT_CODE, log[-3000:]
-  assert elapsed < 30, elapsed
-  assert "stacks of all threads" in log and "in train_and_evaluate" in log, log[-3000:]
-  assert re.search(
-    r"jaxcnn: error: process 0 of 2: no train or eval step completed within "
-    r"step_timeout_seconds=8 \(last: train step \d+",
-    log,
-  ), log[-3000:]
+  _assert_the_watchdog_ended(returncode, elapsed, log, 8, r"train step \d+", "in train_and_evaluate")
 
 
 @pytest.mark.slow
@@ -349,7 +355,7 @@ def test_dropout_training_gives_the_same_weights_on_1_and_8_devices(tiny_config)
 
 @pytest.mark.slow
 def test_an_eval_whose_step_stalls_ends_with_the_watchdog(tiny_config, tmp_path):
-  data_dir = write_idx_dataset(tmp_path / "data", num_train=100, num_test=2000)  # 500 eval steps of 4
+  data_dir = write_idx_dataset(tmp_path / "data", num_train=100, num_test=8000)  # 2000 eval steps of 4
   tiny_config.update(data_dir=str(data_dir), validation_size=20, num_epochs=1)
   train.train_and_evaluate(tiny_config, tmp_path / "run")
   args = [
@@ -360,18 +366,11 @@ def test_an_eval_whose_step_stalls_ends_with_the_watchdog(tiny_config, tmp_path)
   ]
   stepping = lambda stack: "in run_steps" in stack and "jax/_src/compiler.py" not in stack  # noqa: E731
 
-  def pause_a_second_later(process):  # both processes have completed eval steps by then
-    time.sleep(1)
+  def pause_soon(process):  # a moment after process 1 was seen stepping, process 0 has completed steps too
+    time.sleep(0.5)
     process.send_signal(signal.SIGSTOP)
 
   returncode, elapsed, log = _survivor_of_a_fault(
-    args, 2, tmp_path, pause_a_second_later, heartbeat_timeout=120, reached=_when_process_1_is("evaluating", stepping)
+    args, 2, tmp_path, pause_soon, heartbeat_timeout=120, reached=_when_process_1_is("evaluating", stepping)
   )
-  assert returncode == watchdog.EXIT_CODE, log[-3000:]
-  assert elapsed < 30, elapsed
-  assert "stacks of all threads" in log and "in run_steps" in log, log[-3000:]
-  assert re.search(
-    r"jaxcnn: error: process 0 of 2: no train or eval step completed within "
-    r"step_timeout_seconds=5 \(last: test eval step \d+\)",
-    log,
-  ), log[-3000:]
+  _assert_the_watchdog_ended(returncode, elapsed, log, 5, r"test eval step \d+\)", "in run_steps")
