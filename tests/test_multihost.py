@@ -364,10 +364,13 @@ def test_an_eval_whose_step_stalls_ends_with_the_watchdog(tiny_config, tmp_path)
     "--config.eval_batch_size=4",
     "--config.step_timeout_seconds=5",
   ]
-  stepping = lambda stack: "in run_steps" in stack and "jax/_src/compiler.py" not in stack  # noqa: E731
+  # Waiting for a dispatched eval step: its step is compiled and running. Paused only seconds later, so that
+  # process 0, which may compile later, has joined the steps' collectives: a peer that never joins the first
+  # one within gloo's 30 s rendezvous deadline ends the other with gloo's error instead of a stall.
+  stepping = lambda stack: "in run_steps" in stack and "in _complete" in stack  # noqa: E731
 
-  def pause_soon(process):  # a moment after process 1 was seen stepping, process 0 has completed steps too
-    time.sleep(0.5)
+  def pause_soon(process):
+    time.sleep(3)
     process.send_signal(signal.SIGSTOP)
 
   returncode, elapsed, log = _survivor_of_a_fault(
