@@ -24,7 +24,7 @@ import optax
 import pytest
 
 from jaxcnn import kernels, models
-from jaxcnn.kernels import batch_norm, conv, lrn, pool, xla_flags
+from jaxcnn.kernels import conv, lrn, pool, xla_flags
 from jaxcnn.models import layers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -214,41 +214,6 @@ def test_lrn_written_out_gradient_equals_the_formulas_gradient(n, dtype):
   ours = lambda a: lrn.local_response_norm(a, 2.0, n, 1e-3, 0.75)
   assert "custom_vjp_call" in str(jax.make_jaxpr(ours)(a))
   assert_same_values_and_gradients(ours, lambda a: layers.local_response_norm(a, 2.0, n, 1e-3, 0.75), a, dtype=dtype)
-
-
-@pytest.mark.parametrize("axis_name", [None, "devices"])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_batch_norm_matches_flax_values_gradients_and_statistics(axis_name, dtype):
-  """Training mode on two vmapped "devices" (sharing their statistics with axis_name, each taking its own
-  gradients, as in a data-parallel step) and evaluation mode: the same outputs, gradients for input, scale
-  and bias, and running statistics as nn.BatchNorm."""
-  rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(loc=1.0, scale=2.0, size=(2, 4, 3, 3, 5)), dtype)  # (devices, batch, h, w, c)
-  options = dict(momentum=0.9, epsilon=1e-5, axis_name=axis_name)
-  variables = nn.BatchNorm(use_running_average=False, **options).init(jax.random.PRNGKey(0), x[0])
-  variables = jax.tree.map(lambda v: v + jnp.asarray(rng.normal(size=v.shape), v.dtype) * 0.3, variables)
-
-  def train_step(module):
-    """x -> (loss, (output, new batch statistics)) and the gradients for x, scale and bias, per device."""
-
-    def loss(x, scale, bias):
-      state = {"params": {"scale": scale, "bias": bias}, "batch_stats": variables["batch_stats"]}
-      y, stats = module(use_running_average=False, **options).apply(state, x, mutable=["batch_stats"])
-      return jnp.sum(jnp.sin(y.astype(jnp.float32))), (y, stats)
-
-    grads = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
-    device = lambda x: grads(x, variables["params"]["scale"], variables["params"]["bias"])
-    return jax.jit(jax.vmap(device, axis_name="devices"))
-
-  forward = lambda x: batch_norm.BatchNorm(**options).apply(variables, x, mutable=["batch_stats"])[0]
-  assert "custom_vjp_call" in str(jax.make_jaxpr(jax.vmap(forward, axis_name="devices"))(x))
-  ours, plain = train_step(batch_norm.BatchNorm)(x), train_step(nn.BatchNorm)(x)
-  assert jax.tree.structure(ours) == jax.tree.structure(plain)
-  for ours_leaf, plain_leaf in zip(jax.tree.leaves(ours), jax.tree.leaves(plain)):
-    assert ours_leaf.dtype == plain_leaf.dtype
-    assert_close(ours_leaf, plain_leaf, dtype)
-  evaluate = lambda module: module(use_running_average=True, **options).apply(variables, x[0])
-  assert_close(evaluate(batch_norm.BatchNorm), evaluate(nn.BatchNorm), dtype)
 
 
 def test_forms_that_apply_on_the_cpu_only_are_the_plain_layers_elsewhere(monkeypatch):

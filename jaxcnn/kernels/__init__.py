@@ -12,14 +12,13 @@ points (`jaxcnn.main`, `jaxcnn.bench`, `jaxcnn.data.benchmark`) call it before J
                          strided slices with a written-out gradient otherwise        CPU
   avg_pool               pool.py: the sum of the tiles' elements                     every backend
   local_response_norm    lrn.py: a written-out gradient                              every backend
-  batch_norm             batch_norm.py: a written-out backward                       every backend
 
 Each form computes its plain layer's function, values and gradients (tests/test_kernels.py); the max-pool's
 gradient at ties inside a window is shared among them (pool.py). The forms are looked up when a model is
 traced: switch before the first jit of a step.
 """
 
-from jaxcnn.kernels import batch_norm, conv, lrn, pool, xla_flags
+from jaxcnn.kernels import conv, lrn, pool, xla_flags
 from jaxcnn.models import layers
 
 FORMS = {
@@ -27,7 +26,6 @@ FORMS = {
   "max_pool": pool.max_pool,
   "avg_pool": pool.avg_pool,
   "local_response_norm": lrn.local_response_norm,
-  "batch_norm": batch_norm.BatchNorm,
 }
 
 

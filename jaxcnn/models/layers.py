@@ -1,7 +1,7 @@
 """Layers the papers use that Flax does not ship, and conventions shared by the model families.
 
-Conv, max_pool, avg_pool, LocalResponseNorm and batch_norm are the plain layers (Flax's, and the LRN formula
-with automatic differentiation); `jaxcnn.kernels.enable()` swaps in faster forms of them (`use_fast_forms`).
+Conv, max_pool, avg_pool and LocalResponseNorm are the plain layers (Flax's, and the LRN formula with
+automatic differentiation); `jaxcnn.kernels.enable()` swaps in faster forms of them (`use_fast_forms`).
 """
 
 import contextlib
@@ -43,12 +43,12 @@ def kernel_init(name: str) -> nn.initializers.Initializer:
 # Faster forms of the layers below, by name, installed by `jaxcnn.kernels.enable()` (timm's named switch,
 # `set_fused_attn`, for Flax). Each computes its plain layer's function (tests/test_kernels.py) with the
 # plain layer's arguments; they are looked up when a model is traced. Empty: every layer is the plain one.
-FAST_FORM_NAMES = ("conv_general_dilated", "max_pool", "avg_pool", "local_response_norm", "batch_norm")
+FAST_FORM_NAMES = ("conv_general_dilated", "max_pool", "avg_pool", "local_response_norm")
 _FAST_FORMS: dict[str, Callable] = {}
 
 
 def use_fast_forms(forms: dict[str, Callable]) -> None:
-  """Makes Conv, max_pool, avg_pool, LocalResponseNorm and batch_norm compute with `forms` (name -> function) from the
+  """Makes Conv, max_pool, avg_pool and LocalResponseNorm compute with `forms` (name -> function) from the
   next trace on; an empty dict restores the plain layers. Functions jit-compiled before keep the forms they
   were traced with."""
   unknown = sorted(set(forms) - set(FAST_FORM_NAMES))
@@ -80,10 +80,9 @@ def cross_replica_batch_norm(axis_name: str):
     _BATCH_NORM_AXIS.reset(token)
 
 
-def batch_norm(train: bool, epsilon: float = 1e-5, name: str | None = None) -> nn.Module:
-  """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here), so torchvision weights carry over;
-  nn.BatchNorm, or the installed fast form with its variables."""
-  return _FAST_FORMS.get("batch_norm", nn.BatchNorm)(
+def batch_norm(train: bool, epsilon: float = 1e-5, name: str | None = None) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here), so torchvision weights carry over."""
+  return nn.BatchNorm(
     use_running_average=not train,
     momentum=0.9,
     epsilon=epsilon,
