@@ -21,6 +21,7 @@ oneDNN's OpenMP threads should sleep while XLA's run (`OMP_WAIT_POLICY=passive`)
 import argparse
 import ctypes
 import functools
+import inspect
 import pathlib
 import statistics
 import subprocess
@@ -92,28 +93,21 @@ def _backward(strides, pads, residuals, grad):
 conv_with_onednn_weight_grad.defvjp(_forward, _backward)
 
 
-def conv_form(
-  lhs,
-  rhs,
-  window_strides,
-  padding,
-  lhs_dilation=None,
-  rhs_dilation=None,
-  dimension_numbers=None,
-  feature_group_count=1,
-  precision=None,
-  **kwargs,
-):
+def conv_form(lhs, rhs, window_strides, padding, *args, **kwargs):
   """jaxcnn.kernels' convolution, except float32 3x3 ones of more than 8 input channels (XLA's form there,
   behind the same barrier) take oneDNN's weight gradient."""
-  options = (lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count)
+  call = inspect.signature(conv.conv_general_dilated).bind(lhs, rhs, window_strides, padding, *args, **kwargs)
+  call.apply_defaults()
+  options = [call.arguments[name] for name in ("lhs_dilation", "rhs_dilation", "dimension_numbers")]
   if (
     lhs.dtype != jnp.float32
     or rhs.shape[:2] != (3, 3)
     or lhs.shape[-1] <= conv.NARROW_MAX_CHANNELS
-    or not conv._plain_nhwc_conv_on_cpu(lhs, rhs, *options, kwargs)
+    or not conv._plain_nhwc_conv_on_cpu(
+      lhs, rhs, *options, call.arguments["feature_group_count"], call.arguments["kwargs"]
+    )
   ):
-    return conv.conv_general_dilated(lhs, rhs, window_strides, padding, *options, precision, **kwargs)
+    return conv.conv_general_dilated(lhs, rhs, window_strides, padding, *args, **kwargs)
   pads = lax.padtype_to_pads(lhs.shape[1:3], (3, 3), window_strides, padding) if isinstance(padding, str) else padding
   pads = tuple(map(tuple, pads))
   return conv_with_onednn_weight_grad(tuple(window_strides), pads, lax.optimization_barrier(lhs), rhs)
