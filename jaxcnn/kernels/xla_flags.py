@@ -29,11 +29,10 @@ YNN_REDUCTIONS_ONLY = "--xla_cpu_experimental_ynn_fusion_type=reduce"
 KEEP_BARRIERS = "--xla_disable_hlo_passes=cse_barrier_expander"
 
 # jaxlib minor version -> the flags added. Both flags were checked to be accepted by jaxlib 0.10.2, 0.11.2
-# and 0.12.0.1. On 0.11 ResNet-20's step ran several times slower with the barriers kept than without (the
-# flags' A/B, BUILD_NOTES.md), where 0.10 and 0.12 need them: 0.11 gets the YNNPACK flag only.
+# and 0.12.0.1.
 FLAGS_BY_JAXLIB = {
   "0.10": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
-  "0.11": (YNN_REDUCTIONS_ONLY,),
+  "0.11": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
   "0.12": (YNN_REDUCTIONS_ONLY, KEEP_BARRIERS),
 }
 # A version not in the table: `--xla_disable_hlo_passes` is one of XLA's long-standing debug options and
