@@ -291,6 +291,31 @@ print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not Non
   assert result.stdout.strip() == "ok False"
 
 
+def test_training_on_in_memory_data_imports_neither_tensorflow_nor_torch(tiny_data_dir, tmp_path):
+  """The default job's start-up: `pipeline=auto` reads in-memory data without TensorFlow, and the TensorBoard
+  writer does not pull in torch, though both are installed here."""
+  pytest.importorskip("tensorflow")
+  code = f"""
+import sys
+from jaxcnn import configs, train
+config = configs.get("lenet5")
+config.update(dict(data_dir={str(tiny_data_dir)!r}, validation_size=60, batch_size=32, num_epochs=1))
+train.train_and_evaluate(config, {str(tmp_path / "run")!r})
+print("imported:", [m for m in ("tensorflow", "torch") if m in sys.modules])
+"""
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": ""},
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == "imported: []"
+  assert list((tmp_path / "run" / "tensorboard").iterdir())  # the events were still written
+
+
 def test_multi_view_eval_step_averages_the_softmax_over_views(tiny_config):
   model = models.create("lenet5", num_classes=10)
   strategy = parallel.Pmap()
