@@ -132,9 +132,8 @@ def test_table_shows_the_reason_instead_of_a_ratio():
   assert lines[3] == "  resnet50: no ratio: unequal multiply-adds: jaxcnn 3858733056, PyTorch 4089184256"
 
 
-@pytest.mark.slow
-def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_path):
-  pytest.importorskip("torch")
+def run_time_to_accuracy(tiny_data_dir, tmp_path, *args) -> tuple[subprocess.CompletedProcess, dict]:
+  """`--mode=time_to_accuracy --compare=pytorch --target=0.0` on the tiny IDX data: (the process, its JSON)."""
   out = tmp_path / "tta.json"
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   result = subprocess.run(
@@ -147,8 +146,7 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
       "--target=0.0",
       "--compare=pytorch",
       f"--json={out}",
-      "--overrides",
-      f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2",
+      *args,
     ],
     cwd=ROOT,
     env=env,
@@ -157,7 +155,14 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
     timeout=600,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  results = json.loads(out.read_text())
+  return result, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_path):
+  pytest.importorskip("torch")
+  overrides = f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2"
+  result, results = run_time_to_accuracy(tiny_data_dir, tmp_path, "--overrides", overrides)
   for side in ("jaxcnn", "pytorch"):  # target 0: reached after the first epoch's evaluation
     assert results[side]["reached"] and results[side]["epochs_to_target"] == 1, results[side]
     assert 0 <= results[side]["epochs"][0]["test_top1_accuracy"] <= 1
@@ -183,33 +188,16 @@ def test_plain_twin_recipe_changes_only_the_pytorch_side():
 def test_time_to_accuracy_times_the_real_job_against_a_plain_twin_in_alternating_rounds(tiny_data_dir, tmp_path):
   """--jaxcnn_side=job trains and evaluates through jaxcnn.main; the plain twin runs its own epochs; 2 rounds."""
   pytest.importorskip("torch")
-  out = tmp_path / "tta.json"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "jaxcnn.bench",
-      "--mode=time_to_accuracy",
-      "--config=lenet5",
-      "--target=0.0",
-      "--compare=pytorch",
-      "--jaxcnn_side=job",
-      "--twin_recipe=plain",
-      "--twin_overrides=num_epochs=3,batch_size=100",
-      "--tta_repeats=2",
-      f"--json={out}",
-      "--overrides",
-      f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=1",
-    ],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
+  result, results = run_time_to_accuracy(
+    tiny_data_dir,
+    tmp_path,
+    "--jaxcnn_side=job",
+    "--twin_recipe=plain",
+    "--twin_overrides=num_epochs=3,batch_size=100",
+    "--tta_repeats=2",
+    "--overrides",
+    f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=1",
   )
-  assert result.returncode == 0, result.stderr[-3000:]
-  results = json.loads(out.read_text())
   # The job's one point comes after train and eval: the eval's accuracy, written by jaxcnn.main.
   assert [e["epoch"] for e in results["jaxcnn"]["epochs"]] == [1]
   assert "eval" in result.stderr and "top-1" in result.stderr
