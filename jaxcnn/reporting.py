@@ -68,6 +68,24 @@ def epoch_line(record: dict) -> str:
   return " | ".join(parts)
 
 
+def _summary_writer_class():
+  """tensorboardX's SummaryWriter, imported without PyTorch where PyTorch is installed but not yet imported.
+
+  tensorboardX imports torch at module level only to accept torch tensors (tensorboardX/writer.py); the
+  writer is given NumPy arrays and Python numbers here, and importing torch would add seconds to every
+  run's start.
+  """
+  blocked = "torch" not in sys.modules
+  if blocked:
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError, which tensorboardX catches
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    if blocked:
+      del sys.modules["torch"]
+  return SummaryWriter
+
+
 class TensorBoard:
   """TensorBoard event files in WORKDIR/tensorboard (process 0 only), through tensorboardX.
 
@@ -80,7 +98,7 @@ class TensorBoard:
     if not is_reporter():
       return
     try:
-      from tensorboardX import SummaryWriter
+      SummaryWriter = _summary_writer_class()
     except ImportError:
       logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still written)")
       return

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from jaxcnn.bench import step
+from jaxcnn.bench import accuracy, step
 from jaxcnn.bench.report import Record, table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -132,9 +132,8 @@ def test_table_shows_the_reason_instead_of_a_ratio():
   assert lines[3] == "  resnet50: no ratio: unequal multiply-adds: jaxcnn 3858733056, PyTorch 4089184256"
 
 
-@pytest.mark.slow
-def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_path):
-  pytest.importorskip("torch")
+def run_time_to_accuracy(tiny_data_dir, tmp_path, *args) -> tuple[subprocess.CompletedProcess, dict]:
+  """`--mode=time_to_accuracy --compare=pytorch --target=0.0` on the tiny IDX data: (the process, its JSON)."""
   out = tmp_path / "tta.json"
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   result = subprocess.run(
@@ -147,8 +146,7 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
       "--target=0.0",
       "--compare=pytorch",
       f"--json={out}",
-      "--overrides",
-      f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2",
+      *args,
     ],
     cwd=ROOT,
     env=env,
@@ -157,7 +155,14 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
     timeout=600,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  results = json.loads(out.read_text())
+  return result, json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_path):
+  pytest.importorskip("torch")
+  overrides = f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2"
+  result, results = run_time_to_accuracy(tiny_data_dir, tmp_path, "--overrides", overrides)
   for side in ("jaxcnn", "pytorch"):  # target 0: reached after the first epoch's evaluation
     assert results[side]["reached"] and results[side]["epochs_to_target"] == 1, results[side]
     assert 0 <= results[side]["epochs"][0]["test_top1_accuracy"] <= 1
@@ -166,6 +171,43 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
     results["jaxcnn"]["seconds_to_target"] / results["pytorch"]["seconds_to_target"]
   )
   assert "jaxcnn / PyTorch wall time to target:" in result.stdout
+
+
+def test_plain_twin_recipe_changes_only_the_pytorch_side():
+  jaxcnn_config = accuracy.load_config("lenet5", ["num_epochs=3"])
+  twin_config = accuracy.load_config("lenet5", ["num_epochs=3"], accuracy.twin_fields("plain", ["num_epochs=20"]))
+  assert (jaxcnn_config.num_epochs, twin_config.num_epochs) == (3, 20)
+  assert (twin_config.schedule, twin_config.batch_size, twin_config.learning_rate) == ("constant", 128, 0.05)
+  assert twin_config.validation_size == 0 and twin_config.label_smoothing == 0.0
+  assert accuracy.twin_fields("same", []) == {}
+  with pytest.raises(ValueError, match="--twin_overrides: config 'lenet5' has no field 'epochs'"):
+    accuracy.load_config("lenet5", [], accuracy.twin_fields("same", ["epochs=3"]))
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_times_the_real_job_against_a_plain_twin_in_alternating_rounds(tiny_data_dir, tmp_path):
+  """--jaxcnn_side=job trains and evaluates through jaxcnn.main; the plain twin runs its own epochs; 2 rounds."""
+  pytest.importorskip("torch")
+  result, results = run_time_to_accuracy(
+    tiny_data_dir,
+    tmp_path,
+    "--jaxcnn_side=job",
+    "--twin_recipe=plain",
+    "--twin_overrides=num_epochs=3,batch_size=100",
+    "--tta_repeats=2",
+    "--overrides",
+    f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=1",
+  )
+  # The job's one point comes after train and eval: the eval's accuracy, written by jaxcnn.main.
+  assert [e["epoch"] for e in results["jaxcnn"]["epochs"]] == [1]
+  assert "eval" in result.stderr and "top-1" in result.stderr
+  for side in ("jaxcnn", "pytorch"):
+    rounds = results[side]["round_seconds_to_target"]
+    assert len(rounds) == 2 and results[side]["seconds_to_target"] == pytest.approx(sum(rounds) / 2)
+  assert "vs its PyTorch twin (plain recipe, num_epochs=3,batch_size=100, 3 epochs at most)" in result.stdout
+  # The order alternates: jaxcnn, PyTorch, then PyTorch, jaxcnn.
+  sides = [line.split(":")[0].strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+  assert sides == ["jaxcnn", "pytorch", "pytorch", "jaxcnn"]
 
 
 def test_time_to_accuracy_refuses_a_recipe_the_twin_cannot_repeat(tmp_path):

@@ -144,6 +144,18 @@ def test_tf_free_and_tfdata_pipelines_make_the_same_batches(rgb_split, spec, ima
     np.testing.assert_allclose(a["image"], np.asarray(b["image"]), atol=1e-4)
 
 
+def test_whole_images_are_normalised_on_the_host_by_default_as_tfdata_does(rgb_split):
+  """No augmentation: `pipeline=auto` takes the TF-free loader for in-memory data and normalises on the host."""
+  kwargs = dict(global_batch=32, seed=5, epoch=2, mean=MEAN, std=STD, augment_chain=augment.Chain("", train=True))
+  tf_batches = list(data.train_batches(rgb_split, pipeline="tfdata", **kwargs))
+  auto_batches = list(data.train_batches(rgb_split, **kwargs))
+  assert len(tf_batches) == len(auto_batches) == 3
+  for a, b in zip(tf_batches, auto_batches):
+    assert isinstance(b["image"], np.ndarray) and b["image"].dtype == np.float32
+    np.testing.assert_array_equal(a["label"], b["label"])
+    np.testing.assert_allclose(a["image"], b["image"], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("pipeline", ["tfdata", "jax"])
 def test_same_seed_same_batches_other_seed_other_batches(rgb_split, pipeline):
   chain = augment.Chain("resnet_cifar", train=True)

@@ -261,6 +261,20 @@ def test_streamed_tfds_split_trains_and_evaluates_every_example_once(tfds_dir):
   assert sum(b["mask"].sum() for b in evaluation) == 10 and len(evaluation) == 1
 
 
+def _run_python(code: str) -> str:
+  """Runs `code` in a fresh interpreter on this checkout (default XLA flags); returns its stdout."""
+  result = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": ""},
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
 def test_importing_jaxcnn_and_training_without_tensorflow():
   """`pipeline=auto` takes the JAX path where TensorFlow cannot be imported, and nothing imports it."""
   code = """
@@ -279,16 +293,23 @@ batch = next(iter(data.train_batches(split, global_batch=16, seed=0, epoch=0, me
 assert batch["image"].shape == (16, 32, 32, 3), batch["image"].shape
 print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
-  result = subprocess.run(
-    [sys.executable, "-c", code],
-    capture_output=True,
-    text=True,
-    cwd=REPO,
-    env={**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": ""},
-    timeout=120,
-  )
-  assert result.returncode == 0, result.stderr
-  assert result.stdout.strip() == "ok False"
+  assert _run_python(code).strip() == "ok False"
+
+
+def test_training_on_in_memory_data_imports_neither_tensorflow_nor_torch(tiny_data_dir, tmp_path):
+  """The default job's start-up: `pipeline=auto` reads in-memory data without TensorFlow, and the TensorBoard
+  writer does not pull in torch, though both are installed here."""
+  pytest.importorskip("tensorflow")
+  code = f"""
+import sys
+from jaxcnn import configs, train
+config = configs.get("lenet5")
+config.update(dict(data_dir={str(tiny_data_dir)!r}, validation_size=60, batch_size=32, num_epochs=1))
+train.train_and_evaluate(config, {str(tmp_path / "run")!r})
+print("imported:", [m for m in ("tensorflow", "torch") if m in sys.modules])
+"""
+  assert _run_python(code).strip().splitlines()[-1] == "imported: []"
+  assert list((tmp_path / "run" / "tensorboard").iterdir())  # the events were still written
 
 
 def test_multi_view_eval_step_averages_the_softmax_over_views(tiny_config):

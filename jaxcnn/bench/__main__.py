@@ -31,7 +31,9 @@ The protocol, the same for every model and printed above the table:
 
 `--mode=time_to_accuracy` trains the named `--config` until its test accuracy reaches `--target` (checked
 after every epoch) and reports the wall time from process start; with `--compare=pytorch`, then the PyTorch
-twin under the same recipe (`jaxcnn.bench.accuracy`), one after the other.
+twin under the same recipe or a plain loop's (`--twin_recipe=plain`), one after the other, in alternating
+order over `--tta_repeats` rounds; `--jaxcnn_side=job` times the real job, train then eval, as README
+command 1 runs it (`jaxcnn.bench.accuracy`).
 """
 
 import dataclasses
@@ -96,6 +98,24 @@ flags.DEFINE_string(
 flags.DEFINE_string("config", "lenet5", "--mode=time_to_accuracy: the named experiment config to train.")
 flags.DEFINE_float("target", 0.91, "--mode=time_to_accuracy: the test top-1 accuracy to reach.")
 flags.DEFINE_list("overrides", [], "--mode=time_to_accuracy: config FIELD=VALUE overrides (e.g. num_epochs=20).")
+flags.DEFINE_enum(
+  "twin_recipe",
+  "same",
+  ["same", "plain"],
+  "--mode=time_to_accuracy --compare=pytorch: the PyTorch side trains under the config's recipe (same) or "
+  "as a plain loop (plain: constant lr 0.05, batch 128, every training image; jaxcnn.bench.accuracy.PLAIN_TWIN).",
+)
+flags.DEFINE_list("twin_overrides", [], "--mode=time_to_accuracy: FIELD=VALUE changes to the PyTorch side's recipe.")
+flags.DEFINE_enum(
+  "jaxcnn_side",
+  "run",
+  ["run", "job"],
+  "--mode=time_to_accuracy: time jaxcnn's Run in one process (run), or the real job, train then eval, as "
+  "launch/quickstart.sh runs it (job).",
+)
+flags.DEFINE_integer(
+  "tta_repeats", 1, "--mode=time_to_accuracy: rounds, the order of the sides alternating.", lower_bound=1
+)
 
 # Half a second of quiet before each timed turn: longer than XLA's and OpenMP's spin-waits after work.
 SETTLE_SECONDS = 0.5

@@ -1,15 +1,28 @@
 """Time to a target test accuracy: a named config in jaxcnn, then its PyTorch twin under the same recipe.
 
   python -m jaxcnn.bench --mode=time_to_accuracy --config=lenet5 --target=0.91 [--compare=pytorch]
-      [--overrides=num_epochs=20,batch_size=256] [--threads=T] [--json=FILE]
+      [--overrides=num_epochs=20,batch_size=256] [--twin_recipe=same|plain] [--twin_overrides=F=V,...]
+      [--jaxcnn_side=run|job] [--tta_repeats=R] [--threads=T] [--json=FILE]
 
 Each side runs in its own process, one after the other (never at once), and trains up to the config's
 `num_epochs`, evaluating the whole test split after every epoch and stopping at the first epoch whose test
 top-1 accuracy reaches `--target`. The time reported is the wall time from starting the process to that
 evaluation's end: start-up (imports, data loading), compilation, training and every evaluation included.
+With `--tta_repeats=R` the two sides take turns R times, the order alternating (jaxcnn first in odd
+rounds, PyTorch first in even ones); each side's time is the median of its rounds.
 
-jaxcnn runs its own pieces: `jaxcnn.train.Run` (data, input pipeline, model, optimizer), the compiled
-`train_step` and `Run.evaluate`, without the loop's checkpoints, metrics files and TensorBoard logs.
+`--jaxcnn_side=run` (default) runs jaxcnn's own pieces: `jaxcnn.train.Run` (data, input pipeline, model,
+optimizer), the compiled `train_step` and `Run.evaluate`, without the loop's checkpoints, metrics files and
+TensorBoard logs. `--jaxcnn_side=job` times the real job instead, as README command 1
+(launch/quickstart.sh) runs it after its install check: `python -m jaxcnn.main --config=NAME --workdir=W`
+(with `--overrides` as `--config.FIELD=VALUE`), then `--mode=eval` from its checkpoint, each a process of
+its own; its one point is the whole config's training and the eval's test top-1 accuracy, at the end of
+the eval process.
+
+`--twin_recipe=plain` trains the PyTorch side as a plain loop instead of jaxcnn's recipe: `PLAIN_TWIN`
+(SGD with momentum 0.9 and weight decay 5e-4 at a constant learning rate of 0.05, batch 128, the whole
+training split, no label smoothing, up to 30 epochs); `--twin_overrides` changes single fields of the
+PyTorch side's recipe on top of either.
 
 The PyTorch twin (experiments/benchmark/pytorch_models.py) trains on the same examples (this config's
 training split, its validation examples left out the same way), normalised with the same mean and standard
@@ -22,10 +35,26 @@ repeat (augmentation, other optimizers, gradient clipping or accumulation, weigh
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+# The plain PyTorch loop (--twin_recipe=plain): the textbook recipe, every training image, no schedule.
+PLAIN_TWIN = {
+  "validation_size": 0,
+  "batch_size": 128,
+  "learning_rate": 0.05,
+  "schedule": "constant",
+  "warmup_epochs": 0.0,
+  "warmup_steps": 0,
+  "momentum": 0.9,
+  "nesterov": False,
+  "weight_decay": 5e-4,
+  "label_smoothing": 0.0,
+  "num_epochs": 30,
+}
 
 _UNSUPPORTED = {
   "optimizer": "sgd",
@@ -41,17 +70,26 @@ _UNSUPPORTED = {
 }
 
 
-def load_config(name: str, overrides: list[str]):
-  """The named config with FIELD=VALUE overrides (values parsed as Python literals where they parse)."""
+def load_config(name: str, overrides: list[str], twin_overrides: dict | None = None):
+  """The named config with FIELD=VALUE overrides (values parsed as Python literals where they parse), then
+  `twin_overrides` (field -> value) on top: the PyTorch side's recipe."""
   from jaxcnn import configs
   from jaxcnn.bench.step import parse_options
 
   config = configs.get(name)
-  for field, value in parse_options(overrides).items():
-    if field not in config:
-      raise ValueError(f"--overrides: config {name!r} has no field {field!r}")
-    config[field] = type(config[field])(value) if isinstance(config[field], float) else value
+  for flag, fields in (("--overrides", parse_options(overrides)), ("--twin_overrides", twin_overrides or {})):
+    for field, value in fields.items():
+      if field not in config:
+        raise ValueError(f"{flag}: config {name!r} has no field {field!r}")
+      config[field] = type(config[field])(value) if isinstance(config[field], float) else value
   return config
+
+
+def twin_fields(recipe: str, twin_overrides: list[str]) -> dict:
+  """The fields that make the PyTorch side's recipe differ from jaxcnn's: --twin_recipe, then --twin_overrides."""
+  from jaxcnn.bench.step import parse_options
+
+  return {**(PLAIN_TWIN if recipe == "plain" else {}), **parse_options(twin_overrides)}
 
 
 def check_twin_recipe(config) -> None:
@@ -128,6 +166,25 @@ def jaxcnn_until(spec: dict, emit) -> None:
         return
 
 
+def jaxcnn_job_until(spec: dict, emit) -> None:
+  """Trains spec's config as README command 1 does (train, then eval from the checkpoint, each a process of
+  its own); emit(num_epochs, the eval's test accuracy) once the eval process has ended."""
+  from jaxcnn.bench.step import parse_options
+
+  flags = [f"--config={spec['config']}"] + [f"--config.{k}={v}" for k, v in parse_options(spec["overrides"]).items()]
+  if spec["compilation_cache_dir"] is not None:
+    flags.append(f"--compilation_cache_dir={spec['compilation_cache_dir']}")
+  with tempfile.TemporaryDirectory() as workdir:
+    for mode in ("train", "eval"):
+      subprocess.run(
+        [sys.executable, "-m", "jaxcnn.main", f"--workdir={workdir}", f"--mode={mode}", *flags],
+        stdout=sys.stderr,  # the worker's stdout is the protocol's channel
+        check=True,
+      )
+    results = json.loads(pathlib.Path(workdir, "eval_results.json").read_text())
+    emit(json.loads(pathlib.Path(workdir, "config.json").read_text())["num_epochs"], results["top1_accuracy"])
+
+
 def pytorch_until(spec: dict, emit) -> None:
   """The PyTorch twin of jaxcnn_until under the recipe in spec (see write_twin_inputs)."""
   from jaxcnn.bench import worker
@@ -187,7 +244,11 @@ def train_until(spec: dict, channel) -> None:
     channel.write(json.dumps({"epoch": epoch, "test_top1_accuracy": float(accuracy)}) + "\n")
     return accuracy >= spec["target"]
 
-  (jaxcnn_until if spec["side"] == "time_to_accuracy_jaxcnn" else pytorch_until)(spec, emit)
+  sides = {
+    "time_to_accuracy_jaxcnn": jaxcnn_job_until if spec.get("jaxcnn_side") == "job" else jaxcnn_until,
+    "time_to_accuracy_pytorch": pytorch_until,
+  }
+  sides[spec["side"]](spec, emit)
 
 
 def time_side(spec: dict) -> dict:
@@ -215,10 +276,24 @@ def time_side(spec: dict) -> dict:
   }
 
 
+def _combine(rounds: list[dict]) -> dict:
+  """One side's rounds -> its result: the first round's epochs, the median time to the target over the rounds
+  (None unless every round reached it), each round's time."""
+  times = [r["seconds_to_target"] for r in rounds]
+  reached = all(r["reached"] for r in rounds)
+  return {
+    **rounds[0],
+    "reached": reached,
+    "seconds_to_target": statistics.median(times) if reached else None,
+    "round_seconds_to_target": times,
+  }
+
+
 def main(flags) -> None:
   config = load_config(flags.config, flags.overrides)
+  twin_config = load_config(flags.config, flags.overrides, twin_fields(flags.twin_recipe, flags.twin_overrides))
   if flags.compare:
-    check_twin_recipe(config)
+    check_twin_recipe(twin_config)
   base = {
     "config": flags.config,
     "overrides": flags.overrides,
@@ -226,32 +301,43 @@ def main(flags) -> None:
     "threads": flags.threads,
     "compilation_cache_dir": flags.compilation_cache_dir,
   }
+  twin_recipe = f"{flags.twin_recipe} recipe" + (f", {','.join(flags.twin_overrides)}" if flags.twin_overrides else "")
   print(
-    f"time to {flags.target:.2%} test accuracy: {flags.config} ({config.num_epochs} epochs at most), each side "
-    f"in its own process, one after the other, on {flags.threads or len(os.sched_getaffinity(0))} CPU threads; "
-    f"wall time from process start (start-up, compile, train and eval included)",
+    f"time to {flags.target:.2%} test accuracy: {flags.config} ({config.num_epochs} epochs at most; jaxcnn "
+    f"{'job: train, then eval' if flags.jaxcnn_side == 'job' else 'Run'})"
+    + (f" vs its PyTorch twin ({twin_recipe}, {twin_config.num_epochs} epochs at most)" if flags.compare else "")
+    + f", each side in its own process, one after the other, {flags.tta_repeats} round(s) in alternating order, "
+    f"on {flags.threads or len(os.sched_getaffinity(0))} CPU threads; wall time from process start (start-up, "
+    f"compile, train and eval included)",
     flush=True,
   )
   results = {
     "config": flags.config,
     "overrides": flags.overrides,
     "target": flags.target,
-    "jaxcnn": time_side({**base, "side": "time_to_accuracy_jaxcnn"}),
+    "jaxcnn_side": flags.jaxcnn_side,
+    "twin_recipe": flags.twin_recipe,
+    "twin_overrides": flags.twin_overrides,
   }
-  if flags.compare:
-    with tempfile.TemporaryDirectory() as tmp:
-      twin = write_twin_inputs(config, pathlib.Path(tmp))
-      results["pytorch"] = time_side({**base, **twin, "side": "time_to_accuracy_pytorch"})
-  for side in ("jaxcnn", "pytorch"):
-    if side in results:
-      r = results[side]
-      best = max(e["test_top1_accuracy"] for e in r["epochs"])
-      outcome = (
-        f"{r['seconds_to_target']:.1f} s ({r['epochs_to_target']} epochs)"
-        if r["reached"]
-        else f"not reached in {len(r['epochs'])} epochs (best {best:.4f})"
-      )
-      print(f"{side:<8} {outcome}")
+  specs = {"jaxcnn": {**base, "side": "time_to_accuracy_jaxcnn", "jaxcnn_side": flags.jaxcnn_side}}
+  rounds = {"jaxcnn": []}
+  with tempfile.TemporaryDirectory() as tmp:
+    if flags.compare:
+      twin = write_twin_inputs(twin_config, pathlib.Path(tmp))
+      specs["pytorch"] = {**base, **twin, "side": "time_to_accuracy_pytorch"}
+      rounds["pytorch"] = []
+    for i in range(flags.tta_repeats):
+      for side in list(specs) if i % 2 == 0 else reversed(specs):  # ABBA: jaxcnn first in odd rounds
+        rounds[side].append(time_side(specs[side]))
+  for side, side_rounds in rounds.items():
+    results[side] = r = _combine(side_rounds)
+    best = max(e["test_top1_accuracy"] for e in r["epochs"])
+    outcome = (
+      f"{r['seconds_to_target']:.1f} s ({r['epochs_to_target']} epochs)"
+      if r["reached"]
+      else f"not reached in every round ({len(r['epochs'])} epochs in the first; best {best:.4f})"
+    )
+    print(f"{side:<8} {outcome}")
   if "pytorch" in results and results["jaxcnn"]["reached"] and results["pytorch"]["reached"]:
     ratio = results["jaxcnn"]["seconds_to_target"] / results["pytorch"]["seconds_to_target"]
     results["time_ratio"] = ratio

@@ -8,7 +8,9 @@ examples (files) that together cover the epoch, and the global batch is identica
 
 Two pipelines make the pixels: tf.data (`pipeline="tfdata"`; any source, files decoded in parallel) and
 a NumPy host loader whose batches are augmented on the devices in JAX (`pipeline="jax"`, in-memory
-sources only, no TensorFlow needed). `auto` takes tf.data when TensorFlow is installed.
+sources only, no TensorFlow needed). `auto` takes the JAX loader for in-memory sources and tf.data for
+files and streamed TFDS datasets, so that a run on in-memory data never imports TensorFlow (seconds of
+start-up) and no tf.data threads compete with the train step for the CPU.
 
 Batches are this process's share of each global batch, flat: dicts of `image` [local_batch, (views,) H, W,
 C] float32, `label` [local_batch] int32 and, in evaluation, `mask` (False on the padding of the last
@@ -150,7 +152,8 @@ def _backend(pipeline: str, split) -> str:
   if pipeline not in PIPELINES:
     raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
   if pipeline == "auto":
-    pipeline = "tfdata" if importlib.util.find_spec("tensorflow") is not None else "jax"
+    in_memory, has_tf = isinstance(split, Split), importlib.util.find_spec("tensorflow") is not None
+    pipeline = "jax" if in_memory or not has_tf else "tfdata"  # without TensorFlow files get the error below
   if pipeline == "jax" and not isinstance(split, Split):
     raise ValueError(
       "pipeline=jax reads in-memory datasets only (IDX, CIFAR, synthetic, small TFDS); files "
