@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jaxcnn import compile_cache, configs
+from jaxcnn.configs import default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results (all modes but summary).")
@@ -89,6 +90,11 @@ def _config_for_mode():
   if FLAGS.mode == "train" or FLAGS["config"].present or not stored.exists():
     return _CONFIG.value
   config = ml_collections.ConfigDict(json.loads(stored.read_text()))
+  # A workdir written by an older jaxcnn lacks the fields added since (e.g. the watchdog's bounds): they take
+  # today's defaults, which leave the stored run's meaning unchanged.
+  for field, value in default.get_config().items():
+    if field not in config:
+      config[field] = value
   for field, value in config_flags.get_override_values(FLAGS["config"]).items():
     config.update_from_flattened_dict({field: value})
   return config
