@@ -211,7 +211,7 @@ def test_a_chain_that_cannot_apply_is_an_error_saying_what_to_set(tmp_path):
 
 def test_validation_split_defaults_to_the_datasets_own_else_a_tenth_of_train(tmp_path):
   root = _write_folder(tmp_path / "a", [(40, 40)] * 24, splits=("train",))  # 48 images
-  config = _config("lenet5", "image_folder", root)
+  config = _config("simple_cnn", "image_folder", root)  # a config that leaves the default
   assert config.validation_size == "auto"
   assert {k: len(v) for k, v in data.load(config).splits.items()} == {"train": 43, "validation": 5}
   own = _write_folder(tmp_path / "b", [(40, 40)] * 3, splits=("train", "val"))

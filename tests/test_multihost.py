@@ -265,7 +265,9 @@ def test_a_killed_process_makes_the_other_fail_within_60_seconds(tiny_args, tmp_
   returncode, elapsed, log = _survivor_of_a_fault(args, 4, tmp_path, subprocess.Popen.kill)
   assert returncode != 0
   assert elapsed < 60, elapsed
-  assert "another task died" in log or "stopped sending heartbeats" in log, log[-3000:]
+  # JAX's heartbeat message, or gloo's own abort when the survivor's local ranks fall out of step in the
+  # collective the dead peer left (seen once under load: "Received data size doesn't match expected size").
+  assert re.search(r"another task died|stopped sending heartbeats|terminate called after .*gloo::", log), log[-3000:]
 
 
 def _assert_the_watchdog_ended(returncode, elapsed, log, step_timeout: int, last: str, frame: str):

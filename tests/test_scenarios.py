@@ -73,7 +73,14 @@ def test_the_mlp_small_cnn_and_lenet5_compared_on_an_idx_set(tmp_path, capsys):
   results = {}
   for name in ("mlp", "simple_cnn", "lenet5"):
     record, out = _run(
-      name, tmp_path / name, capsys, data_dir=str(data_dir), batch_size=32, eval_batch_size=40, num_epochs=1
+      name,
+      tmp_path / name,
+      capsys,
+      data_dir=str(data_dir),
+      validation_size=20,  # the same split for all three (lenet5's default job trains on every image)
+      batch_size=32,
+      eval_batch_size=40,
+      num_epochs=1,
     )
     results[name] = record
     assert "train 180, test 40, validation 20 images; 10 classes" in out
