@@ -16,11 +16,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY = ["--batch_size=16", "--repeats=2", "--steps=2", "--warmup=1"]
 
 
-def run_bench(tmp_path, *args) -> tuple[str, list[dict]]:
+def _bench(out: pathlib.Path, *args) -> subprocess.CompletedProcess:
+  """`python -m jaxcnn.bench --json=out ARGS` in a subprocess that must succeed."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # --devices picks the device count
-  out = tmp_path / "bench.json"
   result = subprocess.run(
-    [sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *TINY, *args],
+    [sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *args],
     cwd=ROOT,
     env=env,
     capture_output=True,
@@ -28,7 +28,12 @@ def run_bench(tmp_path, *args) -> tuple[str, list[dict]]:
     timeout=600,
   )
   assert result.returncode == 0, result.stderr[-3000:]
-  return result.stdout, json.loads(out.read_text())
+  return result
+
+
+def run_bench(tmp_path, *args) -> tuple[str, list[dict]]:
+  out = tmp_path / "bench.json"
+  return _bench(out, *TINY, *args).stdout, json.loads(out.read_text())
 
 
 def check_records(stdout: str, records: list[dict], models: list[str], devices: int):
@@ -135,26 +140,7 @@ def test_table_shows_the_reason_instead_of_a_ratio():
 def run_time_to_accuracy(tiny_data_dir, tmp_path, *args) -> tuple[subprocess.CompletedProcess, dict]:
   """`--mode=time_to_accuracy --compare=pytorch --target=0.0` on the tiny IDX data: (the process, its JSON)."""
   out = tmp_path / "tta.json"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "jaxcnn.bench",
-      "--mode=time_to_accuracy",
-      "--config=lenet5",
-      "--target=0.0",
-      "--compare=pytorch",
-      f"--json={out}",
-      *args,
-    ],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
+  result = _bench(out, "--mode=time_to_accuracy", "--config=lenet5", "--target=0.0", "--compare=pytorch", *args)
   return result, json.loads(out.read_text())
 
 
