@@ -84,7 +84,8 @@ class Checkpointer:
     )
 
   def restore(self, template_state, step: int | None = None, check_meta=None):
-    """(state, meta) of `step`, shaped and placed like `template_state`.
+    """(state, meta) of `step`, shaped and placed like `template_state` (arrays or `jax.ShapeDtypeStruct`s with a
+    sharding).
 
     `check_meta(meta, path)` may refuse a checkpoint (another model, an old version) by raising
     ValueError. Without a step, the newest checkpoint that reads back completely is taken: a damaged

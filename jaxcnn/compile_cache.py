@@ -12,11 +12,23 @@ JAX keys each entry by the program, the devices, the compile options, the XLA fl
 versions, so runs with other settings never load each other's programs. JAX's default threshold caches
 only programs that took over a second to compile; on the CPU most of the zoo's train and eval steps compile
 faster than that, so the threshold here is `MIN_COMPILE_SECONDS`.
+
+A program loaded from that cache still costs a restart its tracing and lowering (on a 2-core CPU, more than
+the load itself). The steps that entry points wrap in `SavedExecutable` skip those too: the compiled
+executable is written to `executables/` in the same directory and loaded by the next process whose key
+matches: the step's name, the run's config, the arguments' shapes, dtypes and placements, the devices, XLA
+flags, JAX's settings and versions, and the source of every jaxcnn module and registered model. Anything else
+(another config, a code change, a jaxlib upgrade) misses and compiles as before. Single-process runs only.
 """
 
 import contextlib
+import hashlib
 import os
 import pathlib
+import pickle
+import sys
+
+from absl import logging
 
 ENV = "JAXCNN_CACHE_DIR"
 # Small enough that every train and eval step of the zoo is kept (LeNet-5's eval step compiles in a
@@ -25,7 +37,8 @@ ENV = "JAXCNN_CACHE_DIR"
 MIN_COMPILE_SECONDS = 0.05
 
 _HIT, _MISS = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
-_counts = {_HIT: 0, _MISS: 0}
+_LOADED, _SAVED = "saved executable loaded", "executable compiled and saved"
+_counts = {_HIT: 0, _MISS: 0, _LOADED: 0, _SAVED: 0}
 _enabled_dir: pathlib.Path | None = None
 
 
@@ -73,12 +86,16 @@ class Compilations:
   """The persistent-cache hits and misses of the compilations inside a `watch()` block."""
 
   def __init__(self):
-    self.hits = self.misses = 0
+    self.hits = self.misses = self.loaded = self.saved = 0
 
   def describe(self) -> str:
     """One phrase for a start line: whether the block's programs came from the cache."""
     if _enabled_dir is None:
       return "compiled (compilation cache off)"
+    if self.loaded and not (self.misses or self.saved):
+      return f"loaded from the compilation cache {_enabled_dir} (a saved executable: not traced or compiled)"
+    if self.saved and not (self.hits or self.misses or self.loaded):
+      return f"compiled (compilation cache {_enabled_dir})"
     if self.hits and not self.misses:
       return f"loaded from the compilation cache {_enabled_dir}"
     if self.misses and not self.hits:
@@ -102,3 +119,133 @@ def watch():
     yield seen
   finally:
     seen.hits, seen.misses = _counts[_HIT] - before[_HIT], _counts[_MISS] - before[_MISS]
+    seen.loaded, seen.saved = _counts[_LOADED] - before[_LOADED], _counts[_SAVED] - before[_SAVED]
+
+
+class SavedExecutable:
+  """A jitted or pmapped step whose compiled executables are kept in the cache directory (one per argument
+  signature), so that a later process with the same key calls them without tracing, lowering or compiling.
+
+  step = compile_cache.SavedExecutable(jax.jit(train_step), "train_step", config.to_json())
+
+  `key` is what the step closes over that its arguments do not show (the config). Without a cache directory,
+  or in a multi-process run, calls go straight to the jitted function.
+  """
+
+  def __init__(self, jitted, name: str, key: str):
+    self._jitted, self._name, self._key = jitted, name, key
+    self._executables = {}  # argument signature -> callable
+
+  def __call__(self, *args):
+    import jax
+
+    leaves, treedef = jax.tree.flatten(args)
+    signature = (treedef, *((x.shape, x.dtype, getattr(x, "sharding", None)) for x in leaves))
+    call = self._executables.get(signature)
+    if call is None:
+      call = self._executables[signature] = self._load_or_compile(args)
+    return call(*args)
+
+  def _load_or_compile(self, args):
+    import jax
+
+    if _enabled_dir is None or jax.process_count() > 1:
+      return self._jitted
+    from jax.experimental import serialize_executable
+
+    in_tree = jax.tree.structure((args, {}))
+    arg_trees = [jax.tree.structure(a) for a in args]
+    path = _enabled_dir / "executables" / f"{self._name}-{self._digest(args)}.bin"
+    if path.is_file():
+      try:
+        saved = pickle.loads(path.read_bytes())
+        out_tree = jax.tree.structure(_example_tree(saved["outputs"], arg_trees))
+        compiled = serialize_executable.deserialize_and_load(saved["executable"], in_tree, out_tree)
+      except Exception as e:  # noqa: BLE001  (a damaged or foreign file is compiled again and replaced)
+        logging.warning("cannot load the saved executable %s (%s: %s); compiling again", path, type(e).__name__, e)
+      else:
+        _counts[_LOADED] += 1
+        return compiled
+    # An executable that JAX's cache loaded serialises without its kernels on the CPU backend (jaxlib 0.10-0.12:
+    # the process that loads the file fails, "Function ... not found"): only a fresh compilation is saved, and
+    # the step is kept out of JAX's cache so that a lost file is compiled afresh again.
+    min_seconds = jax.config.values["jax_persistent_cache_min_compile_time_secs"]
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float("inf"))
+    hits = _counts[_HIT]
+    try:
+      compiled = self._jitted.lower(*args).compile()
+    finally:
+      jax.config.update("jax_persistent_cache_min_compile_time_secs", min_seconds)
+    if _counts[_HIT] > hits:  # written to JAX's cache by an earlier jaxcnn or a multi-process run
+      return compiled
+    executable, _, out_tree = serialize_executable.serialize(compiled)
+    try:
+      outputs = _describe_tree(out_tree, arg_trees)
+    except TypeError as e:  # outputs of a kind the file cannot describe: this step is compiled by each process
+      logging.info("not saving %s: %s", self._name, e)
+      return compiled
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_bytes(pickle.dumps({"executable": executable, "outputs": outputs}))
+    os.replace(partial, path)  # whole files only: a process killed while writing leaves no half file behind
+    _counts[_SAVED] += 1
+    return compiled
+
+  def _digest(self, args) -> str:
+    import jax
+    import jaxlib
+
+    paths = jax.tree_util.tree_flatten_with_path(args)[0]
+    parts = [
+      self._name,
+      self._key,
+      jax.__version__,
+      jaxlib.__version__,
+      jax.devices()[0].client.platform_version,
+      repr([(d.id, d.device_kind, d.platform) for d in jax.devices()]),
+      os.environ.get("XLA_FLAGS", ""),
+      repr(sorted((k, v) for k, v in jax.config.values.items() if isinstance(v, (bool, int, float, str, type(None))))),
+      _source_digest(),
+      *(f"{jax.tree_util.keystr(p)} {x.shape} {x.dtype} {getattr(x, 'sharding', None)}" for p, x in paths),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _source_digest() -> str:
+  """sha256 of the source of every jaxcnn module and of every module that registered a model."""
+  from jaxcnn.models import registry
+
+  package = pathlib.Path(__file__).parent
+  files = set(package.rglob("*.py"))
+  files |= {pathlib.Path(sys.modules[builder.__module__].__file__) for builder in registry.builders()}
+  digest = hashlib.sha256()
+  for path in sorted(files):
+    digest.update(str(path.relative_to(package) if path.is_relative_to(package) else path).encode())
+    digest.update(path.read_bytes())
+  return digest.hexdigest()
+
+
+def _describe_tree(treedef, arg_trees) -> tuple:
+  """A picklable description of an output tree: subtrees shaped like an argument (the new train state) by
+  the argument's index, tuples, lists and dicts by their parts; TypeError for any other node."""
+  if treedef in arg_trees:
+    return ("argument", arg_trees.index(treedef))
+  if treedef.num_nodes == 1:
+    return ("leaf",) if treedef.num_leaves == 1 else ("none",)
+  kind, aux = treedef.node_data()
+  if kind not in (tuple, list, dict):
+    raise TypeError(f"output node {kind.__name__} is not a tuple, list, dict or an argument's tree")
+  return (kind.__name__, aux, [_describe_tree(child, arg_trees) for child in treedef.children()])
+
+
+def _example_tree(description: tuple, arg_trees):
+  """A tree of zeros with the structure `description` (from `_describe_tree`) stands for."""
+  kind = description[0]
+  if kind == "argument":
+    tree = arg_trees[description[1]]
+    return tree.unflatten([0] * tree.num_leaves)
+  if kind in ("leaf", "none"):
+    return 0 if kind == "leaf" else None
+  _, aux, children = description
+  parts = [_example_tree(child, arg_trees) for child in children]
+  return {"tuple": tuple, "list": list}[kind](parts) if kind != "dict" else dict(zip(aux, parts))

@@ -68,11 +68,7 @@ def write_confusion(confusion: np.ndarray, class_names, stem: pathlib.Path) -> N
     writer.writerow(["true \\ predicted", *class_names])
     for name, row in zip(class_names, confusion):
       writer.writerow([name, *row.tolist()])
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
+  plt = reporting.pyplot()
   rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
   size = min(4 + 0.45 * len(class_names), 30)
   fig, ax = plt.subplots(figsize=(size, size))

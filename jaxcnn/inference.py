@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import checkpoint, data, models, parallel
+from jaxcnn import checkpoint, compile_cache, data, models, parallel, reporting
 from jaxcnn.metrics import metric_sums, summarize
 
 WEIGHTS = ("raw", "ema")  # config.eval_weights: the trained params, or their moving average (ema_decay > 0)
@@ -58,15 +58,20 @@ def probabilities_step(apply_fn, variables: dict, batch: dict):
   return jax.lax.all_gather(probabilities, parallel.AXIS, tiled=True)
 
 
-def run_steps(strategy, step, variables, batches, label: str, watchdog=None) -> list:
+def run_steps(strategy, step, variables, batches, label: str, watchdog=None, announce: bool = False) -> list:
   """Host copies of `step(variables, batch)` for every batch, with at most parallel.MAX_STEPS_IN_FLIGHT steps
   dispatched ahead (more can starve XLA:CPU's collectives: see there); each completed step is reported to
-  `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given. The one eval loop of training's
-  validation, --mode=eval and --mode=predict."""
+  `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given. With `announce`, the first step's
+  dispatch prints where the step came from (the compilation cache or a compile). The one eval loop of
+  training's validation, --mode=eval and --mode=predict."""
   in_flight = parallel.InFlight(strategy.to_host, watchdog and watchdog.progress)
   outputs = []
   for i, batch in enumerate(batches, start=1):
-    outputs += in_flight.push(step(variables, strategy.put_batch(batch)), f"{label} {i}")
+    with compile_cache.watch() as compilations:
+      dispatched = step(variables, strategy.put_batch(batch))
+    if announce and i == 1 and reporting.is_reporter():
+      print(f"  {label}: {compilations.describe()}", flush=True)
+    outputs += in_flight.push(dispatched, f"{label} {i}")
   return outputs + in_flight.drain()
 
 
@@ -126,26 +131,39 @@ class Inference:
       pipeline=self.config.pipeline,
     )
 
+  def _compile(self, step_fn, name: str):
+    compiled = self.strategy.compile(functools.partial(step_fn, self.model.apply), donate_state=False)
+    return compile_cache.SavedExecutable(compiled, name, self.config.to_json_best_effort(sort_keys=True))
+
   @functools.cached_property
   def _eval_step(self):
-    return self.strategy.compile(functools.partial(eval_step, self.model.apply), donate_state=False)
+    return self._compile(eval_step, "inference_eval_step")
 
   @functools.cached_property
   def _probabilities_step(self):
-    return self.strategy.compile(functools.partial(probabilities_step, self.model.apply), donate_state=False)
+    return self._compile(probabilities_step, "probabilities_step")
 
   def evaluate(self, split: str, watchdog=None) -> dict:
     """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each
     completed step is reported to `watchdog`, when given."""
     batches = self.batches(self.dataset.split(split))
     return summarize(
-      run_steps(self.strategy, self._eval_step, self._device_variables, batches, f"{split} eval step", watchdog), "eval"
+      run_steps(
+        self.strategy, self._eval_step, self._device_variables, batches, f"{split} eval step", watchdog, announce=True
+      ),
+      "eval",
     )
 
   def probabilities(self, split: data.Split | data.FileSplit, watchdog=None) -> np.ndarray:
     """[examples, classes] class probabilities of a split's images (the views' average where the eval chain
     makes several); each completed step is reported to `watchdog`, when given."""
     probabilities = run_steps(
-      self.strategy, self._probabilities_step, self._device_variables, self.batches(split), "predict step", watchdog
+      self.strategy,
+      self._probabilities_step,
+      self._device_variables,
+      self.batches(split),
+      "predict step",
+      watchdog,
+      announce=True,
     )
     return np.concatenate(probabilities)[: len(split)]

@@ -31,7 +31,8 @@ def base_learning_rate(config) -> float:
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   """The schedule named by `config.schedule`, after `config.warmup_epochs` of warm-up.
 
-  Boundaries are counted from step 0 of the run (the warm-up included), as the papers count them.
+  Step and exponential boundaries are counted from step 0 of the run (the warm-up included), as the papers
+  count them; a cosine decays from the warm-up's end to the run's.
   For `plateau`, this is the constant base rate; the divisions come from `ReduceOnPlateau`.
   """
   base = base_learning_rate(config)
@@ -44,7 +45,9 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   if config.schedule in ("constant", "plateau"):
     main = optax.constant_schedule(base)
   elif config.schedule == "cosine":
-    main = optax.cosine_decay_schedule(base, decay_steps=max(total_steps - warmup_steps, 1))
+    # From the warm-up's end to the run's: the peak right after the warm-up, zero at the last step.
+    cosine = optax.cosine_decay_schedule(base, decay_steps=max(total_steps - warmup_steps, 1))
+    main = lambda step: cosine(step - warmup_steps)
   elif config.schedule == "exponential":
     main = optax.exponential_decay(
       base,

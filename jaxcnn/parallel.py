@@ -14,10 +14,9 @@ over the named axis AXIS (gradients with `pmean`, metric sums with `psum`, Batch
 import collections
 import os
 
-import flax.jax_utils
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 AXIS = "batch"
@@ -50,7 +49,12 @@ class Pmap:
   name = "pmap"
 
   def put_state(self, state):
-    return flax.jax_utils.replicate(state)
+    """One copy per local device, placed as pmap places its outputs (a one-axis mesh named AXIS): a state
+    placed otherwise (flax's `replicate` names its mesh differently) made the second step trace, lower and
+    compile again."""
+    devices = jax.local_devices()
+    sharding = NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(AxisType.Auto,)), P(AXIS))
+    return jax.tree.map(lambda x: jax.device_put(np.broadcast_to(x, (len(devices), *np.shape(x))), sharding), state)
 
   def to_host(self, tree):
     """NumPy copy of a replicated tree: this process's first device's replica (any process works)."""
@@ -72,7 +76,7 @@ class ShardMap:
   def __init__(self):
     # Auto axis types: `jax.make_mesh` defaults to Explicit axes from jax 0.11 on (JAX's "explicit sharding"
     # docs), under which the integer-label cross-entropy's scatter fails to trace.
-    self.mesh = jax.make_mesh((jax.device_count(),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
+    self.mesh = jax.make_mesh((jax.device_count(),), (AXIS,), axis_types=(AxisType.Auto,))
     self.replicated = NamedSharding(self.mesh, P())
     self.batch_sharding = NamedSharding(self.mesh, P(AXIS))
 

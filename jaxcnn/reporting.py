@@ -4,6 +4,7 @@ events and, at the end, PNG plots of the training curves."""
 import json
 import pathlib
 import sys
+import threading
 import time
 
 import jax
@@ -122,16 +123,31 @@ class TensorBoard:
       self.writer.close()
 
 
+def pyplot():
+  """matplotlib.pyplot with the file-only Agg backend (no display needed)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  return plt
+
+
+def import_pyplot_in_background() -> None:
+  """Starts importing matplotlib (~1 s of a run's start-up on a small CPU) on a thread of its own, while data
+  loading and compilation, which release the GIL, keep the main thread busy; the plots at the run's end
+  then find it imported."""
+  if is_reporter():
+    threading.Thread(target=pyplot, name="import-matplotlib", daemon=True).start()
+
+
 def plot_curves(workdir: pathlib.Path) -> pathlib.Path | None:
   """WORKDIR/training_curves.png from metrics.jsonl: loss, top-1 accuracy and learning rate per epoch."""
   path = pathlib.Path(workdir) / "metrics.jsonl"
   if not is_reporter() or not path.exists():
     return None
   records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
 
   epochs = [r["epoch"] for r in records]
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))

@@ -198,7 +198,7 @@ class Run:
     tx = optim.create(
       config, self.steps_per_epoch, functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes)
     )
-    self.state = create_train_state(config, self.model, self.input.image_shape, tx)
+    self._new_state = functools.partial(create_train_state, config, self.model, self.input.image_shape, tx)
     self.checkpointer = checkpoint.Checkpointer(
       self.workdir / "checkpoints",
       config.checkpoint_max_to_keep,
@@ -208,11 +208,20 @@ class Run:
     self._evaluated_variants = set()  # eval variants already compiled
 
   @functools.cached_property
+  def state(self) -> TrainState:
+    """The train state: freshly initialised on first use, unless `restore` has set it."""
+    return self._new_state()
+
+  @functools.cached_property
   def compiled_eval_steps(self) -> dict:
     """{"": raw weights, "ema_": averaged weights (when kept)} -> compiled eval step."""
     variants = {"": False, **({"ema_": True} if self.config.ema_decay else {})}
     return {
-      prefix: self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False)
+      prefix: compile_cache.SavedExecutable(
+        self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False),
+        f"{prefix}eval_step",
+        self.config.to_json_best_effort(sort_keys=True),
+      )
       for prefix, use_ema in variants.items()
     }
 
@@ -235,7 +244,12 @@ class Run:
   def restore(self, step: int | None = None) -> dict:
     """Loads a checkpoint into self.state, refusing one of another model, dataset or jaxcnn version."""
     check = functools.partial(checkpoint.check_run_meta, config=self.config, num_classes=self.dataset.num_classes)
-    self.state, meta = self.checkpointer.restore(self.state, step, check)
+    if "state" in self.__dict__:
+      template = self.state
+    else:  # shapes only: a restored run never runs the model's initialisation
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      template = jax.tree.map(lambda x: x.update(sharding=device), jax.eval_shape(self._new_state))
+    self.state, meta = self.checkpointer.restore(template, step, check)
     return meta
 
 
@@ -282,7 +296,12 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
     lines = [*run.input.describe(), f"model: {config.model} ({num_params:,} parameters)", *optim.describe(config)]
     print("\n".join(f"  {line}" for line in lines), flush=True)
 
-  p_train_step = run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True)
+  p_train_step = compile_cache.SavedExecutable(
+    run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True),
+    "train_step",
+    # The learning-rate schedule inside the optimizer counts steps per epoch, which the data decides.
+    f"{config.to_json_best_effort(sort_keys=True)} steps_per_epoch={run.steps_per_epoch}",
+  )
   state = run.strategy.put_state(run.state)
   metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
 

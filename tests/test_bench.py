@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from jaxcnn import optim
 from jaxcnn.bench import accuracy, step
 from jaxcnn.bench.report import Record, table
 
@@ -166,6 +167,11 @@ def test_plain_twin_recipe_changes_only_the_pytorch_side():
   assert (twin_config.schedule, twin_config.batch_size, twin_config.learning_rate) == ("constant", 128, 0.05)
   assert twin_config.validation_size == 0 and twin_config.label_smoothing == 0.0
   assert accuracy.twin_fields("same", []) == {}
+  one_cycle = accuracy.load_config("lenet5", [], accuracy.twin_fields("onecycle", []))
+  schedule = optim.learning_rate_schedule(one_cycle, steps_per_epoch=100)
+  # OneCycleLR's shape: max_lr / 25 at the start, max_lr after 30% of the 12 epochs, then down to 0.
+  assert [float(schedule(s)) for s in (0, 360, 1200)] == pytest.approx([0.004, 0.1, 0.0], abs=1e-6)
+  assert one_cycle.nesterov and one_cycle.label_smoothing == 0.0 and one_cycle.num_epochs == 12
   with pytest.raises(ValueError, match="--twin_overrides: config 'lenet5' has no field 'epochs'"):
     accuracy.load_config("lenet5", [], accuracy.twin_fields("same", ["epochs=3"]))
 

@@ -75,17 +75,24 @@ def test_eval_without_a_checkpoint_is_refused(tmp_path, tiny_args):
 @pytest.mark.slow
 def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   workdir = tmp_path / "run"
-  result = run_cli(f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2")
+  first = run_cli(f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2", "--epochs_per_run=1")
+  assert first.returncode == 0, first.stderr
+  assert "epoch   1" in first.stdout and "epoch   2" not in first.stdout
+  # The same command resumes, and its step comes from the compilation cache (the tests share one): the
+  # executable the first process saved, or, when another test's process put the same program in JAX's cache
+  # first, that program.
+  result = run_cli(f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2", "--epochs_per_run=1")
   assert result.returncode == 0, result.stderr
-  assert "epoch   2" in result.stdout
+  assert "Resuming from step" in result.stdout and "epoch   2" in result.stdout
+  assert "train step: loaded from the compilation cache" in result.stdout
   # The start says what will happen: kernels, data, model, optimizer, schedule, where the step came from.
   for fragment in (
     "kernels: ",
     "data: fashion_mnist",
     "train augmentation: ",
     "model: lenet5 (61,706 parameters)",
-    "optimizer: sgd, momentum 0.9, weight decay 0.0005 (coupled)",
-    "learning rate: 0.05, cosine over 2",
+    "optimizer: sgd, momentum 0.9, Nesterov, weight decay 0.0005 (coupled)",
+    "learning rate: 0.1, cosine over 2 epochs, linear warm-up (0.5 epochs + 0 steps)",
     "train step: ",
   ):
     assert fragment in result.stdout, fragment
@@ -94,12 +101,16 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 2
   assert (workdir / "training_curves.png").stat().st_size > 10_000
   events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
-  assert len(events) == 1 and events[0].stat().st_size > 1000  # scalars and the input images
+  assert len(events) == 2 and min(e.stat().st_size for e in events) > 1000  # each process: scalars and images
 
   result = run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval")
   assert result.returncode == 0, result.stderr
+  assert "  test eval step: " in result.stdout
   results = json.loads((workdir / "eval_results.json").read_text())
   assert results["num_examples"] == 203 and results["split"] == "test"
+  again = run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval")
+  assert "test eval step: loaded from the compilation cache" in again.stdout, again.stdout
+  assert json.loads((workdir / "eval_results.json").read_text()) == results
 
   assert_one_line_error(
     run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval", "--step=3"),

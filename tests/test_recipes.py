@@ -17,6 +17,8 @@ from jaxcnn.models import layers
 
 def _config(**overrides):
   config = configs.get("lenet5")
+  # The default job's half-epoch warm-up and Nesterov momentum off: each test states its own recipe.
+  config.warmup_epochs, config.nesterov = 0.0, False
   config.update(overrides)
   return config
 
@@ -62,8 +64,11 @@ def test_linear_warmup_then_cosine_and_batch_scaling():
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=10)
   assert float(schedule(0)) == pytest.approx(0.0)
   assert float(schedule(5)) == pytest.approx(0.1)  # half-way up to 0.2
-  assert float(schedule(10)) == pytest.approx(0.2 * 0.5 * (1 + np.cos(np.pi * 10 / 100)))
-  assert float(schedule(110)) == pytest.approx(0.0, abs=1e-7)
+  # The cosine starts at the warm-up's end: no drop there, and only the last step reaches zero.
+  assert float(schedule(9)) == pytest.approx(0.2 * 9 / 10) and float(schedule(10)) == pytest.approx(0.2)
+  assert float(schedule(35)) == pytest.approx(0.2 * 0.5 * (1 + np.cos(np.pi * 25 / 100)))
+  assert float(schedule(60)) == pytest.approx(0.1)
+  assert float(schedule(109)) > 0 and float(schedule(110)) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_reduce_on_plateau_divides_after_the_patience_and_stops_after_max_reductions():

@@ -25,6 +25,7 @@ def _state_and_batch(config):
 
 
 def test_pmap_step_over_8_devices_equals_one_device_step_on_the_global_batch(tiny_config):
+  tiny_config.warmup_epochs = 0.0  # a linear warm-up starts at lr 0: the first step would not move the weights
   state, batch = _state_and_batch(tiny_config)  # batch is [32, ...]
   strategy = parallel.Pmap()
   state8, sums8 = strategy.compile(train.train_step, donate_state=False)(

@@ -31,9 +31,9 @@ The protocol, the same for every model and printed above the table:
 
 `--mode=time_to_accuracy` trains the named `--config` until its test accuracy reaches `--target` (checked
 after every epoch) and reports the wall time from process start; with `--compare=pytorch`, then the PyTorch
-twin under the same recipe or a plain loop's (`--twin_recipe=plain`), one after the other, in alternating
-order over `--tta_repeats` rounds; `--jaxcnn_side=job` times the real job, train then eval, as README
-command 1 runs it (`jaxcnn.bench.accuracy`).
+twin under the same recipe or a plain or one-cycle loop's (`--twin_recipe=plain|onecycle`), one after the
+other, in alternating order over `--tta_repeats` rounds; `--jaxcnn_side=job` times the real job, train then
+eval, as README command 1 runs it (`jaxcnn.bench.accuracy`).
 """
 
 import dataclasses
@@ -101,9 +101,10 @@ flags.DEFINE_list("overrides", [], "--mode=time_to_accuracy: config FIELD=VALUE 
 flags.DEFINE_enum(
   "twin_recipe",
   "same",
-  ["same", "plain"],
-  "--mode=time_to_accuracy --compare=pytorch: the PyTorch side trains under the config's recipe (same) or "
-  "as a plain loop (plain: constant lr 0.05, batch 128, every training image; jaxcnn.bench.accuracy.PLAIN_TWIN).",
+  ["same", "plain", "onecycle"],
+  "--mode=time_to_accuracy --compare=pytorch: the PyTorch side trains under the config's recipe (same), as a "
+  "plain loop (plain: constant lr 0.05, batch 128, every training image) or as a one-cycle loop (onecycle: "
+  "Nesterov, OneCycleLR's shape peaking at 0.1, 12 epochs); see jaxcnn.bench.accuracy.",
 )
 flags.DEFINE_list("twin_overrides", [], "--mode=time_to_accuracy: FIELD=VALUE changes to the PyTorch side's recipe.")
 flags.DEFINE_enum(

@@ -21,6 +21,10 @@ def register(name: str):
   return decorator
 
 
+def builders() -> list[Callable[..., nn.Module]]:
+  return list(_REGISTRY.values())
+
+
 def names() -> list[str]:
   return sorted(_REGISTRY)
 
