@@ -184,10 +184,16 @@ class SavedExecutable:
     except TypeError as e:  # outputs of a kind the file cannot describe: this step is compiled by each process
       logging.info("not saving %s: %s", self._name, e)
       return compiled
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_bytes(pickle.dumps({"executable": executable, "outputs": outputs}))
-    os.replace(partial, path)  # whole files only: a process killed while writing leaves no half file behind
+    try:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      partial.write_bytes(pickle.dumps({"executable": executable, "outputs": outputs}))
+      os.replace(partial, path)  # whole files only: a process killed while writing leaves no half file behind
+    except OSError as e:  # a full disk or a read-only cache costs the next process a compile, not this run
+      logging.warning("cannot save the executable %s (%s)", path, e)
+      with contextlib.suppress(OSError):
+        partial.unlink()
+      return compiled
     _counts[_SAVED] += 1
     return compiled
 

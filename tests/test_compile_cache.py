@@ -163,6 +163,19 @@ def test_outputs_the_file_cannot_describe_are_compiled_and_not_saved(tmp_path, m
   assert not (tmp_path / "executables").exists()
 
 
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, monkeypatch, caplog):
+  import jax
+  import jax.numpy as jnp
+
+  monkeypatch.setattr(compile_cache, "_enabled_dir", tmp_path)
+  (tmp_path / "executables").write_text("a file where the folder should be")
+  step = compile_cache.SavedExecutable(jax.jit(lambda x: {"y": x * 3}), "triple", "key")
+  with compile_cache.watch() as seen:
+    assert float(step(jnp.ones(()))["y"]) == 3.0
+  assert seen.saved == 0 and "cannot save the executable" in caplog.text
+  assert not list(tmp_path.glob("*.tmp")) and (tmp_path / "executables").is_file()
+
+
 @pytest.mark.parametrize(
   "hits,misses,expected",
   [(2, 0, "loaded from"), (0, 1, "compiled ("), (0, 0, "already"), (1, 1, "1 program(s) loaded")],
