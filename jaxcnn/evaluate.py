@@ -25,7 +25,7 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   split = config.eval_split
   with Watchdog.from_config(config) as watchdog:  # the restore waits on other processes too
     restored = inference.Inference(config, workdir, step)
-    metrics = restored.evaluate(split, watchdog)
+    metrics = restored.evaluate(split, watchdog, on_first_step=reporting.import_pyplot_in_background)  # confusion PNG
   expected = len(restored.dataset.split(split))
   if metrics["eval_num_examples"] != expected:
     raise RuntimeError(f"evaluated {metrics['eval_num_examples']} examples of the {expected} in split {split!r}")

@@ -58,12 +58,14 @@ def probabilities_step(apply_fn, variables: dict, batch: dict):
   return jax.lax.all_gather(probabilities, parallel.AXIS, tiled=True)
 
 
-def run_steps(strategy, step, variables, batches, label: str, watchdog=None, announce: bool = False) -> list:
+def run_steps(
+  strategy, step, variables, batches, label: str, watchdog=None, announce: bool = False, on_first_step=None
+) -> list:
   """Host copies of `step(variables, batch)` for every batch, with at most parallel.MAX_STEPS_IN_FLIGHT steps
   dispatched ahead (more can starve XLA:CPU's collectives: see there); each completed step is reported to
   `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given. With `announce`, the first step's
-  dispatch prints where the step came from (the compilation cache or a compile). The one eval loop of
-  training's validation, --mode=eval and --mode=predict."""
+  dispatch prints where the step came from (the compilation cache or a compile); `on_first_step()` is called
+  after that dispatch. The one eval loop of training's validation, --mode=eval and --mode=predict."""
   in_flight = parallel.InFlight(strategy.to_host, watchdog and watchdog.progress)
   outputs = []
   for i, batch in enumerate(batches, start=1):
@@ -71,6 +73,8 @@ def run_steps(strategy, step, variables, batches, label: str, watchdog=None, ann
       dispatched = step(variables, strategy.put_batch(batch))
     if announce and i == 1 and reporting.is_reporter():
       print(f"  {label}: {compilations.describe()}", flush=True)
+    if on_first_step is not None and i == 1:
+      on_first_step()
     outputs += in_flight.push(dispatched, f"{label} {i}")
   return outputs + in_flight.drain()
 
@@ -143,16 +147,21 @@ class Inference:
   def _probabilities_step(self):
     return self._compile(probabilities_step, "probabilities_step")
 
-  def evaluate(self, split: str, watchdog=None) -> dict:
+  def evaluate(self, split: str, watchdog=None, on_first_step=None) -> dict:
     """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each
-    completed step is reported to `watchdog`, when given."""
+    completed step is reported to `watchdog`, when given; `on_first_step()` runs once the first is dispatched."""
     batches = self.batches(self.dataset.split(split))
-    return summarize(
-      run_steps(
-        self.strategy, self._eval_step, self._device_variables, batches, f"{split} eval step", watchdog, announce=True
-      ),
-      "eval",
+    steps = run_steps(
+      self.strategy,
+      self._eval_step,
+      self._device_variables,
+      batches,
+      f"{split} eval step",
+      watchdog,
+      announce=True,
+      on_first_step=on_first_step,
     )
+    return summarize(steps, "eval")
 
   def probabilities(self, split: data.Split | data.FileSplit, watchdog=None) -> np.ndarray:
     """[examples, classes] class probabilities of a split's images (the views' average where the eval chain

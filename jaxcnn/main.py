@@ -116,7 +116,7 @@ def main(argv):
 
   print(kernels.enable() if FLAGS.kernels else kernels.disable(), flush=True)
   compile_cache.enable(FLAGS.compilation_cache_dir)
-  from jaxcnn import evaluate, parallel, reporting, summary, train
+  from jaxcnn import evaluate, parallel, summary, train
 
   try:
     if FLAGS.mode == "summary":
@@ -126,8 +126,6 @@ def main(argv):
       FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id, FLAGS.heartbeat_timeout
     )
     config = _config_for_mode()
-    if FLAGS.mode in ("train", "eval"):  # both end with plots
-      reporting.import_pyplot_in_background()
     if FLAGS.mode == "train":
       train.train_and_evaluate(config, FLAGS.workdir, FLAGS.epochs_per_run)
     elif FLAGS.mode == "eval":

@@ -134,9 +134,9 @@ def pyplot():
 
 
 def import_pyplot_in_background() -> None:
-  """Starts importing matplotlib (~1 s of a run's start-up on a small CPU) on a thread of its own, while data
-  loading and compilation, which release the GIL, keep the main thread busy; the plots at the run's end
-  then find it imported."""
+  """Starts importing matplotlib (~1 s on a small CPU) on a thread of its own, for a run that ends with plots.
+  Called once the first step is dispatched: from then on the main thread mostly waits for XLA (the GIL is
+  free), where during start-up the import would compete with it for the GIL and delay the first step."""
   if is_reporter():
     threading.Thread(target=pyplot, name="import-matplotlib", daemon=True).start()
 

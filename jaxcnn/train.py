@@ -411,6 +411,7 @@ def _train_epoch(
     if tensorboard is not None and i == skip + 1:  # this invocation's first step
       if reporting.is_reporter():
         print(f"  train step: {compilations.describe()}", flush=True)
+        reporting.import_pyplot_in_background()  # for plot_curves at the run's end
       first = np.asarray(batch["image"])[:8]
       tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
     periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
