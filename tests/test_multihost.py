@@ -291,6 +291,10 @@ def test_a_paused_peer_makes_the_watchdog_end_the_other_with_its_stacks(tiny_arg
     "--config.num_epochs=500",
     "--config.log_every_steps=1",
     "--config.step_timeout_seconds=8",
+    # No validation pass: a pause landing just before the first one would meet the eval step's compile bound
+    # (first_step_timeout_seconds), not the step bound under test. Since the train step compiles once per run,
+    # the first epoch's steps come fast enough for that to happen.
+    "--config.validation_size=0",
   ]
   returncode, elapsed, log = _survivor_of_a_fault(
     args, 2, tmp_path, lambda p: p.send_signal(signal.SIGSTOP), heartbeat_timeout=120
