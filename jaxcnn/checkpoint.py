@@ -105,6 +105,17 @@ class Checkpointer:
       ocp.args.PyTreeRestore(item=template, restore_args=restore_args, partial_restore=True), step, check_meta
     )
 
+  def read_meta(self, step: int | None = None) -> dict | None:
+    """The metadata of `step` (default: the latest checkpoint); None without such a checkpoint or where it cannot
+    be read (a restore then says why or takes an older one)."""
+    step = self.latest_step() if step is None else step
+    if step not in self.steps():
+      return None
+    try:
+      return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+    except Exception:  # noqa: BLE001  (any read failure: the restore reports it)
+      return None
+
   def _restore(self, state_args, step: int | None, check_meta):
     available = self.steps()
     if not available:
@@ -160,12 +171,23 @@ def read_weights(path: pathlib.Path, step: int | None = None) -> tuple[dict, dic
   return restored.state["params"], restored.state.get("batch_stats", {}), restored.meta
 
 
-def run_meta(config, num_classes: int, epoch: int, record: dict, controls: dict, batches_done: int = 0) -> dict:
+def run_meta(
+  config,
+  num_classes: int,
+  epoch: int,
+  record: dict,
+  controls: dict,
+  batches_done: int = 0,
+  data_stats: dict | None = None,
+) -> dict:
   """A checkpoint's metadata: what `check_run_meta` checks and what a resumed run continues from.
 
   `controls` are the host-side controls (dataclasses: plateau, early stopping), saved as their fields.
+  `data_stats` are the statistics the run normalised its images with (`data.InputPipeline.stats`): eval and
+  predict normalise with them, without reading the training split again.
   """
   return {
+    **({"data_stats": data_stats} if data_stats is not None else {}),
     "epoch": epoch,
     "batches_done": batches_done,
     "record": record,

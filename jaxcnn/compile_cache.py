@@ -122,6 +122,13 @@ def watch():
     seen.loaded, seen.saved = _counts[_LOADED] - before[_LOADED], _counts[_SAVED] - before[_SAVED]
 
 
+def keeps_executables() -> bool:
+  """Whether `SavedExecutable`s keep their executables: a cache directory is set and this is the only process."""
+  import jax
+
+  return _enabled_dir is not None and jax.process_count() == 1
+
+
 class SavedExecutable:
   """A jitted or pmapped step whose compiled executables are kept in the cache directory (one per argument
   signature), so that a later process with the same key calls them without tracing, lowering or compiling.
@@ -137,6 +144,11 @@ class SavedExecutable:
     self._executables = {}  # argument signature -> callable
 
   def __call__(self, *args):
+    return self.prepare(*args)(*args)
+
+  def prepare(self, *args):
+    """The executable for the signature of `args`, loaded or compiled (and saved) now; nothing is run. Without
+    `keeps_executables()`, the jitted function (compiled at its first call)."""
     import jax
 
     leaves, treedef = jax.tree.flatten(args)
@@ -144,13 +156,12 @@ class SavedExecutable:
     call = self._executables.get(signature)
     if call is None:
       call = self._executables[signature] = self._load_or_compile(args)
-    return call(*args)
+    return call
 
   def _load_or_compile(self, args):
-    import jax
-
-    if _enabled_dir is None or jax.process_count() > 1:
+    if not keeps_executables():
       return self._jitted
+    import jax
     from jax.experimental import serialize_executable
 
     in_tree = jax.tree.structure((args, {}))
@@ -201,6 +212,8 @@ class SavedExecutable:
     import jax
     import jaxlib
 
+    from jaxcnn.models import layers
+
     paths = jax.tree_util.tree_flatten_with_path(args)[0]
     parts = [
       self._name,
@@ -212,6 +225,7 @@ class SavedExecutable:
       os.environ.get("XLA_FLAGS", ""),
       repr(sorted((k, v) for k, v in jax.config.values.items() if isinstance(v, (bool, int, float, str, type(None))))),
       _source_digest(),
+      repr(layers.fast_forms_in_use()),  # what the layers trace to: the kernels switch
       *(f"{jax.tree_util.keystr(p)} {x.shape} {x.dtype} {getattr(x, 'sharding', None)}" for p, x in paths),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

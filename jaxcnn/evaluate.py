@@ -24,7 +24,7 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   split, step, num_examples, loss, top-1/top-5 accuracy and error, per-class accuracy."""
   split = config.eval_split
   with Watchdog.from_config(config) as watchdog:  # the restore waits on other processes too
-    restored = inference.Inference(config, workdir, step)
+    restored = inference.Inference(config, workdir, step, splits=(split,))
     metrics = restored.evaluate(split, watchdog, on_first_step=reporting.import_pyplot_in_background)  # confusion PNG
   expected = len(restored.dataset.split(split))
   if metrics["eval_num_examples"] != expected:

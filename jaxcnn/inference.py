@@ -3,13 +3,15 @@
 Evaluation and prediction need no optimizer and no train state: only the step, `batch_stats` and
 `params` (or `ema_params`, for `eval_weights="ema"`) are read from a checkpoint, through an Orbax partial
 restore into the shapes `model.init` gives. The input pipeline is the one training validates with (the
-training split's statistics, `config.eval_augment`'s views). The steps are written, like train.py's,
-for one device's slice of a batch and reduce over `parallel.AXIS`.
+statistics the run normalised with, from its checkpoint; `config.eval_augment`'s views), reading only the
+splits it evaluates where the source allows. The steps are written, like train.py's, for one device's slice
+of a batch and reduce over `parallel.AXIS`; the eval step is the one training validates with.
 """
 
 import functools
+import json
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +60,22 @@ def probabilities_step(apply_fn, variables: dict, batch: dict):
   return jax.lax.all_gather(probabilities, parallel.AXIS, tiled=True)
 
 
+# What an eval or predict step computes beyond its arguments' shapes (the class count, views and batch size show
+# there): the model. Other fields (epochs, optimizer, data) leave it unchanged and stay out of its key.
+STEP_KEY_FIELDS = ("model", "model_options", "parallelism")
+
+
+def compile_step(strategy, model, config, step_fn, name: str) -> compile_cache.SavedExecutable:
+  """`step_fn(model.apply, variables, batch)` compiled for `strategy`, its executable kept in the compilation cache
+  as `name` for the config's STEP_KEY_FIELDS. Training's validation and --mode=eval both compile `eval_step` as
+  "eval_step", on variables of the same shapes and batches of `eval_batch_size` (padded): an eval after a training
+  run loads the step the run compiled, whatever else its config says."""
+  compiled = strategy.compile(functools.partial(step_fn, model.apply), donate_state=False)
+  fields = {field: config.get(field) for field in STEP_KEY_FIELDS}
+  key = json.dumps({k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in fields.items()}, sort_keys=True)
+  return compile_cache.SavedExecutable(compiled, name, key)
+
+
 def run_steps(
   strategy, step, variables, batches, label: str, watchdog=None, announce: bool = False, on_first_step=None
 ) -> list:
@@ -80,9 +98,9 @@ def run_steps(
 
 
 def restore_variables(
-  directory: pathlib.Path, config, model, image_shape: tuple, num_classes: int, step: int | None = None
+  checkpointer: checkpoint.Checkpointer, config, model, image_shape: tuple, num_classes: int, step: int | None = None
 ) -> tuple[dict, int, dict]:
-  """({"params", "batch_stats"} as NumPy, step, metadata) of a checkpoint in `directory` (the latest by default).
+  """({"params", "batch_stats"} as NumPy, step, metadata) of a run's checkpoint (the latest by default).
 
   The params are the averaged ones for `config.eval_weights="ema"`. A checkpoint of another model,
   dataset, class count or jaxcnn version is refused, as when training resumes.
@@ -94,34 +112,38 @@ def restore_variables(
     weights: shapes["params"],
     "batch_stats": shapes["batch_stats"],
   }
-  checkpointer = checkpoint.Checkpointer(directory)
-  try:
-    restored, meta = checkpointer.restore_subtree(
-      template, step, functools.partial(checkpoint.check_run_meta, config=config, num_classes=num_classes)
-    )
-  finally:
-    checkpointer.close()
+  restored, meta = checkpointer.restore_subtree(
+    template, step, functools.partial(checkpoint.check_run_meta, config=config, num_classes=num_classes)
+  )
   return {"params": restored[weights], "batch_stats": restored["batch_stats"]}, int(restored["step"]), meta
 
 
 class Inference:
   """A trained model restored from WORKDIR/checkpoints with the config's data, ready to evaluate and predict."""
 
-  def __init__(self, config, workdir, step: int | None = None):
+  def __init__(self, config, workdir, step: int | None = None, splits: Collection[str] | None = None):
+    """`splits`: the dataset splits this will evaluate (None: all). Images are normalised with the statistics
+    the run trained with, kept in its checkpoints; a checkpoint without them (an imported one) has them
+    computed from the training split, as the run did."""
     if config.eval_weights not in WEIGHTS:
       raise ValueError(f"eval_weights must be 'raw' or 'ema', got {config.eval_weights!r}")
     if config.eval_weights == "ema" and not config.ema_decay:
       raise ValueError("eval_weights='ema' needs a run trained with ema_decay > 0")
     self.config = config
     self.strategy = parallel.strategy(config.parallelism)
-    self.dataset = data.load(config)
-    self.input = data.InputPipeline(config, self.dataset)
-    parallel.batch_layout(config.eval_batch_size)  # fail early on a batch the devices cannot share
-    self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.checkpoint_dir = (pathlib.Path(workdir) / "checkpoints").absolute()
-    self.variables, self.step, self.meta = restore_variables(
-      self.checkpoint_dir, config, self.model, self.input.image_shape, self.dataset.num_classes, step
-    )
+    checkpointer = checkpoint.Checkpointer(self.checkpoint_dir)
+    try:
+      trained_stats = (checkpointer.read_meta(step) or {}).get("data_stats")
+      self.dataset = data.load(config, splits if trained_stats else None)
+      self.input = data.InputPipeline(config, self.dataset, trained_stats)
+      parallel.batch_layout(config.eval_batch_size)  # fail early on a batch the devices cannot share
+      self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
+      self.variables, self.step, self.meta = restore_variables(
+        checkpointer, config, self.model, self.input.image_shape, self.dataset.num_classes, step
+      )
+    finally:
+      checkpointer.close()
     self._device_variables = self.strategy.put_state(self.variables)
 
   def batches(self, split: data.Split | data.FileSplit) -> Iterator[dict]:
@@ -135,17 +157,13 @@ class Inference:
       pipeline=self.config.pipeline,
     )
 
-  def _compile(self, step_fn, name: str):
-    compiled = self.strategy.compile(functools.partial(step_fn, self.model.apply), donate_state=False)
-    return compile_cache.SavedExecutable(compiled, name, self.config.to_json_best_effort(sort_keys=True))
-
   @functools.cached_property
   def _eval_step(self):
-    return self._compile(eval_step, "inference_eval_step")
+    return compile_step(self.strategy, self.model, self.config, eval_step, "eval_step")
 
   @functools.cached_property
   def _probabilities_step(self):
-    return self._compile(probabilities_step, "probabilities_step")
+    return compile_step(self.strategy, self.model, self.config, probabilities_step, "probabilities_step")
 
   def evaluate(self, split: str, watchdog=None, on_first_step=None) -> dict:
     """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each

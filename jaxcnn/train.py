@@ -164,12 +164,6 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   return new_state, sums
 
 
-def eval_step(state: TrainState, batch: dict, use_ema: bool = False) -> dict:
-  """`inference.eval_step` on a train state's raw or averaged weights (the validation during training)."""
-  variables = {"params": state.ema_params if use_ema else state.params, "batch_stats": state.batch_stats}
-  return inference.eval_step(state.apply_fn, variables, batch)
-
-
 class Run:
   """Everything a training run derives from its config: data, model, optimizer, state, steps."""
 
@@ -178,9 +172,16 @@ class Run:
     self.workdir = pathlib.Path(workdir)
     self.strategy = parallel.strategy(config.parallelism)
     self.step_options = StepOptions.from_config(config)
+    self.checkpointer = checkpoint.Checkpointer(
+      self.workdir / "checkpoints",
+      config.checkpoint_max_to_keep,
+      config.checkpoint_keep_best,
+      config.checkpoint_best_metric,
+    )
     self.dataset = data.load(config)
     train_split = self.dataset.split("train")
-    self.input = data.InputPipeline(config, self.dataset)
+    # A resumed run normalises with the statistics it started with (kept in its checkpoints), not recomputed.
+    self.input = data.InputPipeline(config, self.dataset, (self.checkpointer.read_meta() or {}).get("data_stats"))
     parallel.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
     parallel.batch_layout(config.eval_batch_size)
     if config.batch_size % (jax.device_count() * config.grad_accum_steps):
@@ -199,13 +200,7 @@ class Run:
       config, self.steps_per_epoch, functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes)
     )
     self._new_state = functools.partial(create_train_state, config, self.model, self.input.image_shape, tx)
-    self.checkpointer = checkpoint.Checkpointer(
-      self.workdir / "checkpoints",
-      config.checkpoint_max_to_keep,
-      config.checkpoint_keep_best,
-      config.checkpoint_best_metric,
-    )
-    self._evaluated_variants = set()  # eval variants already compiled
+    self._eval_step_called = False  # its first call compiles (or loads) it
 
   @functools.cached_property
   def state(self) -> TrainState:
@@ -213,29 +208,28 @@ class Run:
     return self._new_state()
 
   @functools.cached_property
-  def compiled_eval_steps(self) -> dict:
-    """{"": raw weights, "ema_": averaged weights (when kept)} -> compiled eval step."""
-    variants = {"": False, **({"ema_": True} if self.config.ema_decay else {})}
-    return {
-      prefix: compile_cache.SavedExecutable(
-        self.strategy.compile(functools.partial(eval_step, use_ema=use_ema), donate_state=False),
-        f"{prefix}eval_step",
-        self.config.to_json_best_effort(sort_keys=True),
-      )
-      for prefix, use_ema in variants.items()
-    }
+  def eval_step(self):
+    """The compiled eval step, the one --mode=eval loads (`inference.compile_step`)."""
+    return inference.compile_step(self.strategy, self.model, self.config, inference.eval_step, "eval_step")
+
+  def eval_variables(self, device_state) -> dict:
+    """{"": the raw weights, "ema_": their moving average (when kept)} as the eval step's variables."""
+    weights = {"": device_state.params, **({"ema_": device_state.ema_params} if self.config.ema_decay else {})}
+    return {variant: {"params": params, "batch_stats": device_state.batch_stats} for variant, params in weights.items()}
 
   def evaluate(self, device_state, split: str, prefix: str, watchdog=None) -> dict:
-    """Metrics of every compiled eval variant on the whole `split`, keys `{variant}{prefix}_...` (no confusion
+    """Metrics of the raw (and averaged) weights on the whole `split`, keys `{variant}{prefix}_...` (no confusion
     matrix: `inference.Inference.evaluate` gives it). Each completed eval step is reported to `watchdog`
     (jaxcnn.watchdog.Watchdog), when given."""
     results = {}
-    for variant, step in self.compiled_eval_steps.items():
-      if watchdog is not None and variant not in self._evaluated_variants:
-        watchdog.expect_compile(f"compiling the {variant}eval step")
-      self._evaluated_variants.add(variant)
+    for variant, variables in self.eval_variables(device_state).items():
+      if watchdog is not None and not self._eval_step_called:
+        watchdog.expect_compile("compiling the eval step")
+      self._eval_step_called = True
       batches = self.input.eval_batches(split)
-      sums = inference.run_steps(self.strategy, step, device_state, batches, f"{variant}{split} eval step", watchdog)
+      sums = inference.run_steps(
+        self.strategy, self.eval_step, variables, batches, f"{variant}{split} eval step", watchdog
+      )
       summary = summarize(sums, variant + prefix)
       summary.pop(f"{variant}{prefix}_confusion")
       results.update(summary)
@@ -306,7 +300,9 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
   metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
 
   def save(host_state, record: dict, epoch_done: int, batches: int = 0, metrics=None):
-    meta = checkpoint.run_meta(config, run.dataset.num_classes, epoch_done, record, controls, batches)
+    meta = checkpoint.run_meta(
+      config, run.dataset.num_classes, epoch_done, record, controls, batches, data_stats=run.input.stats
+    )
     run.checkpointer.save(int(host_state.step), host_state, meta, metrics)
 
   try:
@@ -340,11 +336,29 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
         if record.get("stopped_early") or record.get("stopped_at_accuracy"):
           _report_end(record, config)
           break
+      if end_epoch == config.num_epochs or record.get("stopped_early") or record.get("stopped_at_accuracy"):
+        _prepare_eval_step(run, state, watchdog)
   finally:
     run.checkpointer.close()
     tensorboard.close()
   reporting.plot_curves(workdir)
   return record
+
+
+def _prepare_eval_step(run: Run, state, watchdog: Watchdog) -> None:
+  """Once training is over, loads or compiles the eval step for `config.eval_split`'s batches and keeps it in the
+  compilation cache, so that the --mode=eval which usually follows starts at once (a run that validated has it
+  already: validation and eval share it). Nothing to do where executables are not kept (cache off, several
+  processes), or without that split."""
+  config = run.config
+  if not compile_cache.keeps_executables() or config.eval_split not in run.dataset.splits:
+    return
+  watchdog.expect_compile("compiling the eval step for --mode=eval")
+  batch = next(iter(run.input.eval_batches(config.eval_split)))
+  with compile_cache.watch() as compilations:
+    run.eval_step.prepare(run.eval_variables(state)[""], run.strategy.put_batch(batch))
+  watchdog.progress("the eval step for --mode=eval is ready")
+  print(f"  {config.eval_split} eval step for --mode=eval: {compilations.describe()}", flush=True)
 
 
 def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:

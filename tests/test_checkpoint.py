@@ -197,3 +197,30 @@ def test_predict_gives_the_same_top1_as_eval_and_eval_writes_the_confusion_matri
   top1 = np.array([p["top"][0]["index"] for p in predictions])
   assert np.mean(top1 == test.labels) == pytest.approx(results["top1_accuracy"])
   assert json.loads((tmp_path / "predictions.json").read_text())[0]["image"].endswith("000.png")
+
+
+@pytest.mark.slow
+def test_eval_normalises_with_the_runs_statistics_and_reads_only_the_split_it_evaluates(
+  tiny_config, tiny_data_dir, tmp_path
+):
+  import shutil
+
+  from jaxcnn import data
+
+  tiny_config.data_dir = str(shutil.copytree(tiny_data_dir, tmp_path / "data"))
+  tiny_config.num_epochs = 1
+  train.train_and_evaluate(tiny_config, tmp_path / "run")
+  meta = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints").read_meta()
+  trained = data.InputPipeline(tiny_config, data.load(tiny_config))
+  assert meta["data_stats"]["mean"] == trained.stats["mean"] and meta["data_stats"]["std"] == trained.stats["std"]
+  before = evaluate.evaluate_checkpoint(tiny_config, tmp_path / "run")
+
+  # Without the training images the test split evaluates the same: nothing is computed from them.
+  for path in (tmp_path / "data").glob("train-*"):
+    path.unlink()
+  after = evaluate.evaluate_checkpoint(tiny_config, tmp_path / "run")
+  assert after["top1_accuracy"] == before["top1_accuracy"] and after["loss"] == before["loss"]
+  # The validation split is carved from them: its eval needs them and says which file is missing.
+  tiny_config.eval_split = "validation"
+  with pytest.raises(FileNotFoundError, match="train-images-idx"):
+    evaluate.evaluate_checkpoint(tiny_config, tmp_path / "run")

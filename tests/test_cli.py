@@ -58,6 +58,25 @@ def test_batch_not_divisible_by_devices_is_refused(tmp_path, tiny_args):
   assert_one_line_error(result, "batch size 30 does not divide by the 8 devices")
 
 
+@pytest.mark.slow
+def test_a_run_without_validation_prepares_the_eval_step_that_eval_then_loads(tmp_path, tiny_args):
+  """The default job's flow: no validation pass, so training never calls the eval step; the run compiles it when
+  it ends (not when it stops before), and `--mode=eval WORKDIR` (config from the workdir) loads it untraced."""
+  cache = tmp_path / "cache"  # this test's own: no other test's program can stand in for the one prepared here
+  train_args = [f"--workdir={tmp_path / 'run'}", f"--compilation_cache_dir={cache}", *tiny_args]
+  train_args += ["--config.validation_size=0", "--config.num_epochs=2"]
+  first = run_cli(*train_args, "--epochs_per_run=1")
+  assert first.returncode == 0, first.stderr
+  assert "for --mode=eval" not in first.stdout  # not over: a resume comes first
+  last = run_cli(*train_args)
+  assert last.returncode == 0, last.stderr
+  assert f"  test eval step for --mode=eval: compiled (compilation cache {cache})" in last.stdout, last.stdout
+  result = run_cli(f"--workdir={tmp_path / 'run'}", f"--compilation_cache_dir={cache}", "--mode=eval")
+  assert result.returncode == 0, result.stderr
+  expected = f"  test eval step: loaded from the compilation cache {cache} (a saved executable: not traced or compiled)"
+  assert expected in result.stdout, result.stdout
+
+
 def test_bad_values_are_refused(tmp_path, tiny_args):
   for override, fragment in (
     ("--config.schedule=linearish", "unknown schedule"),
@@ -105,7 +124,8 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
 
   result = run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval")
   assert result.returncode == 0, result.stderr
-  assert "  test eval step: " in result.stdout
+  # Validation and --mode=eval run one eval step: the eval loads the one the training processes compiled.
+  assert "  test eval step: loaded from the compilation cache" in result.stdout, result.stdout
   results = json.loads((workdir / "eval_results.json").read_text())
   assert results["num_examples"] == 203 and results["split"] == "test"
   again = run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval")

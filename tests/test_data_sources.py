@@ -1,5 +1,6 @@
 """Sources: CIFAR files, image folders, synthetic and TFDS data; bad data; the TF-free import path."""
 
+import functools
 import os
 import pickle
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 from data_fixtures import write_cifar_binary, write_cifar_python, write_image_folder
 from PIL import Image
 
-from jaxcnn import configs, data, models, optim, parallel, train
+from jaxcnn import configs, data, inference, models, optim, parallel, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -321,8 +322,9 @@ def test_multi_view_eval_step_averages_the_softmax_over_views(tiny_config):
   images = rng.normal(size=(8, 2, 3, 28, 28, 1)).astype(np.float32)
   labels = rng.integers(0, 10, (8, 2)).astype(np.int32)
   mask = np.ones((8, 2), bool)
-  p_eval = strategy.compile(train.eval_step, donate_state=False)
-  sums = p_eval(state, {"image": images, "label": labels, "mask": mask})
+  p_eval = strategy.compile(functools.partial(inference.eval_step, model.apply), donate_state=False)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  sums = p_eval(variables, {"image": images, "label": labels, "mask": mask})
   logits = model.apply({"params": host_state.params}, images.reshape(-1, 28, 28, 1))
   probs = np.asarray(jax.nn.softmax(logits)).reshape(16, 3, 10).mean(axis=1)
   expected = -np.log(probs[np.arange(16), labels.reshape(-1)]).sum()

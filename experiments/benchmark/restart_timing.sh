@@ -2,9 +2,9 @@
 # Seconds from process start to the first train step of a fresh run, a resumed run (twice) and an eval (twice),
 # with the compilation cache on (ROUNDS rounds, each from an empty cache) and then off. Run on a quiet machine.
 #   bash experiments/benchmark/restart_timing.sh [ROUNDS]
-# Each run is the default job's config for one epoch of 4 (--epochs_per_run=1), so every resume continues it;
-# the time is taken when the run prints its "train step: ..." or "eval step: ..." line (the first step's
-# dispatch).
+# Each run is the default job's config for one epoch of 3 (--epochs_per_run=1), so every resume continues it and
+# the last one ends the run (which then prepares --mode=eval's step, as the default job's training does); the
+# time is taken when the run prints its "train step: ..." or "eval step: ..." line (the first step's dispatch).
 set -u
 cd "$(dirname "$0")/../.."
 rounds=${1:-2}
@@ -18,7 +18,7 @@ for mode in "${modes[@]}" off; do
   rm -rf "$work"/*
   [[ $mode == on ]] && cache="$work/cache" || cache=""
   for what in first resume resume; do t0=$(date +%s.%N)
-    JAXCNN_CACHE_DIR="$cache" python -m jaxcnn.main --config=lenet5 --workdir="$work/run" --config.num_epochs=4 \
+    JAXCNN_CACHE_DIR="$cache" python -m jaxcnn.main --config=lenet5 --workdir="$work/run" --config.num_epochs=3 \
       --epochs_per_run=1 2>/dev/null | stamp "$t0" "cache $mode, $what: first train step at"
   done
   for what in eval eval; do t0=$(date +%s.%N)

@@ -214,9 +214,11 @@ def eval_batches(split, *, global_batch: int, mean, std, augment_chain=None, pip
 class InputPipeline:
   """The train loop's view of the data: statistics, augmentation chains, model input shape, batches."""
 
-  def __init__(self, config, dataset: Dataset):
+  def __init__(self, config, dataset: Dataset, statistics: dict | None = None):
+    """`statistics`: those of a run being continued or evaluated (as `self.stats` was then), so that its images
+    are normalised as they were in training; by default the dataset's (`stats.for_dataset`)."""
     self.config, self.dataset = config, dataset
-    self.stats = stats.for_dataset(config, dataset)
+    self.stats = statistics or stats.for_dataset(config, dataset)
     self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
     self.recipe = recipe.fit(
       config.train_augment,

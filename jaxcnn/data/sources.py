@@ -16,6 +16,7 @@ may hold the files itself or a sub-directory named after the dataset.
 import dataclasses
 import os
 import pathlib
+from collections.abc import Collection
 
 import numpy as np
 from absl import logging
@@ -86,8 +87,8 @@ class Dataset:
   @property
   def image_shape(self) -> tuple:
     """The source's (H, W, C); None where sizes vary (files, whose pipelines always give RGB)."""
-    train = self.splits["train"]
-    return tuple(train.images.shape[1:]) if isinstance(train, Split) else (None, None, 3)
+    split = self.splits["train"] if "train" in self.splits else next(iter(self.splits.values()))
+    return tuple(split.images.shape[1:]) if isinstance(split, Split) else (None, None, 3)
 
   def split(self, name: str) -> Split:
     if name not in self.splits:
@@ -147,13 +148,13 @@ def _find_local(name: str, data_dir: str, debian_dir: str, find, what: str):
   return None
 
 
-def _load_idx(name: str, data_dir: str):
+def _load_idx(name: str, data_dir: str, wanted: set[str] | None):
   spec = _IDX_DATASETS[name]
   found = _find_local(
     name,
     data_dir,
     spec.debian_dir,
-    lambda d: idx.find_file(d, "train-images-idx3-ubyte"),
+    lambda d: idx.find_file(d, "train-images-idx3-ubyte") or idx.find_file(d, "t10k-images-idx3-ubyte"),
     "IDX files (train-images-idx3-ubyte[.gz], ...)",
   )
   if found is None:
@@ -163,8 +164,12 @@ def _load_idx(name: str, data_dir: str):
     )
     return _load_tfds(spec.tfds_name, "", f"no IDX files in {spec.debian_dir}", hint)
   directory = found[0]
+  if wanted is not None and "validation" in wanted:
+    wanted = wanted | {"train"}  # the validation split is carved from it
   splits = {
-    split: Split(*idx.load_split(directory, prefix)) for split, prefix in (("train", "train"), ("test", "t10k"))
+    split: Split(*idx.load_split(directory, prefix))
+    for split, prefix in (("train", "train"), ("test", "t10k"))
+    if wanted is None or split in wanted
   }
   return splits, spec.class_names, directory
 
@@ -288,14 +293,19 @@ def _keep_classes(name: str, splits: dict, class_names: tuple, classes: tuple) -
   return kept, tuple(class_names[c] for c in classes)
 
 
-def load(config) -> Dataset:
+def load(config, needed: Collection[str] | None = None) -> Dataset:
   """Loads `config.dataset`, with a validation split: its own, else carved from train (validation_size/fraction).
 
   `class_names` come from the data: the folder names, CIFAR's meta files, TFDS's label names, Fashion-MNIST's.
+  `needed` names the splits the caller uses (None: all); the IDX files are read for those only (an eval of
+  the test split does not decompress the training images), every other source loads all of its splits.
   """
   name = config.dataset
+  wanted = None if needed is None else set(needed)
+  if not wanted or not wanted <= {"train", "validation", "test"}:
+    wanted = None  # none, or a name no source reads alone: all splits, so that `Dataset.split`'s error lists them
   if name in _IDX_DATASETS:
-    splits, class_names, root = _load_idx(name, config.data_dir)
+    splits, class_names, root = _load_idx(name, config.data_dir, wanted)
   elif name in cifar.LAYOUTS:
     splits, class_names, root = _load_cifar(name, config.data_dir)
   elif name == "image_folder":
@@ -304,7 +314,7 @@ def load(config) -> Dataset:
     splits, class_names, root = _load_synthetic(config)
   else:
     splits, class_names, root = _load_tfds(name, config.data_dir)
-  if "train" not in splits:
+  if "train" not in splits and (wanted is None or wanted & {"train", "validation"}):
     raise ValueError(f"{name}: no train split (it has {', '.join(sorted(splits))})")
   for split_name, split in splits.items():
     if len(split) == 0:
@@ -319,9 +329,10 @@ def load(config) -> Dataset:
       )
   if config.classes:
     splits, class_names = _keep_classes(name, splits, class_names, tuple(config.classes))
-  size = _validation_size(config, len(splits["train"]))
-  if "validation" in splits:
-    logging.info("%s has its own validation split; validation_size/fraction are not used", name)
-  elif size:
-    splits["train"], splits["validation"] = _carve_validation(splits["train"], size)
+  if "train" in splits:
+    size = _validation_size(config, len(splits["train"]))
+    if "validation" in splits:
+      logging.info("%s has its own validation split; validation_size/fraction are not used", name)
+    elif size:
+      splits["train"], splits["validation"] = _carve_validation(splits["train"], size)
   return Dataset(name, splits, class_names, root)

@@ -58,6 +58,11 @@ def use_fast_forms(forms: dict[str, Callable]) -> None:
   _FAST_FORMS.update(forms)
 
 
+def fast_forms_in_use() -> dict[str, str]:
+  """{layer name: the module.function computing it} of the forms installed (empty: the plain layers)."""
+  return {name: f"{form.__module__}.{form.__qualname__}" for name, form in sorted(_FAST_FORMS.items())}
+
+
 def Conv(features: int, kernel_size, **options) -> nn.Conv:
   """nn.Conv, computed by the installed fast convolution if there is one; the zoo's models build their
   convolutions from it."""
