@@ -218,6 +218,7 @@ class InputPipeline:
     """`statistics`: those of a run being continued or evaluated (as `self.stats` was then), so that its images
     are normalised as they were in training; by default the dataset's (`stats.for_dataset`)."""
     self.config, self.dataset = config, dataset
+    self.stats_from_run = bool(statistics)
     self.stats = statistics or stats.for_dataset(config, dataset)
     self.mean, self.std = np.float32(self.stats["mean"]), np.float32(self.stats["std"])
     self.recipe = recipe.fit(
@@ -277,7 +278,8 @@ class InputPipeline:
       "sampled": "a sample of training images",
     }[self.stats["origin"]]
     mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
-    lines.append(f"normalisation: mean {mean}, std {std} ({origin})")
+    kept = ", as the run started: from its checkpoint" if self.stats_from_run else ""
+    lines.append(f"normalisation: mean {mean}, std {std} ({origin}{kept})")
     return lines
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
