@@ -241,7 +241,8 @@ def test_input_pipeline_benchmark_reports_every_row():
     if line.endswith("images/s")
   }
   assert set(rates) == {
-    "AlexNet pipeline, JPEG folder, tf.data",
+    "AlexNet pipeline, JPEG folder, tfdata",
+    "AlexNet pipeline, JPEG folder, jax",
     "ResNet CIFAR pipeline, in memory, tfdata",
     "ResNet CIFAR pipeline, in memory, jax",
     "train_step alexnet 227x227",

@@ -144,6 +144,53 @@ def test_tf_free_and_tfdata_pipelines_make_the_same_batches(rgb_split, spec, ima
     np.testing.assert_allclose(a["image"], np.asarray(b["image"]), atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def rgb_files(rgb_split, tmp_path_factory):
+  """rgb_split's images as PNG files (lossless: the file loader and the in-memory loader see the same pixels)."""
+  from PIL import Image
+
+  directory = tmp_path_factory.mktemp("rgb_files")
+  paths = []
+  for i, image in enumerate(rgb_split.images):
+    Image.fromarray(image).save(directory / f"{i}.png")
+    paths.append(str(directory / f"{i}.png"))
+  n = len(paths)
+  return data.FileSplit(np.array(paths, object), rgb_split.labels, np.full((n, 2), 32, np.int32), np.zeros(n, bool))
+
+
+@pytest.mark.parametrize(
+  "spec,image_size",
+  [
+    ("pad(4)|random_crop(32)|flip_lr|pca_lighting(0.1)|color_jitter(0.4, 0.4, 0.4)", 0),  # windows past the edge
+    ("resnet_cifar", 40),  # every window enlarged
+    ("random_sized_crop(24)|flip_lr", 0),  # windows shrunk and enlarged
+  ],
+)
+def test_tf_free_file_loader_makes_the_in_memory_loaders_batches(rgb_split, rgb_files, spec, image_size):
+  """Image files without TensorFlow: the host cuts and resizes each window (Pillow), the device does the rest.
+  Same examples, windows, mirrors and photometric draws as from memory; pixels within Pillow's 8-bit rounding."""
+  chain = augment.Chain(spec, train=True, image_size=image_size)
+  kwargs = dict(global_batch=32, seed=5, epoch=2, mean=MEAN, std=STD, augment_chain=chain, pipeline="jax")
+  memory_batches = list(data.train_batches(rgb_split, **kwargs))
+  file_batches = list(data.train_batches(rgb_files, **kwargs))
+  assert len(memory_batches) == len(file_batches) == 3
+  for a, b in zip(memory_batches, file_batches):
+    np.testing.assert_array_equal(a["label"], b["label"])
+    difference = np.abs(np.asarray(a["image"]) - np.asarray(b["image"])) * STD * 255  # in 8-bit units
+    assert difference.max() <= 1.01 and difference.mean() < 0.6
+
+
+def test_tf_free_file_loader_evaluates_every_view_of_every_file_once(rgb_split, rgb_files):
+  chain = augment.Chain("ten_crop(24)", train=False)
+  kwargs = dict(global_batch=40, mean=MEAN, std=STD, augment_chain=chain, pipeline="jax")
+  from_files = list(data.eval_batches(rgb_files, **kwargs))
+  from_memory = list(data.eval_batches(rgb_split, **kwargs))
+  assert [b["image"].shape for b in from_files] == [(40, 10, 24, 24, 3)] * 3
+  assert [int(b["mask"].sum()) for b in from_files] == [40, 40, 16]  # 96 files, the last batch padded
+  for a, b in zip(from_memory, from_files):
+    np.testing.assert_array_equal(a["image"], b["image"])  # crops without resizing: the same pixels
+
+
 def test_whole_images_are_normalised_on_the_host_by_default_as_tfdata_does(rgb_split):
   """No augmentation: `pipeline=auto` takes the TF-free loader for in-memory data and normalises on the host."""
   kwargs = dict(global_batch=32, seed=5, epoch=2, mean=MEAN, std=STD, augment_chain=augment.Chain("", train=True))

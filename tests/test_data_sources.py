@@ -131,13 +131,16 @@ def test_bad_image_is_named_or_skipped_and_counted(tmp_path, damage, reason, cap
   assert "skipped 1 unreadable image" in caplog.text
 
 
-def test_image_that_fails_only_when_decoded_is_named(tmp_path):
+@pytest.mark.parametrize("pipeline", ["tfdata", "jax"])
+def test_image_that_fails_only_when_decoded_is_named(tmp_path, pipeline):
   root = write_image_folder(tmp_path, splits=("",), per_class=2, size=(40, 40))
   bad = root / "cat" / "0a.jpg"
   raw = bytearray(bad.read_bytes())
   raw[len(raw) // 3 : len(raw) // 3 + 400] = b"\xff\xd9" * 200  # end-of-image markers inside the scan data
   bad.write_bytes(bytes(raw))
-  config = _config("image_folder", root, train_augment="resize(16)", eval_augment="resize(16)", eval_batch_size=8)
+  config = _config(
+    "image_folder", root, train_augment="resize(16)", eval_augment="resize(16)", eval_batch_size=8, pipeline=pipeline
+  )
   dataset = data.load(config)  # the header and the end marker are intact
   with pytest.raises(ValueError, match=f"{bad}: cannot decode"):
     data.InputPipeline(config, dataset)  # estimating the statistics reads it
@@ -295,6 +298,28 @@ assert batch["image"].shape == (16, 32, 32, 3), batch["image"].shape
 print("ok", "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
 """
   assert _run_python(code).strip() == "ok False"
+
+
+@pytest.mark.slow
+def test_an_image_folder_trains_and_evaluates_where_tensorflow_is_not_installed(tmp_path):
+  """GPU images often lack TensorFlow: `pipeline=auto` then reads folders with the TF-free file loader."""
+  root = write_image_folder(tmp_path / "pets", splits=("train", "test"), per_class=16)
+  code = f"""
+import sys
+sys.modules["tensorflow"] = None  # as on a machine without TensorFlow: `import tensorflow` fails
+import importlib.util
+importlib.util.find_spec = (lambda f: lambda name, *a: None if name == "tensorflow" else f(name, *a))(
+    importlib.util.find_spec)
+from jaxcnn import configs, evaluate, train
+config = configs.get("lenet5")
+config.update(dict(dataset="image_folder", data_dir={str(root)!r}, image_size=32, validation_size=0, num_epochs=2,
+                   batch_size=8, eval_batch_size=8, train_augment="resize(36)|random_crop(32)|flip_lr",
+                   eval_augment="resize(36)|center_crop(32)"))
+record = train.train_and_evaluate(config, {str(tmp_path / "run")!r})
+results = evaluate.evaluate_checkpoint(config, {str(tmp_path / "run")!r})
+print(record["epoch"], results["num_examples"], "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None)
+"""
+  assert _run_python(code).strip().splitlines()[-1] == "2 32 False"
 
 
 def test_training_on_in_memory_data_imports_neither_tensorflow_nor_torch(tiny_data_dir, tmp_path):

@@ -2,13 +2,15 @@
 
   python -m jaxcnn.bench.pipeline [--num_jpegs=2000] [--batch_size=128] [--batches=15]
 
-Measures images/s of (1) the AlexNet train pipeline (resize_short 256, centre 256, random 227 crop fused
-with the JPEG decode, flip, PCA lighting) over a folder of generated ~400x350 JPEGs, (2) the ResNet CIFAR
-pipeline (pad 4, random 32 crop, flip) through tf.data and through the TF-free JAX path, and (3) the train
-steps they feed (AlexNet at 227, ResNet-20, LeNet-5), measured as `python -m jaxcnn.bench` measures them
-(`jaxcnn.bench.step.JaxStep`), in this process.
+Measures images/s of (1) the AlexNet train pipeline (resize_short 256, centre 256, random 227 crop, flip,
+PCA lighting) over a folder of generated ~400x350 JPEGs, (2) the ResNet CIFAR pipeline (pad 4, random 32
+crop, flip) in memory, each through tf.data (where TensorFlow is installed; the crop fused with the JPEG
+decode) and through the TF-free path (`pipeline=jax`: Pillow on one thread per core for files, then JAX),
+and (3) the train steps they feed (AlexNet at 227, ResNet-20, LeNet-5), measured as `python -m
+jaxcnn.bench` measures them (`jaxcnn.bench.step.JaxStep`), in this process.
 """
 
+import importlib.util
 import itertools
 import pathlib
 import tempfile
@@ -69,6 +71,8 @@ def main(argv):
   print(kernels.enable(), flush=True)  # before the backend starts, as training and jaxcnn.bench do
   compile_cache.enable()
   batch, steps = FLAGS.batch_size, FLAGS.batches
+  # tf.data where TensorFlow is installed; the TF-free loader ("jax") always.
+  pipelines = ("tfdata", "jax") if importlib.util.find_spec("tensorflow") else ("jax",)
   print(f"{jax.device_count()} {jax.devices()[0].platform} device(s), batch {batch}, {steps} timed batches")
   with tempfile.TemporaryDirectory() as tmp:
     root = pathlib.Path(tmp) / "jpegs"
@@ -85,13 +89,15 @@ def main(argv):
       train_augment="alexnet",
       image_size=227,
       stats_file=str(root / "stats.json"),
-      pipeline="tfdata",
     )
-    rows = [("AlexNet pipeline, JPEG folder, tf.data", _pipeline_rate(config, steps))]
+    rows = []
+    for pipeline in pipelines:
+      config.pipeline = pipeline
+      rows.append((f"AlexNet pipeline, JPEG folder, {pipeline}", _pipeline_rate(config, steps)))
   config = configs.get("lenet5")
   config.update(dataset="synthetic", validation_size=0, batch_size=batch, train_augment="resnet_cifar")
   config.synthetic.update(image_shape=(32, 32, 3), num_train=50 * batch)
-  for pipeline in ("tfdata", "jax"):
+  for pipeline in pipelines:
     config.pipeline = pipeline
     rows.append((f"ResNet CIFAR pipeline, in memory, {pipeline}", _pipeline_rate(config, steps)))
   for name, size in (("alexnet", 227), ("resnet20", 32), ("lenet5", 28)):

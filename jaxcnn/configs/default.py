@@ -12,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
   # seed; a number carves that many; 0 = no validation.
   c.validation_size = ml_collections.FieldReference("auto", field_type=object)
   c.validation_fraction = 0.0  # > 0: carve this fraction instead (datasets with their own validation split keep it)
-  c.pipeline = "auto"  # tfdata | jax (TF-free, in-memory datasets) | auto (jax for in-memory datasets, else tfdata)
+  c.pipeline = "auto"  # tfdata | jax (TF-free) | auto (jax for in-memory data, or files without TensorFlow)
   # Augmentation chains (jaxcnn/data/augment.py): ops joined by "|", e.g. "pad(4)|random_crop(32)|flip_lr",
   # or a paper's preset: alexnet, vgg, googlenet, resnet, resnet_cifar (train); center, ten_crop, ... (eval). A
   # preset fits any source (jaxcnn/data/recipe.py); a chain written out applies exactly as written.

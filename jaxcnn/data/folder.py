@@ -148,6 +148,14 @@ def scan(root: pathlib.Path, *, skip_bad_images: bool, threads: int = 16):
   return splits, tuple(class_names), len(bad)
 
 
+def rgb(image: Image.Image) -> Image.Image:
+  """An opened image as 8-bit RGB, as TensorFlow's decoders give it: 16-bit greyscale scaled to 0..255
+  (Pillow's own conversion would clip it)."""
+  if image.mode.startswith("I"):
+    image = image.point(lambda v: v / 257).convert("L")
+  return image.convert("RGB")
+
+
 def undecodable(paths, error) -> BadImageError:
   """The error for a batch that failed to decode, naming the first of its files Pillow cannot decode either."""
   for path in paths:

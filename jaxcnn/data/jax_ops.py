@@ -40,6 +40,13 @@ def view(image, window, flip, out_hw: tuple[int, int]):
   return jnp.where(flip, image[:, ::-1], image)
 
 
+def _finish(chain, views, row, mean, std):
+  """The chain's photometric ops and normalisation of views [views, h, w, C] on 0..255."""
+  views = chain.apply_photometric(views, row, lambda x: jnp.mean(x, axis=(-3, -2, -1), keepdims=True))
+  views = (views / 255.0 - mean) / std
+  return views if chain.num_views else views[0]
+
+
 def augment_fn(chain, out_hw, mean, std):
   """example(image uint8 [H, W, C], plan row) -> float32 [(views,) h, w, C], normalised."""
   mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
@@ -48,8 +55,19 @@ def augment_fn(chain, out_hw, mean, std):
     if chain.is_identity:
       return (image.astype(jnp.float32) / 255.0 - mean) / std
     views = jax.vmap(lambda w, f: view(image, w, f, out_hw))(row["window"], row["flip"])
-    views = chain.apply_photometric(views, row, lambda x: jnp.mean(x, axis=(-3, -2, -1), keepdims=True))
-    views = (views / 255.0 - mean) / std
-    return views if chain.num_views else views[0]
+    return _finish(chain, views, row, mean, std)
+
+  return example
+
+
+def finish_fn(chain, mean, std):
+  """example(views uint8 [views, h, w, C] already cut and resized (the file loader does that on the host),
+  plan row) -> float32 [(views,) h, w, C]: the mirroring, photometric ops and normalisation of `augment_fn`."""
+  mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+
+  def example(views, row):
+    views = views.astype(jnp.float32)
+    views = jnp.where(row["flip"][:, None, None, None], views[:, :, ::-1], views)
+    return _finish(chain, views, row, mean, std)
 
   return example

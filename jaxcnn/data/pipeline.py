@@ -7,10 +7,11 @@ same global order and keeps its own columns of each global batch (`shard`): the 
 examples (files) that together cover the epoch, and the global batch is identical for any process count.
 
 Two pipelines make the pixels: tf.data (`pipeline="tfdata"`; any source, files decoded in parallel) and
-a NumPy host loader whose batches are augmented on the devices in JAX (`pipeline="jax"`, in-memory
-sources only, no TensorFlow needed). `auto` takes the JAX loader for in-memory sources and tf.data for
-files and streamed TFDS datasets, so that a run on in-memory data never imports TensorFlow (seconds of
-start-up) and no tf.data threads compete with the train step for the CPU.
+a host loader whose batches are augmented on the devices in JAX (`pipeline="jax"`: in-memory sources and
+image folders, no TensorFlow needed; host.py). `auto` takes the JAX loader for in-memory sources, and for
+files where TensorFlow is not installed (GPU images often lack it), else tf.data; so a run on in-memory
+data never imports TensorFlow (seconds of start-up) and no tf.data threads compete with the train step for
+the CPU. Streamed TFDS datasets always need TensorFlow.
 
 Batches are this process's share of each global batch, flat: dicts of `image` [local_batch, (views,) H, W,
 C] float32, `label` [local_batch] int32 and, in evaluation, `mask` (False on the padding of the last
@@ -153,21 +154,18 @@ def _backend(pipeline: str, split) -> str:
     raise ValueError(f"pipeline must be one of {', '.join(PIPELINES)}, got {pipeline!r}")
   if pipeline == "auto":
     in_memory, has_tf = isinstance(split, Split), importlib.util.find_spec("tensorflow") is not None
-    pipeline = "jax" if in_memory or not has_tf else "tfdata"  # without TensorFlow files get the error below
-  if pipeline == "jax" and not isinstance(split, Split):
-    raise ValueError(
-      "pipeline=jax reads in-memory datasets only (IDX, CIFAR, synthetic, small TFDS); files "
-      "and large TFDS datasets need pipeline=tfdata (TensorFlow)"
-    )
+    pipeline = "jax" if in_memory or not has_tf else "tfdata"
   return pipeline
 
 
 def _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline, start_batch=0):
   out_hw = chain.output_size(split.images.shape[1:3] if isinstance(split, Split) else (None, None))
   indices, plan, mask = _local(order, plan, global_batch, mask, start_batch)
-  if _backend(pipeline, split) == "jax":
-    return host.batches(split, indices, plan, mask, chain, mean, std, out_hw)
-  return _naming_bad_files(split, indices, _tf_batches(split, indices, plan, mask, chain, mean, std, out_hw))
+  if _backend(pipeline, split) == "tfdata":
+    return _naming_bad_files(split, indices, _tf_batches(split, indices, plan, mask, chain, mean, std, out_hw))
+  if isinstance(split, FileSplit):
+    return host.file_batches(split, indices, plan, mask, chain, mean, std, out_hw)
+  return host.batches(split, indices, plan, mask, chain, mean, std, out_hw)
 
 
 def train_batches(

@@ -57,7 +57,7 @@ def _read_rgb(path: str) -> np.ndarray:
   try:
     with Image.open(path) as image:
       image.draft("RGB", (256, 256))  # JPEG: decode at reduced size, enough for colour statistics
-      return np.asarray(image.convert("RGB"))
+      return np.asarray(folder.rgb(image))
   except (OSError, SyntaxError, ValueError) as e:
     raise folder.BadImageError(f"{path}: cannot decode image ({e})") from None
 
