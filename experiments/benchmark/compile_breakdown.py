@@ -39,7 +39,7 @@ def main(argv):
     )
     init_seconds = time.perf_counter() - start
     batch = strategy.put_batch(
-      {"image": np.zeros((1, FLAGS.batch_size, *shape), np.float32), "label": np.zeros((1, FLAGS.batch_size), np.int32)}
+      {"image": np.zeros((FLAGS.batch_size, *shape), np.float32), "label": np.zeros(FLAGS.batch_size, np.int32)}
     )
     step = strategy.compile(
       functools.partial(train.train_step, options=train.StepOptions.from_config(config)), donate_state=True

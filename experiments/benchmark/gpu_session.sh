@@ -23,10 +23,11 @@ if [ -d .whl ]; then
 fi
 export PYTHONUNBUFFERED=1
 python=${JAXCNN_PYTHON:-python3}
-if [ "${SMALL:-0}" = 1 ]; then  # the dry run: small images, few steps, LeNet-5's start-up for GoogLeNet's
-  batch=8 repeats=1 steps=2 jpegs=16 batches=2 bound=900 input=(--image_size=64) startup=lenet5
+if [ "${SMALL:-0}" = 1 ]; then  # the dry run: small images, few steps, float32 (the bench measures PyTorch's
+  # bf16 autocast on a GPU only), LeNet-5's start-up for GoogLeNet's
+  batch=8 repeats=1 steps=2 jpegs=16 batches=2 bound=900 input=(--image_size=64) precision=float32 startup=lenet5
 else
-  batch=256 repeats=3 steps=0 jpegs=3000 batches=20 bound=200 input=() startup=googlenet
+  batch=256 repeats=3 steps=0 jpegs=3000 batches=20 bound=200 input=() precision=bfloat16 startup=googlenet
 fi
 part() {  # part NAME SECONDS COMMAND...: runs COMMAND for at most SECONDS, its output also in $out/NAME.log
   local name=$1 seconds=$2
@@ -39,7 +40,7 @@ part() {  # part NAME SECONDS COMMAND...: runs COMMAND for at most SECONDS, its 
   | tee "$out/machine.txt"
 "$python" -c "import jax, torch; print('jax', jax.__version__, jax.devices(), '| torch', torch.__version__)" \
   | tee -a "$out/machine.txt"
-bench=("$python" -m jaxcnn.bench --precision=bfloat16 --batch_size="$batch" --devices=1 --compare=pytorch
+bench=("$python" -m jaxcnn.bench --precision="$precision" --batch_size="$batch" --devices=1 --compare=pytorch
   --repeats="$repeats" --steps="$steps" "${input[@]}")
 part resnet50_v1_5 "$bound" "${bench[@]}" --models=resnet50 --model_options=stride_in_3x3=True \
   --json="$out/resnet50_v1_5.json"
