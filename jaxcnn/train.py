@@ -333,10 +333,10 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
         if stopped_at is not None:  # the stop request came at the epoch's last batch
           _report_stop(stop_requests.signal_name, record["step"], epoch, run.steps_per_epoch)
           return record
-        if record.get("stopped_early") or record.get("stopped_at_accuracy"):
+        if _ended_itself(record):
           _report_end(record, config)
           break
-      if end_epoch == config.num_epochs or record.get("stopped_early") or record.get("stopped_at_accuracy"):
+      if end_epoch == config.num_epochs or _ended_itself(record):
         _prepare_eval_step(run, state, watchdog)
   finally:
     run.checkpointer.close()
@@ -378,7 +378,7 @@ def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:
   if reporting.is_reporter():
     step = int(run.state.step)
     print(f"Resuming from step {step} (epoch {epoch + 1}, batch {batches_done}) in {run.workdir}", flush=True)
-  if record.get("stopped_early") or record.get("stopped_at_accuracy"):
+  if _ended_itself(record):
     epoch = config.num_epochs
   return epoch, batches_done, record, _controls(config, meta.get("controls", {}))
 
@@ -478,6 +478,11 @@ def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: floa
   if config.stop_at_accuracy and record[_stop_metric(config)] >= config.stop_at_accuracy:
     record["stopped_at_accuracy"] = True
   return state, host_state, record
+
+
+def _ended_itself(record: dict) -> bool:
+  """Whether an epoch's record ended the run for good (early stopping, stop_at_accuracy)."""
+  return bool(record.get("stopped_early") or record.get("stopped_at_accuracy"))
 
 
 def _stop_metric(config) -> str:

@@ -29,32 +29,36 @@ from jaxcnn.data import folder, jax_ops
 
 
 @functools.lru_cache(maxsize=8)
-def _augmenter(chain, out_hw: tuple, mean: tuple, std: tuple):
-  """One compiled function per chain and shape, reused across epochs."""
-  return jax.jit(jax.vmap(jax_ops.augment_fn(chain, out_hw, np.float32(mean), np.float32(std))))
+def _compiled(make_fn, chain, shape_args: tuple, mean: tuple, std: tuple):
+  """jit(vmap(make_fn(chain, *shape_args, mean, std))): one compiled function per chain, shape and statistics,
+  reused across epochs (`jax_ops.augment_fn` for in-memory images, `jax_ops.finish_fn` for cut file views)."""
+  return jax.jit(jax.vmap(make_fn(chain, *shape_args, np.float32(mean), np.float32(std))))
 
 
-def batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[dict]:
-  """[local_batch, ...] batches of `split` for rows `indices` [steps, local_batch] with their plan rows."""
-  if chain.is_identity:
-    mean, std = np.float32(mean), np.float32(std)
-    augment = lambda images, rows: (images.astype(np.float32) / np.float32(255.0) - mean) / std
-  else:
-    augment = _augmenter(chain, tuple(out_hw), tuple(np.float32(mean).tolist()), tuple(np.float32(std).tolist()))
+def _on_device(make_fn, chain, mean, std, *shape_args):
+  return _compiled(make_fn, chain, shape_args, tuple(np.float32(mean).tolist()), tuple(np.float32(std).tolist()))
+
+
+def _assemble(split, indices, plan, mask, pixels, augment) -> Iterator[dict]:
+  """[local_batch, ...] batches for rows `indices` [steps, local_batch]: `augment(pixels of the step, its plan
+  rows)` for `pixels` (one uint8 array per step), the labels and the mask."""
   columns = plan.as_dict()
-  for step, rows in enumerate(indices):
-    batch = {
-      "image": augment(split.images[rows], {k: v[step] for k, v in columns.items()}),
-      "label": split.labels[rows],
-    }
+  for step, (rows, images) in enumerate(zip(indices, pixels)):
+    batch = {"image": augment(images, {k: v[step] for k, v in columns.items()}), "label": split.labels[rows]}
     if mask is not None:
       batch["mask"] = mask[step]
     yield batch
 
 
-@functools.lru_cache(maxsize=8)
-def _finisher(chain, mean: tuple, std: tuple):
-  return jax.jit(jax.vmap(jax_ops.finish_fn(chain, np.float32(mean), np.float32(std))))
+def batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[dict]:
+  """[local_batch, ...] batches of an in-memory `split` for rows `indices` [steps, local_batch] with their plan
+  rows."""
+  if chain.is_identity:
+    mean, std = np.float32(mean), np.float32(std)
+    augment = lambda images, rows: (images.astype(np.float32) / np.float32(255.0) - mean) / std
+  else:
+    augment = _on_device(jax_ops.augment_fn, chain, mean, std, tuple(out_hw))
+  return _assemble(split, indices, plan, mask, (split.images[rows] for rows in indices), augment)
 
 
 @functools.lru_cache(maxsize=1)
@@ -81,29 +85,29 @@ def cut_views(path: str, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
   return np.stack(views)
 
 
-def file_batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[dict]:
-  """[local_batch, ...] batches of a FileSplit for rows `indices` [steps, local_batch]; the next batch's files
-  are decoded while the current one is used. A file that fails to decode stops it with an error naming it."""
-  finish = _finisher(chain, tuple(np.float32(mean).tolist()), tuple(np.float32(std).tolist()))
-  columns = plan.as_dict()
+def _decoded_views(split, indices, windows, out_hw) -> Iterator[np.ndarray]:
+  """uint8 [local_batch, views, h, w, 3] per step, the next step's files decoding while the current one is used;
+  a file that fails to decode stops it with an error naming it."""
   pool = _decoders()
 
   def submit(step):
-    windows = columns["window"][step]
-    return [pool.submit(cut_views, split.paths[i], windows[k], tuple(out_hw)) for k, i in enumerate(indices[step])]
+    return [pool.submit(cut_views, split.paths[i], windows[step][k], out_hw) for k, i in enumerate(indices[step])]
 
   pending = submit(0) if len(indices) else []
   try:
     for step, rows in enumerate(indices):
       decoding, pending = pending, submit(step + 1) if step + 1 < len(indices) else []
       try:
-        views = np.stack([future.result() for future in decoding])
+        yield np.stack([future.result() for future in decoding])
       except (OSError, SyntaxError, ValueError) as e:
         raise folder.undecodable(split.paths[rows], e) from None
-      batch = {"image": finish(views, {k: v[step] for k, v in columns.items()}), "label": split.labels[rows]}
-      if mask is not None:
-        batch["mask"] = mask[step]
-      yield batch
   finally:
     for future in pending:  # a consumer that stops early (one batch to compile with) leaves no work behind
       future.cancel()
+
+
+def file_batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[dict]:
+  """[local_batch, ...] batches of a FileSplit for rows `indices` [steps, local_batch]: each view cut and resized
+  on the host (`cut_views`), mirrored, lit and normalised on the device."""
+  views = _decoded_views(split, indices, plan.windows, tuple(out_hw))
+  return _assemble(split, indices, plan, mask, views, _on_device(jax_ops.finish_fn, chain, mean, std))
