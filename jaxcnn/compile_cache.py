@@ -148,7 +148,8 @@ class SavedExecutable:
 
   def prepare(self, *args):
     """The executable for the signature of `args`, loaded or compiled (and saved) now; nothing is run. Without
-    `keeps_executables()`, the jitted function (compiled at its first call)."""
+    `keeps_executables()`, compiled in this process only. `args` may be ShapeDtypeStructs (with the shardings the
+    real arguments will have): the memory plan compiles steps before any data exists."""
     import jax
 
     leaves, treedef = jax.tree.flatten(args)
@@ -160,7 +161,7 @@ class SavedExecutable:
 
   def _load_or_compile(self, args):
     if not keeps_executables():
-      return self._jitted
+      return self._jitted.lower(*args).compile()
     import jax
     from jax.experimental import serialize_executable
 

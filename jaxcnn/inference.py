@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn import checkpoint, compile_cache, data, models, parallel, reporting
+from jaxcnn import checkpoint, compile_cache, data, memory, models, parallel, reporting
 from jaxcnn.metrics import metric_sums, summarize
 
 WEIGHTS = ("raw", "ema")  # config.eval_weights: the trained params, or their moving average (ema_decay > 0)
@@ -76,25 +76,44 @@ def compile_step(strategy, model, config, step_fn, name: str) -> compile_cache.S
   return compile_cache.SavedExecutable(compiled, name, key)
 
 
-def run_steps(
-  strategy, step, variables, batches, label: str, watchdog=None, announce: bool = False, on_first_step=None
-) -> list:
+def plan_eval_step(step, strategy, input_pipeline, variables, split, have, resident: int = 0, label: str = ""):
+  """Compiles (or loads) `step` for `split`'s eval batches and fits them to the device's memory beside `resident`
+  bytes per device (`memory.fit_eval`: fewer images per step where the config's do not fit). Returns (images per
+  global batch, bytes per device, the start line: where the step came from and the batch it runs)."""
+  spec = lambda images: strategy.batch_spec(input_pipeline.eval_batch_shapes(images))
+  bytes_at = lambda images: memory.step_bytes(step.prepare(variables, spec(images)))
+  asked = input_pipeline.eval_images_per_step(split)
+  with compile_cache.watch() as compilations:
+    images, need, too_big = memory.fit_eval(bytes_at, asked, have, resident)
+  views = input_pipeline.eval_chain.num_views
+  per_step = f"{images} images" + (f" x {views} views" if views else "")
+  shrunk = (
+    f" (made smaller to fit: {asked} need {memory.gib(have.need(too_big + resident))}; the results are the same)"
+    if too_big
+    else ""
+  )
+  return images, need, f"{label}: {compilations.describe()}; {per_step} per step{shrunk}"
+
+
+def run_steps(strategy, step, variables, batches, label: str, watchdog=None, on_first_step=None) -> list:
   """Host copies of `step(variables, batch)` for every batch, with at most parallel.MAX_STEPS_IN_FLIGHT steps
   dispatched ahead (more can starve XLA:CPU's collectives: see there); each completed step is reported to
-  `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given. With `announce`, the first step's
-  dispatch prints where the step came from (the compilation cache or a compile); `on_first_step()` is called
-  after that dispatch. The one eval loop of training's validation, --mode=eval and --mode=predict."""
+  `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given; `on_first_step()` is called after the first
+  dispatch. The one eval loop of training's validation, --mode=eval and --mode=predict. An out-of-memory error of
+  the runtime ends in one line naming the step and its batch."""
   in_flight = parallel.InFlight(strategy.to_host, watchdog and watchdog.progress)
-  outputs = []
-  for i, batch in enumerate(batches, start=1):
-    with compile_cache.watch() as compilations:
+  outputs, shape = [], "?"
+  with memory.naming_out_of_memory(label, lambda: f"this process's batch {shape}", _EVAL_BATCH_ADVICE):
+    for i, batch in enumerate(batches, start=1):
+      shape = "x".join(map(str, batch["image"].shape))
       dispatched = step(variables, strategy.put_batch(batch))
-    if announce and i == 1 and reporting.is_reporter():
-      print(f"  {label}: {compilations.describe()}", flush=True)
-    if on_first_step is not None and i == 1:
-      on_first_step()
-    outputs += in_flight.push(dispatched, f"{label} {i}")
-  return outputs + in_flight.drain()
+      if on_first_step is not None and i == 1:
+        on_first_step()
+      outputs += in_flight.push(dispatched, f"{label} {i}")
+    return outputs + in_flight.drain()
+
+
+_EVAL_BATCH_ADVICE = "lower --config.eval_batch_size (the views evaluated at once)"
 
 
 def restore_variables(
@@ -137,7 +156,6 @@ class Inference:
       trained_stats = (checkpointer.read_meta(step) or {}).get("data_stats")
       self.dataset = data.load(config, splits if trained_stats else None)
       self.input = data.InputPipeline(config, self.dataset, trained_stats)
-      parallel.batch_layout(config.eval_batch_size)  # fail early on a batch the devices cannot share
       self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
       self.variables, self.step, self.meta = restore_variables(
         checkpointer, config, self.model, self.input.image_shape, self.dataset.num_classes, step
@@ -146,16 +164,14 @@ class Inference:
       checkpointer.close()
     self._device_variables = self.strategy.put_state(self.variables)
 
-  def batches(self, split: data.Split | data.FileSplit) -> Iterator[dict]:
-    """Eval batches of a split: one of the dataset's, or of other images (prediction)."""
-    return data.eval_batches(
-      split,
-      global_batch=self.config.eval_batch_size,
-      mean=self.input.mean,
-      std=self.input.std,
-      augment_chain=self.input.eval_chain,
-      pipeline=self.config.pipeline,
-    )
+  def _planned_batches(self, step, split: data.Split | data.FileSplit, label: str) -> Iterator[dict]:
+    """Eval batches of a split (one of the dataset's, or other images to predict), as many images per step as
+    fit the device (`plan_eval_step`); prints the memory plan and where the step came from."""
+    have = memory.capacity()
+    images, need, line = plan_eval_step(step, self.strategy, self.input, self._device_variables, split, have, 0, label)
+    if reporting.is_reporter():
+      print(f"  {memory.describe([(label, need)], have)}\n  {line}", flush=True)
+    return self.input.eval_batches(split, images)
 
   @functools.cached_property
   def _eval_step(self):
@@ -168,29 +184,18 @@ class Inference:
   def evaluate(self, split: str, watchdog=None, on_first_step=None) -> dict:
     """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each
     completed step is reported to `watchdog`, when given; `on_first_step()` runs once the first is dispatched."""
-    batches = self.batches(self.dataset.split(split))
+    label = f"{split} eval step"
+    batches = self._planned_batches(self._eval_step, self.dataset.split(split), label)
     steps = run_steps(
-      self.strategy,
-      self._eval_step,
-      self._device_variables,
-      batches,
-      f"{split} eval step",
-      watchdog,
-      announce=True,
-      on_first_step=on_first_step,
+      self.strategy, self._eval_step, self._device_variables, batches, label, watchdog, on_first_step=on_first_step
     )
     return summarize(steps, "eval")
 
   def probabilities(self, split: data.Split | data.FileSplit, watchdog=None) -> np.ndarray:
     """[examples, classes] class probabilities of a split's images (the views' average where the eval chain
     makes several); each completed step is reported to `watchdog`, when given."""
+    batches = self._planned_batches(self._probabilities_step, split, "predict step")
     probabilities = run_steps(
-      self.strategy,
-      self._probabilities_step,
-      self._device_variables,
-      self.batches(split),
-      "predict step",
-      watchdog,
-      announce=True,
+      self.strategy, self._probabilities_step, self._device_variables, batches, "predict step", watchdog
     )
     return np.concatenate(probabilities)[: len(split)]

@@ -116,7 +116,7 @@ def main(argv):
 
   print(kernels.enable() if FLAGS.kernels else kernels.disable(), flush=True)
   compile_cache.enable(FLAGS.compilation_cache_dir)
-  from jaxcnn import evaluate, parallel, summary, train
+  from jaxcnn import evaluate, memory, parallel, summary, train
 
   try:
     if FLAGS.mode == "summary":
@@ -134,7 +134,7 @@ def main(argv):
       if not FLAGS.images:
         raise ValueError("--mode=predict needs --images=FILE[,FILE|FOLDER...]")
       evaluate.predict(config, FLAGS.workdir, FLAGS.images, FLAGS.step)
-  except (ValueError, FileNotFoundError, train.NonFiniteLossError) as e:
+  except (ValueError, FileNotFoundError, train.NonFiniteLossError, memory.OutOfMemoryError) as e:
     sys.exit(f"jaxcnn: error: {' '.join(str(e).split())}")
 
 

@@ -48,21 +48,39 @@ class Pmap:
 
   name = "pmap"
 
+  @property
+  def _sharding(self) -> NamedSharding:
+    """How pmap places its outputs: a one-axis mesh named AXIS over the local devices."""
+    devices = np.array(jax.local_devices())
+    return NamedSharding(jax.sharding.Mesh(devices, (AXIS,), axis_types=(AxisType.Auto,)), P(AXIS))
+
   def put_state(self, state):
-    """One copy per local device, placed as pmap places its outputs (a one-axis mesh named AXIS): a state
-    placed otherwise (flax's `replicate` names its mesh differently) made the second step trace, lower and
-    compile again."""
-    devices = jax.local_devices()
-    sharding = NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,), axis_types=(AxisType.Auto,)), P(AXIS))
-    return jax.tree.map(lambda x: jax.device_put(np.broadcast_to(x, (len(devices), *np.shape(x))), sharding), state)
+    """One copy per local device, placed as pmap places its outputs: a state placed otherwise (flax's `replicate`
+    names its mesh differently) made the second step trace, lower and compile again."""
+    count, sharding = jax.local_device_count(), self._sharding
+    return jax.tree.map(lambda x: jax.device_put(np.broadcast_to(x, (count, *np.shape(x))), sharding), state)
 
   def to_host(self, tree):
     """NumPy copy of a replicated tree: this process's first device's replica (any process works)."""
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
 
   def put_batch(self, batch: dict) -> dict:
-    """This process's [local_batch, ...] as [local_devices, per_device, ...]: pmap splits the leading axis."""
-    return {k: v.reshape(jax.local_device_count(), -1, *v.shape[1:]) for k, v in batch.items()}
+    """This process's [local_batch, ...] as [local_devices, per_device, ...], one slice per device, placed as
+    `batch_spec` says whether the batch comes from the host or from the device that augmented it (so that a step
+    compiled for the spec takes every batch)."""
+    sharding = self._sharding
+    return {
+      k: jax.device_put(v.reshape(jax.local_device_count(), -1, *v.shape[1:]), sharding) for k, v in batch.items()
+    }
+
+  def batch_spec(self, local_batch: dict) -> dict:
+    """What `put_batch` makes of a batch of these (shape, dtype) pairs, as ShapeDtypeStructs: a step compiles for it
+    before any data is read (the memory plan)."""
+    count, sharding = jax.local_device_count(), self._sharding
+    return {
+      k: jax.ShapeDtypeStruct((count, shape[0] // count, *shape[1:]), dtype, sharding=sharding)
+      for k, (shape, dtype) in local_batch.items()
+    }
 
   def compile(self, step_fn, *, donate_state: bool):
     return jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,) if donate_state else ())
@@ -90,6 +108,14 @@ class ShardMap:
   def put_batch(self, batch: dict) -> dict:
     """This process's [local_batch, ...] as its rows of the global [devices * per_device, ...] array."""
     return {k: jax.make_array_from_process_local_data(self.batch_sharding, v) for k, v in batch.items()}
+
+  def batch_spec(self, local_batch: dict) -> dict:
+    """What `put_batch` makes of a batch of these (shape, dtype) pairs, as ShapeDtypeStructs."""
+    processes = jax.process_count()
+    return {
+      k: jax.ShapeDtypeStruct((shape[0] * processes, *shape[1:]), dtype, sharding=self.batch_sharding)
+      for k, (shape, dtype) in local_batch.items()
+    }
 
   def compile(self, step_fn, *, donate_state: bool):
     mapped = jax.shard_map(step_fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)

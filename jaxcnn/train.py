@@ -19,7 +19,19 @@ import optax
 from absl import logging
 from flax.training import train_state
 
-from jaxcnn import checkpoint, compile_cache, data, inference, models, optim, parallel, preemption, reporting, transfer
+from jaxcnn import (
+  checkpoint,
+  compile_cache,
+  data,
+  inference,
+  memory,
+  models,
+  optim,
+  parallel,
+  preemption,
+  reporting,
+  transfer,
+)
 from jaxcnn.metrics import metric_sums, summarize
 from jaxcnn.models import layers
 from jaxcnn.watchdog import Watchdog
@@ -183,7 +195,6 @@ class Run:
     # A resumed run normalises with the statistics it started with (kept in its checkpoints), not recomputed.
     self.input = data.InputPipeline(config, self.dataset, (self.checkpointer.read_meta() or {}).get("data_stats"))
     parallel.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
-    parallel.batch_layout(config.eval_batch_size)
     if config.batch_size % (jax.device_count() * config.grad_accum_steps):
       raise ValueError(
         f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
@@ -201,6 +212,14 @@ class Run:
     )
     self._new_state = functools.partial(create_train_state, config, self.model, self.input.image_shape, tx)
     self._eval_step_called = False  # its first call compiles (or loads) it
+    # Images per eval batch of each split; the memory plan (`plan_memory`) may lower the config's.
+    self.eval_images = {name: self.input.eval_images_per_step(name) for name in self.eval_splits}
+
+  @property
+  def eval_splits(self) -> list[str]:
+    """The splits this run evaluates: validation after each epoch, and the split --mode=eval reads afterwards."""
+    names = [name for name in ("validation", self.config.eval_split) if name in self.dataset.splits]
+    return list(dict.fromkeys(names))
 
   @functools.cached_property
   def state(self) -> TrainState:
@@ -217,6 +236,62 @@ class Run:
     weights = {"": device_state.params, **({"ema_": device_state.ema_params} if self.config.ema_decay else {})}
     return {variant: {"params": params, "batch_stats": device_state.batch_stats} for variant, params in weights.items()}
 
+  def train_batch_spec(self, per_device: int | None = None) -> dict:
+    """The train step's batch argument as ShapeDtypeStructs (`per_device` examples per device: the config's)."""
+    shapes = self.input.train_batch_shapes()
+    if per_device is not None:
+      local = per_device * jax.local_device_count()
+      shapes = {k: ((local, *shape[1:]), dtype) for k, (shape, dtype) in shapes.items()}
+    local = shapes["label"][0][0]
+    return self.strategy.batch_spec(shapes | {"stop_requested": ((local,), np.int32)})  # preemption.StopRequests
+
+  def plan_memory(self, train_step, device_state) -> list[str]:
+    """Compiles (or loads; runs nothing) the train step and each evaluated split's eval step for the run's shapes
+    and checks them against the device's memory (memory.py): a train batch that does not fit stops the run here,
+    naming the batch that would; an eval batch that does not fit is made smaller. Returns the start lines."""
+    have = memory.capacity()
+    with compile_cache.watch() as compilations:
+      train_bytes = memory.step_bytes(train_step.prepare(device_state, self.train_batch_spec()))
+    if not memory.fits(train_bytes, have):
+      raise memory.OutOfMemoryError(self._train_batch_advice(train_step, device_state, train_bytes, have))
+    lines = [f"train step: {compilations.describe()}"]
+    host_state = self.state
+    eval_args = {"params": host_state.params, "batch_stats": host_state.batch_stats}
+    resident = memory.tree_bytes(host_state) - memory.tree_bytes(eval_args)  # the optimizer state stays put
+    variables = self.eval_variables(device_state)[""]
+    parts = [("train step", train_bytes)]
+    for split in self.eval_splits:
+      label = f"{split} eval step" + (" for --mode=eval" if split == self.config.eval_split else "")
+      self.eval_images[split], need, line = inference.plan_eval_step(
+        self.eval_step, self.strategy, self.input, variables, self.dataset.split(split), have, resident, label
+      )
+      parts.append((f"{split} eval step", need))
+      lines.append(line)
+    return [memory.describe(parts, have), *lines]
+
+  def _train_batch_advice(self, train_step, device_state, need: int, have: memory.Capacity) -> str:
+    """One line for a train batch that does not fit: the largest that would, and the grad_accum_steps that keeps
+    the batch (from a second compile at a smaller batch)."""
+    config = self.config
+    devices, accum = jax.device_count(), config.grad_accum_steps
+    micro = config.batch_size // devices // accum
+
+    def bytes_at(micro_batch: int) -> int | None:
+      return memory.step_bytes(train_step.prepare(device_state, self.train_batch_spec(micro_batch * accum)))
+
+    fitting = memory.largest_batch(bytes_at, micro, need, have)
+    line = (
+      f"the train step needs {memory.gib(have.need(need))} at batch_size {config.batch_size} "
+      f"({micro * accum} per device on {devices} device(s)) but {have.where} is {memory.gib(have.bytes)}"
+    )
+    if not fitting:
+      return f"{line}; even a much smaller batch does not fit: use a smaller model or input, or bfloat16"
+    suggestions = [f"--config.batch_size={fitting * accum * devices} fits"]
+    k = memory.grad_accum_hint(config.batch_size, devices, accum, fitting)
+    if k:
+      suggestions.append(f"--config.grad_accum_steps={k} keeps batch_size {config.batch_size}")
+    return f"{line}: {' or '.join(suggestions)} (estimated)"
+
   def evaluate(self, device_state, split: str, prefix: str, watchdog=None) -> dict:
     """Metrics of the raw (and averaged) weights on the whole `split`, keys `{variant}{prefix}_...` (no confusion
     matrix: `inference.Inference.evaluate` gives it). Each completed eval step is reported to `watchdog`
@@ -226,7 +301,7 @@ class Run:
       if watchdog is not None and not self._eval_step_called:
         watchdog.expect_compile("compiling the eval step")
       self._eval_step_called = True
-      batches = self.input.eval_batches(split)
+      batches = self.input.eval_batches(split, self.eval_images[split])
       sums = inference.run_steps(
         self.strategy, self.eval_step, variables, batches, f"{variant}{split} eval step", watchdog
       )
@@ -297,6 +372,11 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
     f"{config.to_json_best_effort(sort_keys=True)} steps_per_epoch={run.steps_per_epoch}",
   )
   state = run.strategy.put_state(run.state)
+  watchdog.expect_compile("compiling the train and eval steps")
+  plan = run.plan_memory(p_train_step, state)
+  watchdog.progress("the train and eval steps are ready")
+  if reporting.is_reporter():
+    print("\n".join(f"  {line}" for line in plan), flush=True)
   metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
 
   def save(host_state, record: dict, epoch_done: int, batches: int = 0, metrics=None):
@@ -336,29 +416,11 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
         if _ended_itself(record):
           _report_end(record, config)
           break
-      if end_epoch == config.num_epochs or _ended_itself(record):
-        _prepare_eval_step(run, state, watchdog)
   finally:
     run.checkpointer.close()
     tensorboard.close()
   reporting.plot_curves(workdir)
   return record
-
-
-def _prepare_eval_step(run: Run, state, watchdog: Watchdog) -> None:
-  """Once training is over, loads or compiles the eval step for `config.eval_split`'s batches and keeps it in the
-  compilation cache, so that the --mode=eval which usually follows starts at once (a run that validated has it
-  already: validation and eval share it). Nothing to do where executables are not kept (cache off, several
-  processes), or without that split."""
-  config = run.config
-  if not compile_cache.keeps_executables() or config.eval_split not in run.dataset.splits:
-    return
-  watchdog.expect_compile("compiling the eval step for --mode=eval")
-  batch = next(iter(run.input.eval_batches(config.eval_split)))
-  with compile_cache.watch() as compilations:
-    run.eval_step.prepare(run.eval_variables(state)[""], run.strategy.put_batch(batch))
-  watchdog.progress("the eval step for --mode=eval is ready")
-  print(f"  {config.eval_split} eval step for --mode=eval: {compilations.describe()}", flush=True)
 
 
 def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:
@@ -416,38 +478,48 @@ def _train_epoch(
   first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
   in_flight = parallel.InFlight(strategy.to_host, watchdog.progress)
   start, host_sums, stopped_at = time.perf_counter(), [], None
-  for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
-    batch = {**batch, "stop_requested": stop_requests.flags(len(batch["label"]))}
-    with compile_cache.watch() as compilations:
+  with memory.naming_out_of_memory("train step", lambda: _train_sizes(config), _TRAIN_BATCH_ADVICE):
+    for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
+      batch = {**batch, "stop_requested": stop_requests.flags(len(batch["label"]))}
       state, step_sums = p_train_step(state, strategy.put_batch(batch))
-    step = epoch * run.steps_per_epoch + i
-    new_sums = in_flight.push(step_sums, f"train step {step} (epoch {epoch + 1}, batch {i})")
-    if tensorboard is not None and i == skip + 1:  # this invocation's first step
-      if reporting.is_reporter():
-        print(f"  train step: {compilations.describe()}", flush=True)
-        reporting.import_pyplot_in_background()  # for plot_curves at the run's end
-      first = np.asarray(batch["image"])[:8]
-      tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
-    periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
-    logging_point = i % config.log_every_steps == 0 or i == run.steps_per_epoch
-    stopping = any(s["stop_requested"] for s in new_sums)
-    if logging_point or stopping or periodic:
-      new_sums += in_flight.drain()
+      step = epoch * run.steps_per_epoch + i
+      new_sums = in_flight.push(step_sums, f"train step {step} (epoch {epoch + 1}, batch {i})")
+      if tensorboard is not None and i == skip + 1:  # this invocation's first step
+        if reporting.is_reporter():
+          reporting.import_pyplot_in_background()  # for plot_curves at the run's end
+        first = np.asarray(batch["image"])[:8]
+        tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
+      periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
+      logging_point = i % config.log_every_steps == 0 or i == run.steps_per_epoch
       stopping = any(s["stop_requested"] for s in new_sums)
-    _check_finite(new_sums, first_step + len(host_sums), run.checkpointer, config.nan_policy)
-    host_sums += new_sums
-    if logging_point or stopping or periodic:
-      running = summarize(host_sums, "train")
-      bar.update(
-        i - skip, (i - skip) * config.batch_size, loss=running["train_loss"], acc=running["train_top1_accuracy"]
-      )
-    if (stopping or periodic) and i < run.steps_per_epoch:
-      save_mid_epoch(strategy.to_host(state), batches=i)
-    if stopping:
-      stopped_at = i
-      break
+      if logging_point or stopping or periodic:
+        new_sums += in_flight.drain()
+        stopping = any(s["stop_requested"] for s in new_sums)
+      _check_finite(new_sums, first_step + len(host_sums), run.checkpointer, config.nan_policy)
+      host_sums += new_sums
+      if logging_point or stopping or periodic:
+        running = summarize(host_sums, "train")
+        bar.update(
+          i - skip, (i - skip) * config.batch_size, loss=running["train_loss"], acc=running["train_top1_accuracy"]
+        )
+      if (stopping or periodic) and i < run.steps_per_epoch:
+        save_mid_epoch(strategy.to_host(state), batches=i)
+      if stopping:
+        stopped_at = i
+        break
   bar.close()
   return state, host_sums, time.perf_counter() - start, stopped_at
+
+
+_TRAIN_BATCH_ADVICE = "lower --config.batch_size, or raise --config.grad_accum_steps to keep it"
+
+
+def _train_sizes(config) -> str:
+  devices = jax.device_count()
+  return (
+    f"batch_size {config.batch_size}, {config.batch_size // devices // config.grad_accum_steps} examples per device "
+    f"and micro-batch on {devices} device(s), {config.compute_dtype}"
+  )
 
 
 def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: float, controls: dict, watchdog=None):

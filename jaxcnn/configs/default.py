@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.backbone_lr_multiplier = 1.0  # fine-tuning: the backbone's learning rate relative to the head's
   # Optimisation (see optim.py for how each paper's recipe maps onto these).
   c.batch_size = 128  # global: split over every device of every process
+  # Views evaluated at once (global): eval_batch_size // views images per eval step (AlexNet's ten crops: 100), a
+  # multiple of the device count; a smaller split is padded only to a device multiple, and the memory plan lowers
+  # it where the eval step would not fit the device.
   c.eval_batch_size = 1000
   c.num_epochs = 10
   c.optimizer = "sgd"  # sgd | adam | adamw

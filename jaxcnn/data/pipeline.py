@@ -51,6 +51,17 @@ def num_batches(num_examples: int, global_batch: int, *, drop_remainder: bool) -
   return num_examples // global_batch if drop_remainder else -(-num_examples // global_batch)
 
 
+def eval_images_per_step(eval_batch_size: int, views: int | None, num_examples: int) -> int:
+  """Images in one global eval batch. `eval_batch_size` counts views, the forward passes one eval step runs at
+  once: `eval_batch_size // views` images (AlexNet's ten crops: a tenth), rounded down to a multiple of the device
+  count, at least one image per device. A split smaller than that is padded only to the next device multiple."""
+  if eval_batch_size < 1:
+    raise ValueError(f"eval_batch_size must be >= 1 (views evaluated at once), got {eval_batch_size}")
+  devices = jax.device_count()
+  per_step = max(eval_batch_size // (views or 1) // devices, 1) * devices
+  return min(per_step, -(-max(num_examples, 1) // devices) * devices)
+
+
 def shard(
   order: np.ndarray, global_batch: int, process_index: int | None = None, process_count: int | None = None
 ) -> np.ndarray:
@@ -294,10 +305,29 @@ class InputPipeline:
       start_batch=start_batch,
     )
 
-  def eval_batches(self, split: str) -> Iterator[dict]:
+  def eval_images_per_step(self, split) -> int:
+    """Images per global eval batch of `split` (a name or a split) by `config.eval_batch_size`'s views."""
+    split = self.dataset.split(split) if isinstance(split, str) else split
+    return eval_images_per_step(self.config.eval_batch_size, self.eval_chain.num_views, len(split))
+
+  def eval_batch_shapes(self, images: int) -> dict:
+    """(shape, dtype) of this process's share of an eval batch of `images` images, as `eval_batches` yields it."""
+    local, views = local_batch_size(images), self.eval_chain.num_views
+    shape = (local, *((views,) if views else ()), *self.image_shape)
+    return {"image": (shape, np.float32), "label": ((local,), np.int32), "mask": ((local,), np.bool_)}
+
+  def train_batch_shapes(self) -> dict:
+    """(shape, dtype) of this process's share of a training batch, as `train_batches` yields it."""
+    local = local_batch_size(self.config.batch_size)
+    return {"image": ((local, *self.image_shape), np.float32), "label": ((local,), np.int32)}
+
+  def eval_batches(self, split, images_per_step: int | None = None) -> Iterator[dict]:
+    """Every example of `split` (a name or a split) once, `images_per_step` images per global batch (by default
+    `eval_images_per_step`'s); the memory plan may give fewer."""
+    split = self.dataset.split(split) if isinstance(split, str) else split
     return eval_batches(
-      self.dataset.split(split),
-      global_batch=self.config.eval_batch_size,
+      split,
+      global_batch=images_per_step or self.eval_images_per_step(split),
       mean=self.mean,
       std=self.std,
       augment_chain=self.eval_chain,
