@@ -60,17 +60,18 @@ def test_batch_not_divisible_by_devices_is_refused(tmp_path, tiny_args):
 
 @pytest.mark.slow
 def test_a_run_without_validation_prepares_the_eval_step_that_eval_then_loads(tmp_path, tiny_args):
-  """The default job's flow: no validation pass, so training never calls the eval step; the run compiles it when
-  it ends (not when it stops before), and `--mode=eval WORKDIR` (config from the workdir) loads it untraced."""
+  """The default job's flow: no validation pass, so training never calls the eval step; the memory plan compiles it
+  before the first step (and a resumed run loads it), and `--mode=eval WORKDIR` (config from the workdir) loads it
+  untraced."""
   cache = tmp_path / "cache"  # this test's own: no other test's program can stand in for the one prepared here
   train_args = [f"--workdir={tmp_path / 'run'}", f"--compilation_cache_dir={cache}", *tiny_args]
   train_args += ["--config.validation_size=0", "--config.num_epochs=2"]
   first = run_cli(*train_args, "--epochs_per_run=1")
   assert first.returncode == 0, first.stderr
-  assert "for --mode=eval" not in first.stdout  # not over: a resume comes first
+  assert f"  test eval step for --mode=eval: compiled (compilation cache {cache})" in first.stdout, first.stdout
   last = run_cli(*train_args)
   assert last.returncode == 0, last.stderr
-  assert f"  test eval step for --mode=eval: compiled (compilation cache {cache})" in last.stdout, last.stdout
+  assert f"  test eval step for --mode=eval: loaded from the compilation cache {cache} (a saved" in last.stdout
   result = run_cli(f"--workdir={tmp_path / 'run'}", f"--compilation_cache_dir={cache}", "--mode=eval")
   assert result.returncode == 0, result.stderr
   expected = f"  test eval step: loaded from the compilation cache {cache} (a saved executable: not traced or compiled)"
