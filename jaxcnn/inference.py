@@ -88,7 +88,7 @@ def plan_eval_step(step, strategy, input_pipeline, variables, split, have, resid
   views = input_pipeline.eval_chain.num_views
   per_step = f"{images} images" + (f" x {views} views" if views else "")
   shrunk = (
-    f" (made smaller to fit: {asked} need {memory.gib(have.need(too_big + resident))}; the results are the same)"
+    f" (made smaller to fit: {asked} images need {memory.gib(have.need(too_big + resident))}; the results are the same)"
     if too_big
     else ""
   )

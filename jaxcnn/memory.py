@@ -56,18 +56,27 @@ def step_bytes(compiled) -> int | None:
   )
 
 
-def _cgroup_room() -> int | None:
-  """Bytes this process's cgroup (v2, else v1) can still allocate, when it has a limit."""
-  for limit_file, usage_file in (
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
-  ):
+def _cgroup_memory() -> tuple[int, int] | None:
+  """(limit, usage) in bytes of this process's memory cgroup (v2, else v1), when it has a limit. The cgroup is the
+  one /proc/self/cgroup names (inside a cgroup namespace, that is the mount's root)."""
+  candidates = []
+  for line in pathlib.Path("/proc/self/cgroup").read_text().splitlines():
+    _, controllers, path = line.split(":", 2)
+    path = path.lstrip("/")
+    if controllers == "":
+      candidates.append(pathlib.Path("/sys/fs/cgroup", path) / "memory.max")
+    elif "memory" in controllers.split(","):
+      candidates.append(pathlib.Path("/sys/fs/cgroup/memory", path) / "memory.limit_in_bytes")
+  candidates += [pathlib.Path("/sys/fs/cgroup/memory.max"), pathlib.Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")]
+  usage_file = {"memory.max": "memory.current", "memory.limit_in_bytes": "memory.usage_in_bytes"}
+  for limit_file in candidates:
     try:
-      limit, usage = (pathlib.Path(f).read_text().strip() for f in (limit_file, usage_file))
-    except OSError:
+      limit = limit_file.read_text().strip()
+      usage = int(limit_file.with_name(usage_file[limit_file.name]).read_text())
+    except (OSError, ValueError):
       continue
     if limit.isdigit() and int(limit) < 2**60:  # "max", or v1's "no limit" sentinel near 2**63
-      return max(int(limit) - int(usage), 0)
+      return int(limit), usage
   return None
 
 
@@ -107,10 +116,12 @@ def capacity() -> Capacity | None:
     found = Capacity(int(stats["bytes_limit"]), 1, f"{device.platform}:{device.id}'s memory")
   elif device.platform == "cpu":
     try:
-      room = _meminfo("MemAvailable")
-      cgroup = _cgroup_room()
-      room = room if cgroup is None else min(room, cgroup)
-      found = Capacity(_resident_bytes() + room, jax.local_device_count(), "the memory this process can use")
+      usable = _resident_bytes() + _meminfo("MemAvailable")
+      cgroup = _cgroup_memory()
+      if cgroup is not None:  # its limit counts what it charged: shared pages others loaded are in RSS, not usage
+        limit, usage = cgroup
+        usable = min(usable, _resident_bytes() + max(limit - usage, 0), limit)
+      found = Capacity(usable, jax.local_device_count(), "the memory this process can use")
     except (OSError, ValueError):
       return None
   else:

@@ -10,10 +10,16 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_cli(*args, extra_env=None):
+def run_cli(*args, extra_env=None, prefix=()):
+  """`python -m jaxcnn.main ARGS` in a subprocess, started through the command `prefix` when given."""
   env = {**os.environ, "PYTHONPATH": REPO, **(extra_env or {})}
   return subprocess.run(
-    [sys.executable, "-m", "jaxcnn.main", *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO
+    [*prefix, sys.executable, "-m", "jaxcnn.main", *args],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+    cwd=REPO,
   )
 
 
