@@ -136,11 +136,13 @@ class SavedExecutable:
   step = compile_cache.SavedExecutable(jax.jit(train_step), "train_step", config.to_json())
 
   `key` is what the step closes over that its arguments do not show (the config). Without a cache directory,
-  or in a multi-process run, calls go straight to the jitted function.
+  or in a multi-process run, each process compiles its own. `ahead_of_time=False` (the strategy's
+  `compiles_ahead_of_time`): `prepare` compiles nothing and calls go to the jitted function, compiled at its first
+  call (the memory plan then has no figure for the step).
   """
 
-  def __init__(self, jitted, name: str, key: str):
-    self._jitted, self._name, self._key = jitted, name, key
+  def __init__(self, jitted, name: str, key: str, ahead_of_time: bool = True):
+    self._jitted, self._name, self._key, self._ahead_of_time = jitted, name, key, ahead_of_time
     self._executables = {}  # argument signature -> callable
 
   def __call__(self, *args):
@@ -160,9 +162,10 @@ class SavedExecutable:
     return call
 
   def _load_or_compile(self, args):
-    if not keeps_executables():
-      return self._jitted.lower(*args).compile()
     import jax
+
+    if not keeps_executables():
+      return self._jitted.lower(*args).compile() if self._ahead_of_time else self._jitted
     from jax.experimental import serialize_executable
 
     in_tree = jax.tree.structure((args, {}))

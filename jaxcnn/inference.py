@@ -73,7 +73,7 @@ def compile_step(strategy, model, config, step_fn, name: str) -> compile_cache.S
   compiled = strategy.compile(functools.partial(step_fn, model.apply), donate_state=False)
   fields = {field: config.get(field) for field in STEP_KEY_FIELDS}
   key = json.dumps({k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in fields.items()}, sort_keys=True)
-  return compile_cache.SavedExecutable(compiled, name, key)
+  return compile_cache.SavedExecutable(compiled, name, key, strategy.compiles_ahead_of_time)
 
 
 def plan_eval_step(step, strategy, input_pipeline, variables, split, have, resident: int = 0, label: str = ""):

@@ -87,15 +87,19 @@ def _config_for_mode():
   """The config: --config for training; for the other modes the one stored in the workdir, when no
   --config is given, with any --config.FIELD overrides applied (so eval needs only the workdir)."""
   stored = pathlib.Path(FLAGS.workdir, "config.json")
+  overrides = config_flags.get_override_values(FLAGS["config"])
   if FLAGS.mode == "train" or FLAGS["config"].present or not stored.exists():
-    return _CONFIG.value
+    config = _CONFIG.value
+    if "learning_rate" in overrides and "lr_reference_batch_size" not in overrides:
+      config.lr_reference_batch_size = 0  # a rate the user typed is the rate they want, at any batch
+    return config
   config = ml_collections.ConfigDict(json.loads(stored.read_text()))
   # A workdir written by an older jaxcnn lacks the fields added since (e.g. the watchdog's bounds): they take
   # today's defaults, which leave the stored run's meaning unchanged.
   for field, value in default.get_config().items():
     if field not in config:
       config[field] = value
-  for field, value in config_flags.get_override_values(FLAGS["config"]).items():
+  for field, value in overrides.items():
     config.update_from_flattened_dict({field: value})
   return config
 

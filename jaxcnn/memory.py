@@ -129,8 +129,9 @@ def capacity() -> Capacity | None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
-    smallest = int(np.min(multihost_utils.process_allgather(np.int64(found.bytes))))
-    found = dataclasses.replace(found, bytes=smallest)
+    # In MiB: without jax_enable_x64 the gather carries int32, and bytes overflow it past 2 GiB.
+    smallest_mib = int(np.min(multihost_utils.process_allgather(np.int32(found.bytes // 2**20))))
+    found = dataclasses.replace(found, bytes=smallest_mib * 2**20)
   return found
 
 
@@ -144,7 +145,7 @@ def describe(parts: list[tuple[str, int | None]], have: Capacity | None) -> str:
   """`memory: train step 11.2 GiB, validation eval step 6.3 GiB of 15.7 GiB (cpu: ...)`."""
   known = [f"{name} {gib(have.need(b) if have else b)}" for name, b in parts if b is not None]
   if not known:
-    return "memory: no estimate on this backend"
+    return "memory: no estimate (the backend gives none, or the steps compile at their first call)"
   where = f" of {gib(have.bytes)} ({have.where})" if have else " (the device's capacity is unknown)"
   return f"memory: {', '.join(known)}{where}"
 

@@ -140,8 +140,14 @@ def describe(config) -> list[str]:
     f"better {config.plateau_metric})",
   }.get(config.schedule, config.schedule)
   warmup = config.warmup_epochs or config.warmup_steps
+  scaling = (
+    f" = {config.learning_rate:g} x {config.batch_size}/{config.lr_reference_batch_size} (linear scaling from the "
+    f"batch the rate was published for)"
+    if config.lr_reference_batch_size and config.batch_size != config.lr_reference_batch_size
+    else ""
+  )
   lines.append(
-    f"learning rate: {base_learning_rate(config):g}, {schedule} over {config.num_epochs} epochs"
+    f"learning rate: {base_learning_rate(config):g}{scaling}, {schedule} over {config.num_epochs} epochs"
     + (
       f", {config.warmup_mode} warm-up ({config.warmup_epochs:g} epochs + {config.warmup_steps} steps)"
       if warmup

@@ -49,6 +49,13 @@ class Pmap:
   name = "pmap"
 
   @property
+  def compiles_ahead_of_time(self) -> bool:
+    """Whether a step can be lowered and compiled before its first call (compile_cache.SavedExecutable). In a
+    multi-process run pmap's ahead-of-time lowering takes every argument as process-local and globalises it
+    (jax 0.10-0.12): the executable it returns refuses the arrays pmap is called with."""
+    return jax.process_count() == 1
+
+  @property
   def _sharding(self) -> NamedSharding:
     """How pmap places its outputs: a one-axis mesh named AXIS over the local devices."""
     devices = np.array(jax.local_devices())
@@ -90,6 +97,7 @@ class ShardMap:
   """`jit` of `shard_map` over a mesh of all devices; arrays carry `NamedSharding`s."""
 
   name = "shard_map"
+  compiles_ahead_of_time = True
 
   def __init__(self):
     # Auto axis types: `jax.make_mesh` defaults to Explicit axes from jax 0.11 on (JAX's "explicit sharding"

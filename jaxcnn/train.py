@@ -362,7 +362,9 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
       flush=True,
     )
     num_params = sum(x.size for x in jax.tree.leaves(run.state.params))
-    lines = [*run.input.describe(), f"model: {config.model} ({num_params:,} parameters)", *optim.describe(config)]
+    options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
+    model_line = f"model: {config.model} ({num_params:,} parameters{'; ' + options if options else ''})"
+    lines = [*run.input.describe(), model_line, *optim.describe(config)]
     print("\n".join(f"  {line}" for line in lines), flush=True)
 
   p_train_step = compile_cache.SavedExecutable(
@@ -370,11 +372,15 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
     "train_step",
     # The learning-rate schedule inside the optimizer counts steps per epoch, which the data decides.
     f"{config.to_json_best_effort(sort_keys=True)} steps_per_epoch={run.steps_per_epoch}",
+    run.strategy.compiles_ahead_of_time,
   )
   state = run.strategy.put_state(run.state)
   watchdog.expect_compile("compiling the train and eval steps")
   plan = run.plan_memory(p_train_step, state)
-  watchdog.progress("the train and eval steps are ready")
+  if run.strategy.compiles_ahead_of_time:
+    watchdog.progress("the train and eval steps are ready")
+  else:  # the plan compiled nothing: the first train step compiles (parallel.Pmap.compiles_ahead_of_time)
+    watchdog.expect_compile("compiling the train step")
   if reporting.is_reporter():
     print("\n".join(f"  {line}" for line in plan), flush=True)
   metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)

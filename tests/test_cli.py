@@ -116,7 +116,7 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
     "kernels: ",
     "data: fashion_mnist",
     "train augmentation: ",
-    "model: lenet5 (61,706 parameters)",
+    "model: lenet5 (61,706 parameters; activation=relu, pooling=max)",
     "optimizer: sgd, momentum 0.9, Nesterov, weight decay 0.0005 (coupled)",
     "learning rate: 0.1, cosine over 2 epochs, linear warm-up (0.5 epochs + 0 steps)",
     "(all training images, as the run started: from its checkpoint)",  # the normalisation it resumes with

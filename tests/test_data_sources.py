@@ -99,6 +99,7 @@ def test_image_folder_carves_a_seeded_validation_fraction(tmp_path):
 def test_image_folder_train_batches_from_jpeg_with_alexnet_preset(tmp_path):
   root = write_image_folder(tmp_path, splits=("train",), per_class=8, size=(70, 90))
   config = _config("image_folder", root, train_augment="alexnet", eval_augment="alexnet", image_size=48)
+  config.eval_batch_size = 160  # views: 16 images of ten crops
   pipeline = data.InputPipeline(config, data.load(config))
   assert pipeline.image_shape == (48, 48, 3)
   batch = next(iter(pipeline.train_batches(0)))

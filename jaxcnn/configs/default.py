@@ -45,7 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_epochs = 10
   c.optimizer = "sgd"  # sgd | adam | adamw
   c.learning_rate = 0.05
-  c.lr_reference_batch_size = 0  # > 0: lr scales with batch_size / this (linear scaling rule)
+  # The batch `learning_rate` was published (or measured) for: a run at another batch_size scales the rate by
+  # batch_size / this (the linear scaling rule, Goyal et al. 2017); 0 = never scale. Paper configs set it. A
+  # --config.learning_rate on the command line is taken as given (jaxcnn.main sets this to 0 then).
+  c.lr_reference_batch_size = 0
   c.momentum = 0.9
   c.nesterov = False
   c.adam_b1 = 0.9

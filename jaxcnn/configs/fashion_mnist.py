@@ -22,6 +22,7 @@ def small_image_recipe(config: ml_collections.ConfigDict, **fields) -> ml_collec
     eval_augment="",
     eval_split="test",
     batch_size=128,
+    lr_reference_batch_size=128,  # each experiment's learning rate was measured at this batch
     compute_dtype="bfloat16",
   )
   config.update(fields)

@@ -18,7 +18,14 @@ VARIANTS = ("googlenet", "googlenet_bn")
 def get_config(name: str = "googlenet"):
   config = default.get_config()
   config.update(
-    model=name, aux_loss_weight=0.3, num_epochs=60, batch_size=32, learning_rate=0.01, momentum=0.9, weight_decay=2e-4
+    model=name,
+    aux_loss_weight=0.3,
+    num_epochs=60,
+    batch_size=32,
+    lr_reference_batch_size=32,
+    learning_rate=0.01,
+    momentum=0.9,
+    weight_decay=2e-4,
   )
   # Section 6: "decreasing the learning rate by 4% every 8 epochs", and Polyak averaging for the final model.
   config.update(schedule="exponential", lr_decay_factor=0.96, lr_decay_every_epochs=8.0, ema_decay=0.9999)

@@ -23,6 +23,7 @@ def get_config(name: str = "resnet20"):
     validation_size=5000,
     num_epochs=182,
     batch_size=128,
+    lr_reference_batch_size=128,
     learning_rate=0.1,
     momentum=0.9,
     weight_decay=1e-4,

@@ -18,7 +18,15 @@ VARIANTS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 def get_config(name: str = "resnet18"):
   config = default.get_config()
-  config.update(model=name, num_epochs=90, batch_size=256, learning_rate=0.1, momentum=0.9, weight_decay=1e-4)
+  config.update(
+    model=name,
+    num_epochs=90,
+    batch_size=256,
+    lr_reference_batch_size=256,
+    learning_rate=0.1,
+    momentum=0.9,
+    weight_decay=1e-4,
+  )
   # Section 3.4: lr 0.1 "divided by 10 when the error plateaus"; scale augmentation, 10-crop testing.
   default.divide_on_plateau(config, patience=3)
   default.on_imagenet(config, train_augment="resnet", eval_augment="resnet")

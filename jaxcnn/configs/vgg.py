@@ -26,6 +26,7 @@ def get_config(name: str = "vgg16"):
     model_options={"initializer": "glorot"},
     num_epochs=74,
     batch_size=256,
+    lr_reference_batch_size=256,
     learning_rate=0.01,
     momentum=0.9,
     weight_decay=5e-4,
