@@ -5,8 +5,9 @@ Krizhevsky 2014, "One weird trick") with the recipe torchvision's weights were t
 Paper recipe (Krizhevsky et al. 2012): SGD, batch 128, momentum 0.9, weight decay 5e-4 (Section 5);
 learning rate 0.01 divided by 10 when the validation error stopped improving, three times in ~90 epochs
 (Section 5); dropout 0.5 on fc6/fc7 (Section 4.2, model default); N(0, 0.01) weights and bias 1 on
-conv2/4/5, fc6/7 (Section 5; here 0.1, Caffe's choice, see below); random 227 crops of the 256x256 centre, flips and PCA lighting (Section 4.1);
-ten-crop testing (Section 4.1), fitted to any dataset's images (jaxcnn/data/recipe.py).
+conv2/4/5, fc6/7 (Section 5; here 0.1, Caffe's choice, see below); random 227 crops of the 256x256
+centre, flips and PCA lighting (Section 4.1); ten-crop testing (Section 4.1), fitted to any dataset's images
+(jaxcnn/data/recipe.py). At another batch the rate scales linearly from 128 (`lr_reference_batch_size`).
 `alexnet_owt`: pytorch/examples' imagenet/main.py, which trained torchvision's weights: batch 256, momentum
 0.9, weight decay 1e-4, learning rate 0.01 (its advice for AlexNet and VGG) divided by 10 every 30 epochs,
 90 epochs; He initialisation with zero biases; random-sized 224 crops (8%-100% of the area, aspect 3/4-4/3)
