@@ -7,6 +7,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -89,3 +91,19 @@ def tiny_config(tiny_data_dir):
 def tiny_args(tiny_data_dir) -> list[str]:
   """The command-line form of TINY: --config=lenet5 and its data overrides (no workdir, no epoch count)."""
   return ["--config=lenet5", f"--config.data_dir={tiny_data_dir}", *(f"--config.{k}={v}" for k, v in TINY.items())]
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FORCED_DEVICE_COUNT = "--xla_force_host_platform_device_count=8"  # what this file adds to XLA_FLAGS above
+
+
+def run_module(module: str, *args: str, cwd=REPO, extra_env=None, timeout: float = 900):
+  """`python -m MODULE ARGS` as a user types it, in a fresh interpreter on this checkout: on the CPU with the
+  one device a user's machine shows (the test session's forced device count is left out of XLA_FLAGS), output
+  captured as text. Returns the CompletedProcess; the caller asserts on it."""
+  env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split() if flag != FORCED_DEVICE_COUNT)
+  env.update(extra_env or {})
+  return subprocess.run(
+    [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
+  )

@@ -1,7 +1,10 @@
-"""Tiny datasets in the formats users bring: CIFAR pickles and binaries, folders of image files."""
+"""Tiny datasets in the formats users bring: CIFAR pickles and binaries, folders of image files, ImageNet as
+TFDS prepares it."""
 
+import io
 import pathlib
 import pickle
+import tarfile
 
 import numpy as np
 from PIL import Image
@@ -63,9 +66,17 @@ MIXED = [
 
 
 def write_image_folder(
-  root: pathlib.Path, classes=("cat", "dog"), splits=("train",), per_class=9, seed=0, size=None
+  root: pathlib.Path,
+  classes=("cat", "dog"),
+  splits=("train",),
+  per_class=9,
+  seed=0,
+  size=None,
+  size_range=(30, 60),
+  strays=("notes.txt",),
 ) -> pathlib.Path:
-  """root[/split]/class/*.{jpg,png,bmp} in every mode, random sizes (or `size`), plus a stray text file."""
+  """root[/split]/class/*.{jpg,png,bmp} in every mode, random heights and widths in `size_range` (or `size`),
+  plus the stray non-image files `strays` in each class folder."""
   rng = np.random.default_rng(seed)
   for split in splits:
     base = root / split if split else root
@@ -74,7 +85,96 @@ def write_image_folder(
       directory.mkdir(parents=True)
       for i in range(per_class):
         file_name, mode, fmt = MIXED[i % len(MIXED)]
-        hw = size or (int(rng.integers(30, 60)), int(rng.integers(30, 60)))
+        hw = size or (int(rng.integers(*size_range)), int(rng.integers(*size_range)))
         _image(mode, hw, rng).save(directory / f"{i}{file_name}", fmt)
-      (directory / "notes.txt").write_text("not an image")
+      for stray in strays:
+        (directory / stray).write_text("not an image")
   return root
+
+
+def write_imagenet2012_tfds(root: pathlib.Path, num_classes=2, train_per_class=2, num_validation=4, seed=0):
+  """ImageNet as a user has it after TFDS prepared it: TFDS's own imagenet2012 builder run on tiny stand-ins
+  for the manual downloads (ILSVRC2012_img_train.tar of per-synset tars, ILSVRC2012_img_val.tar of
+  ILSVRC2012_val_*.JPEG, labelled by TFDS's list), written to root/imagenet2012/<version>/. Returns root, the
+  data_dir to give. Imports TensorFlow."""
+  import tensorflow_datasets as tfds
+
+  rng = np.random.default_rng(seed)
+  manual = root / "manual"
+  manual.mkdir(parents=True)
+
+  def jpeg():
+    data = io.BytesIO()
+    _image("RGB", (int(rng.integers(60, 120)), int(rng.integers(60, 120))), rng).save(data, "JPEG")
+    return data.getvalue()
+
+  def add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+  synsets = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475")[:num_classes]
+  with tarfile.open(manual / "ILSVRC2012_img_train.tar", "w") as train:
+    for synset in synsets:
+      inner = io.BytesIO()
+      with tarfile.open(fileobj=inner, mode="w") as per_synset:
+        for i in range(train_per_class):
+          add(per_synset, f"{synset}_{i}.JPEG", jpeg())
+      add(train, f"{synset}.tar", inner.getvalue())
+  with tarfile.open(manual / "ILSVRC2012_img_val.tar", "w") as validation:
+    for i in range(1, num_validation + 1):
+      add(validation, f"ILSVRC2012_val_{i:08d}.JPEG", jpeg())
+  data_dir = root / "tfds"
+  builder = tfds.builder("imagenet2012", data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return data_dir
+
+
+# torchvision's ResNets: (block, blocks per stage); a bottleneck block widens its output 4 times.
+_TORCHVISION_RESNETS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3))}
+
+
+def write_torchvision_resnet(path: pathlib.Path, depth: int, num_classes: int = 1000, seed: int = 0) -> pathlib.Path:
+  """A .pth file as `torch.save(torchvision.models.resnetDEPTH().state_dict(), path)` writes it (torchvision's
+  key names, shapes and dtypes, num_batches_tracked included), without needing torchvision. Weights are random
+  at the scale of trained ones: convs with variance 1/fan_in, BatchNorm statistics of unit variance, and each
+  residual branch's last BatchNorm scaled down, so the features stay of order one through every block."""
+  import torch
+
+  generator = torch.Generator().manual_seed(seed)
+  block, stages = _TORCHVISION_RESNETS[depth]
+  expansion = 4 if block == "bottleneck" else 1
+  state = {}
+
+  def conv(name, out, inputs, k):
+    state[f"{name}.weight"] = torch.randn(out, inputs, k, k, generator=generator) / (inputs * k * k) ** 0.5
+
+  def norm(name, channels, scale=1.0):
+    state[f"{name}.weight"] = scale * torch.empty(channels).uniform_(0.5, 1.5, generator=generator)
+    state[f"{name}.bias"] = 0.1 * torch.randn(channels, generator=generator)
+    state[f"{name}.running_mean"] = 0.1 * torch.randn(channels, generator=generator)
+    state[f"{name}.running_var"] = torch.empty(channels).uniform_(0.8, 1.2, generator=generator)
+    state[f"{name}.num_batches_tracked"] = torch.tensor(1000, dtype=torch.long)
+
+  conv("conv1", 64, 3, 7)
+  norm("bn1", 64)
+  inputs = 64
+  for stage, (blocks, width) in enumerate(zip(stages, (64, 128, 256, 512)), start=1):
+    for b in range(blocks):
+      name = f"layer{stage}.{b}"
+      shapes = (
+        [(width, inputs, 1), (width, width, 3), (width * expansion, width, 1)]
+        if block == "bottleneck"
+        else [(width, inputs, 3), (width, width, 3)]
+      )
+      for i, (out, into, k) in enumerate(shapes, start=1):
+        conv(f"{name}.conv{i}", out, into, k)
+        norm(f"{name}.bn{i}", out, 0.2 if i == len(shapes) else 1.0)
+      if b == 0 and (stage > 1 or inputs != width * expansion):
+        conv(f"{name}.downsample.0", width * expansion, inputs, 1)
+        norm(f"{name}.downsample.1", width * expansion)
+      inputs = width * expansion
+  state["fc.weight"] = torch.randn(num_classes, inputs, generator=generator) / inputs**0.5
+  state["fc.bias"] = torch.zeros(num_classes)
+  torch.save(state, path)
+  return path
