@@ -14,7 +14,8 @@ Architectures and the jaxcnn models they become (their model_options go into the
   vgg11..vgg19     vgg11..vgg19, and the _bn twins (FC layers become jaxcnn's dense-evaluation convs)
   googlenet        googlenet_bn (aux_heads=False when the file has no aux1/aux2 weights, as a state_dict
                    saved from torchvision's pretrained model has not)
-  resnet18..152    resnet18..152 with stride_in_3x3=True (torchvision's "v1.5")
+  resnet18..152    resnet18..152; resnet50..152 with stride_in_3x3=True (torchvision's "v1.5"), an option
+                   of bottleneck blocks, which resnet18 and resnet34 do not have (nor the option, then)
 
 Layouts: conv OIHW -> HWIO, Linear (out, in) -> (in, out), BatchNorm weight/bias -> params scale/bias and
 running_mean/running_var -> batch_stats mean/var (num_batches_tracked, a counter, is dropped). PyTorch
@@ -26,8 +27,11 @@ Inputs: torchvision's ImageNet weights expect RGB in [0, 1] normalised by ImageN
 here: eval_augment="center", image_size=224; a stats file with that mean and std gives the exact
 normalisation). GoogLeNet's pretrained weights were ported from TensorFlow and torchvision rescales its
 input with `transform_input=True`, which is equivalent to normalising with mean = std = 0.5 per channel:
-use such a stats file for them. AlexNet and VGG need 224x224 inputs (their first FC layer sees a 6x6 or
-7x7 map there; torchvision's adaptive pooling, which jaxcnn does not have, would stretch other sizes).
+use such a stats file for them. AlexNet needs 224x224 inputs (its first FC layer sees a 6x6 map there;
+torchvision's adaptive pooling, which jaxcnn's AlexNet does not have, would stretch other sizes). VGG
+stretches a final map smaller than 7x7 as torchvision does: it computes torchvision's logits on inputs of
+64, 96, ..., 224 pixels (multiples of 32, where torchvision's floor pooling and jaxcnn's ceil windows
+agree); above 224 it evaluates densely (the paper's Section 3.2) where torchvision pools to 7x7.
 GoogLeNet's auxiliary heads pool 5x5/3 here (the paper's) and adaptively to 4x4 in torchvision: on a
 224 input these windows differ, so imported aux heads are a starting point for training, not a copy.
 Images below 64 pixels switch jaxcnn's models to small-input stems of other shapes: to start from
@@ -143,8 +147,10 @@ ARCHS = {
     for bn in ("", "_bn")
   },
   **{
-    f"resnet{depth}": Arch(f"resnet{depth}", {"stride_in_3x3": True}, _resnet_modules, "fc")
-    for depth in models.resnet.IMAGENET_DEPTHS
+    # Only the options that change the function: a checkpoint's model_options that a run's config lacks draw
+    # transfer's "trained with other model_options" warning.
+    f"resnet{depth}": Arch(f"resnet{depth}", {"stride_in_3x3": True} if bottleneck else {}, _resnet_modules, "fc")
+    for depth, (bottleneck, _) in models.resnet.IMAGENET_DEPTHS.items()
   },
 }
 

@@ -166,6 +166,20 @@ def test_vgg_dense_evaluation_averages_the_score_map_of_larger_images():
   assert model.apply(variables, big).shape == (1, 10)
 
 
+def test_vgg_stretches_a_final_map_smaller_than_fc6s_window_as_torchvisions_adaptive_pooling():
+  """Below 224 pixels the final map is shorter than fc6's 7x7 window: it is stretched to 7 pixels a side, so
+  a 64-pixel image gets a 1x1 score map, not an empty one (whose mean was NaN). The stretch is PyTorch's
+  adaptive average pooling, which torchvision's VGG applies before its classifier."""
+  rows, _ = summary.layers(models.create("vgg11", num_classes=10), (64, 96, 3))  # a 2x3 final map
+  assert {"/".join(r.path): r.output_shape for r in rows}["fc8"] == (1, 1, 1, 10)
+  torch = pytest.importorskip("torch")
+  x = np.random.default_rng(0).normal(size=(2, 10, 10, 5)).astype(np.float32)
+  for height, width in ((1, 1), (2, 3), (5, 7), (6, 6), (10, 9)):  # (10, 9): it averages larger maps down
+    ours = layers.adaptive_avg_pool(jnp.asarray(x[:, :height, :width]), (7, 7))
+    theirs = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x[:, :height, :width]).permute(0, 3, 1, 2), 7)
+    np.testing.assert_allclose(ours, theirs.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-6)
+
+
 def test_googlenet_layer_outputs_follow_table_1():
   out = outputs("googlenet", IMAGENET)
   assert out["conv1/conv"] == (112, 112, 64) and out["conv2/conv"] == (56, 56, 192)

@@ -1,13 +1,15 @@
 """torchvision weights in jaxcnn: the converted models compute torchvision's logits, a .pth that carries
-code is refused, and an imported checkpoint evaluates and seeds transfer learning.
+code is refused, an imported checkpoint evaluates and seeds transfer learning, and it records only the
+model_options that change the model's function.
 
-Needs torch and torchvision (a test extra; skipped without them):
+The comparisons with torchvision need torch and torchvision (a test extra; skipped without them):
   pip install torch==2.14.1 torchvision==0.29.1
   python -m pytest -q tests/test_torchvision.py            (add -m "not slow" for the quick half)
 """
 
 import functools
 import json
+import logging
 import os
 import pathlib
 import subprocess
@@ -16,19 +18,37 @@ import sys
 import jax
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
-from jaxcnn import checkpoint, evaluate, models, torchvision_weights, train, transfer
+from jaxcnn import checkpoint, configs, evaluate, inference, models, torchvision_weights, train, transfer
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
+try:  # the tests that need them are skipped without them; the importer's own are not
+  import torch
+except ImportError:
+  torch = None
+try:
+  import torchvision
+except ImportError:
+  torchvision = None
+needs_torch = pytest.mark.skipif(torch is None, reason="needs torch")
+needs_torchvision = pytest.mark.skipif(torchvision is None, reason="needs torch and torchvision")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4  # max abs logit difference, float32
 
-# (arch, input size): AlexNet and VGG need 224 (their first FC layer's map); the others run at 64 pixels,
-# the smallest that keeps jaxcnn's ImageNet stems.
-FAST = [("alexnet", 224), ("vgg11", 224), ("vgg11_bn", 224), ("googlenet", 64), ("resnet18", 64), ("resnet50", 64)]
+# (arch, input size): AlexNet needs 224 (its first FC layer's map); VGG takes 224 and, stretching its final
+# map to fc6's 7x7 as torchvision's adaptive pooling does, 96; the others run at 64 pixels, the smallest that
+# keeps jaxcnn's ImageNet stems.
+FAST = [
+  ("alexnet", 224),
+  ("vgg11", 224),
+  ("vgg11", 96),
+  ("vgg11_bn", 224),
+  ("googlenet", 64),
+  ("resnet18", 64),
+  ("resnet50", 64),
+]
 SLOW = [
   ("vgg13", 224),
   ("vgg13_bn", 224),
@@ -108,17 +128,20 @@ def assert_same_logits(arch, size, tmp_path):
   return imported
 
 
+@needs_torchvision
 @pytest.mark.parametrize("arch,size", FAST)
 def test_converted_logits_equal_torchvision(arch, size, tmp_path):
   assert_same_logits(arch, size, tmp_path)
 
 
 @pytest.mark.slow
+@needs_torchvision
 @pytest.mark.parametrize("arch,size", SLOW)
 def test_converted_logits_equal_torchvision_deep_models(arch, size, tmp_path):
   assert_same_logits(arch, size, tmp_path)
 
 
+@needs_torchvision
 def test_googlenet_without_aux_weights_and_with_transform_input(tmp_path):
   """A state_dict of torchvision's pretrained GoogLeNet has no aux heads and expects `transform_input`:
   jaxcnn drops its aux heads, and normalising with mean = std = 0.5 reproduces the transform."""
@@ -146,6 +169,7 @@ class RunsCode:
     return open, (self.path, "w")
 
 
+@needs_torch
 def test_a_pth_that_carries_code_is_refused_and_nothing_runs(tmp_path):
   marker = tmp_path / "code_ran"
   path = tmp_path / "evil.pth"
@@ -157,6 +181,7 @@ def test_a_pth_that_carries_code_is_refused_and_nothing_runs(tmp_path):
   assert marker.exists()
 
 
+@needs_torchvision
 def test_missing_unexpected_and_misshapen_weights_are_named(tmp_path):
   state_dict = torchvision_weights.load_state_dict(save_state_dict(random_torchvision("resnet18"), tmp_path / "r.pth"))
   del state_dict["layer2.0.bn1.running_var"]
@@ -172,6 +197,7 @@ def test_missing_unexpected_and_misshapen_weights_are_named(tmp_path):
     torchvision_weights.convert(state_dict, "vgg16")
 
 
+@needs_torchvision
 def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path):
   """The command's checkpoint passes Run.restore's checks for its config, computes torchvision's
   logits after the restore, evaluates with --mode=eval's code, and is accepted by config.init_from."""
@@ -202,7 +228,7 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
   assert "jaxcnn resnet18 (10 classes" in result.stdout
 
   config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))  # what --mode=eval reads
-  assert config.model == "resnet18" and config.model_options.stride_in_3x3
+  assert config.model == "resnet18" and "stride_in_3x3" not in config.model_options  # basic blocks: no such option
   run = train.Run(config, workdir)
   meta = run.restore()
   run.checkpointer.close()
@@ -231,3 +257,48 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
 
   again = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert again.returncode != 0 and "already holds checkpoints" in again.stderr
+
+
+def state_dict_without_torch(arch: str, num_classes: int) -> dict[str, np.ndarray]:
+  """A torchvision ResNet's state_dict as `load_state_dict` returns it, made without torch: its keys and shapes
+  follow from the jaxcnn model that the importer builds for `arch`, its values are random."""
+  spec = torchvision_weights.ARCHS[arch]
+  model = models.create(spec.model, num_classes=num_classes, **spec.options)
+  shapes = inference.variable_shapes(model, torchvision_weights.IMAGE_SHAPE)
+  theirs = {"kernel": "weight", "bias": "bias", "scale": "weight", "mean": "running_mean", "var": "running_var"}
+  rng = np.random.default_rng(0)
+  state_dict = {}
+  for module, ours, _ in spec.modules(model):
+    for collection in ("params", "batch_stats"):
+      leaves = functools.reduce(lambda tree, key: tree.get(key, {}), ours, shapes[collection])
+      for leaf, shape in leaves.items():
+        shape = shape.shape
+        if leaf == "kernel":  # HWIO -> OIHW, (in, out) -> (out, in)
+          shape = (shape[3], shape[2], *shape[:2]) if len(shape) == 4 else shape[::-1]
+        state_dict[f"{module}.{theirs[leaf]}"] = rng.normal(size=shape).astype(np.float32)
+  return state_dict
+
+
+@pytest.mark.parametrize(
+  "arch,warns",
+  [("resnet34", False), ("resnet50", True)],  # basic blocks: nothing differs; bottlenecks: torchvision's v1.5
+)
+def test_an_imported_checkpoint_warns_only_of_model_options_that_differ_in_effect(arch, warns, tmp_path, caplog):
+  """`--config=resnet34 --config.init_from=IMPORTED` draws no warning (stride_in_3x3 does not apply to basic
+  blocks, and the importer no longer records it); a ResNet-50 import, torchvision's v1.5, still warns when
+  used with the paper's ResNet-50."""
+  imported = torchvision_weights.convert(state_dict_without_torch(arch, num_classes=10), arch)
+  torchvision_weights.write_checkpoint(imported, torchvision_weights.imagenet_config(), tmp_path / "imported")
+  config = configs.get(arch)
+  config.init_from = str(tmp_path / "imported")
+  model = models.create(config.model, num_classes=10, **config.model_options)
+  state = train.create_train_state(
+    config, model, torchvision_weights.IMAGE_SHAPE, optax.sgd(0.1), variables=imported.variables
+  )
+  with caplog.at_level(logging.WARNING):
+    transfer.transfer_weights(state, config, num_classes=10)
+  warnings = [r.getMessage() for r in caplog.records if "trained with other model_options" in r.getMessage()]
+  if warns:
+    assert len(warnings) == 1 and "stride_in_3x3=True here None" in warnings[0]
+  else:
+    assert not warnings

@@ -7,6 +7,7 @@ fc7 4096 (ReLU, dropout 0.5, Section 4.2); fc8 = classes. Per-layer outputs on a
 55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256, 6x6x256 after the last pool, 4096, 4096, 1000.
 The paper says 224x224 input, but 11x11/4 without padding needs 227 to give 55x55 (a known erratum; Caffe
 crops 227): smaller inputs (the paper's 224, or anything from 64 pixels up) are centred in a 227 field.
+Smallest input (`smallest_input()`): 15 pixels, which the three 3/2 pools without padding need (small stem).
 
 Variants (parameters for 1000 classes, 3-channel input):
   alexnet          the paper's layers in one tower (what most people call AlexNet): 62,378,344.
@@ -28,7 +29,17 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import Conv, LocalResponseNorm, dropout, kernel_init, max_pool, use_small_stem
+from jaxcnn.models.layers import (
+  Conv,
+  LocalResponseNorm,
+  check_input_size,
+  dropout,
+  kernel_init,
+  max_pool,
+  smallest_side,
+  stem_smallest_side,
+  use_small_stem,
+)
 from jaxcnn.models.lenet import pad_to
 from jaxcnn.models.registry import register
 
@@ -55,8 +66,21 @@ class AlexNet(nn.Module):
   small_input: bool | None = None
   conv1_padding: int | None = None
 
+  @nn.nowrap
+  def smallest_input(self) -> int:
+    """The three 3/2 max-pools without padding need 15 pixels (15 -> 7 -> 3 -> 1), which the small stem's
+    5x5/1 conv keeps; conv1's 11x11/4 needs 67 before them, which the paper's 227 field gives any image and
+    torchvision's 2-pixel padding 63-pixel ones (the fewest that then reach 15)."""
+    pools = [(3, 2, "VALID")] * 3
+    if self.conv1_padding is None:
+      imagenet = smallest_side([(11, 4, "VALID"), *pools], padded_to=PAPER_INPUT)
+    else:
+      imagenet = smallest_side([(11, 4, self.conv1_padding), *pools])
+    return stem_smallest_side(self.small_input, smallest_side(pools), imagenet)
+
   @nn.compact
   def __call__(self, images, train: bool = False):
+    check_input_size(self, images)
     weights = kernel_init(self.initializer)
     hidden_bias = nn.initializers.constant(self.hidden_bias)
 

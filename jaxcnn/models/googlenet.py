@@ -21,7 +21,9 @@ classes without the auxiliary heads.
 
 Small images (`small_input`, None = automatic below 64 pixels): the stem keeps its layers but conv1
 gets stride 1 and the first max-pool is skipped, so 28 pixels give 28-14-7-4 feature maps rather than
-vanishing; the final pooling is a global average (= the paper's 7x7 pool on 224 inputs).
+vanishing; the final pooling is a global average (= the paper's 7x7 pool on 224 inputs). Smallest input
+(`smallest_input()`, from the strided convs and pools): 9 pixels for `googlenet`, 5 for `googlenet_bn` (its
+last pool is 2x2); on the ImageNet stem alone 33 and 17.
 """
 
 import functools
@@ -30,7 +32,16 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import ConvBlock, LocalResponseNorm, dropout, max_pool, use_small_stem
+from jaxcnn.models.layers import (
+  ConvBlock,
+  LocalResponseNorm,
+  check_input_size,
+  dropout,
+  max_pool,
+  smallest_side,
+  stem_smallest_side,
+  use_small_stem,
+)
 from jaxcnn.models.registry import register
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj; "M" = max-pool between stages.
@@ -77,8 +88,8 @@ class AuxClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    window = min(5, x.shape[1])  # 5x5/3 turns 14x14 into 4x4; small inputs reach 4a with smaller maps
-    x = nn.avg_pool(x, (window, window), strides=(3, 3))
+    # 5x5/3 turns 14x14 into 4x4; small inputs reach 4a with smaller maps, pooled whole along a short side.
+    x = nn.avg_pool(x, (min(5, x.shape[1]), min(5, x.shape[2])), strides=(3, 3))
     x = self.conv(128, 1, name="conv")(x, train).reshape(x.shape[0], -1)
     x = dropout(0.7, train)(nn.relu(nn.Dense(1024, name="fc1")(x)))
     return nn.Dense(self.num_classes, name="fc2")(x)
@@ -94,8 +105,22 @@ class GoogLeNet(nn.Module):
   aux_heads: bool = True
   small_input: bool | None = None
 
+  @nn.nowrap
+  def smallest_input(self) -> int:
+    """The max-pools 3/2 after conv2 and 3b and the last one after 4e (all 'SAME'), and on the ImageNet
+    stem conv1's 7x7/2 and the first pool before them. The auxiliary heads' pools shrink to fit their map."""
+    pools = [(3, 2, "SAME"), *((window, 2, "SAME") for window in self.pool_windows())]
+    imagenet = smallest_side([(7, 2, 3), (3, 2, "SAME"), *pools])
+    return stem_smallest_side(self.small_input, smallest_side(pools), imagenet)
+
+  @nn.nowrap
+  def pool_windows(self) -> tuple[int, ...]:
+    """The windows of the max-pools between Table 1's stages ("M"), in order."""
+    return (3, self.last_pool_window)
+
   @nn.compact
   def __call__(self, images, train: bool = False):
+    check_input_size(self, images)
     if self.use_bn:
       conv = functools.partial(ConvBlock, use_bn=True, bn_epsilon=1e-3, kernel_init=nn.initializers.normal(0.01))
     else:
@@ -112,7 +137,7 @@ class GoogLeNet(nn.Module):
     x = conv(64, 1, name="conv2_reduce")(x, train)
     x = normalize(conv(192, 3, name="conv2")(x, train))
     x = max_pool(x, 3, 2, padding="SAME")
-    pools = iter((3, self.last_pool_window))
+    pools = iter(self.pool_windows())
     for entry in INCEPTION:
       if entry == "M":
         window = next(pools)

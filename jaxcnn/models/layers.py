@@ -6,20 +6,60 @@ automatic differentiation); `jaxcnn.kernels.enable()` swaps in faster forms of t
 
 import contextlib
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-# Images below this many pixels a side are "small" (MNIST, CIFAR): a family's `small_input=None` picks
+# Images with a side below this many pixels are "small" (MNIST, CIFAR): a family's `small_input=None` picks
 # its small-input stem for them, because the ImageNet stems downsample 28- or 32-pixel images to nothing.
 SMALL_INPUT_BELOW = 64
 
 
 def use_small_stem(small_input: bool | None, images: jnp.ndarray) -> bool:
-  """Resolves a family's `small_input` option; None decides by the (static) image height."""
-  return images.shape[1] < SMALL_INPUT_BELOW if small_input is None else small_input
+  """Resolves a family's `small_input` option; None decides by the (static) shorter side of the images."""
+  return min(images.shape[1:3]) < SMALL_INPUT_BELOW if small_input is None else small_input
+
+
+# A model's smallest input (its `smallest_input()`, checked by `check_input_size` before the first layer) follows
+# from the layers that shrink the map: strided convolutions and pools, and windows without padding. Each of
+# them needs a whole window (and at least a stride) of pixels, and the last must leave one. Below that a 'VALID'
+# layer's output is empty (a mean over it is NaN, a flatten feeds a dense layer nothing), and every window of a
+# padded one reaches into the padding: it pools fewer pixels than its window, down to a single one.
+Shrink = tuple[int, int, str | int]  # (window, stride, padding): "VALID", "SAME", or pixels on each side
+
+
+def smallest_side(shrinks: Sequence[Shrink], padded_to: int = 0) -> int:
+  """The smallest image side on which the layers `shrinks`, applied in order, satisfy the rule above; an image
+  first centred in a `padded_to` field (LeNet-5's 32, AlexNet's 227) needs only what the field does not give."""
+  side = 1
+  for window, stride, padding in reversed(shrinks):
+    # The output of n pixels is floor((n + 2 * padding - window) / stride) + 1 ('SAME': ceil(n / stride)).
+    reach = 1 if padding == "SAME" else window - 2 * (0 if padding == "VALID" else padding)
+    side = max(window, stride, (side - 1) * stride + reach)
+  return 1 if side <= padded_to else side
+
+
+def stem_smallest_side(small_input: bool | None, small: int, imagenet: int) -> int:
+  """The smallest input of a family with a small-input stem (smallest `small`) and an ImageNet one (`imagenet`).
+  With `small_input` None it is the small stem's: the ImageNet stem takes over at SMALL_INPUT_BELOW pixels,
+  which it takes (`imagenet` is at most SMALL_INPUT_BELOW in every family, tests/test_model_sizes.py)."""
+  if small_input is None:
+    return small
+  return small if small_input else imagenet
+
+
+def check_input_size(model: nn.Module, images: jnp.ndarray) -> None:
+  """A one-line ValueError naming `model` (its registry name, which `create` gives it) when `images` have a side
+  below its `smallest_input()`."""
+  height, width = images.shape[1:3]
+  smallest = model.smallest_input()
+  if min(height, width) < smallest:
+    raise ValueError(
+      f"{model.name or type(model).__name__} needs inputs of at least {smallest}x{smallest} px; got {height}x{width}"
+    )
 
 
 # Weight initialisations a family offers through its `initializer` option. "normal" is the N(0, 0.01^2)
@@ -101,6 +141,22 @@ def max_pool(x: jnp.ndarray, window: int, stride: int, padding="VALID") -> jnp.n
   if "max_pool" in _FAST_FORMS:
     return _FAST_FORMS["max_pool"](x, window, stride, padding)
   return nn.max_pool(x, (window, window), strides=(stride, stride), padding=padding)
+
+
+def adaptive_avg_pool(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+  """PyTorch's AdaptiveAvgPool2d over NHWC: output row i averages input rows floor(i * n / size) to
+  ceil((i + 1) * n / size) - 1 (the same for columns), so a map smaller than `size` is stretched, each pixel
+  repeated once or twice. Axes already of their size are left alone."""
+  for axis, out in zip((1, 2), size):
+    n = x.shape[axis]
+    if n == out:
+      continue
+    weights = np.zeros((out, n), np.float32)
+    for i in range(out):
+      start, end = i * n // out, -(-(i + 1) * n // out)
+      weights[i, start:end] = 1.0 / (end - start)
+    x = jnp.moveaxis(jnp.tensordot(jnp.asarray(weights, x.dtype), x, axes=(1, axis)), 0, axis)
+  return x
 
 
 def avg_pool(x: jnp.ndarray, window: int) -> jnp.ndarray:

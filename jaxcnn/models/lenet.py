@@ -6,18 +6,25 @@ recognition", Proc. IEEE 1998, Section II.B and Fig. 2.
 60,000 trainable parameters. `lenet5` is the modern variant the tutorials train: the paper's layer sizes (C1 6@5x5,
 S2, C3 16@5x5, S4, C5 120, F6 84) with full C3 connectivity, plain pooling, a softmax classifier and a choice of
 activation. Like the paper, inputs smaller than 32x32 are centred in a 32x32 field (MNIST's 28x28 digits were, Section
-III.A), so C1..F6 have the paper's output sizes."""
+III.A), so C1..F6 have the paper's output sizes, and every image size is taken (`smallest_input()` is 1)."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.models.layers import Conv, avg_pool, max_pool
+from jaxcnn.models.layers import Conv, avg_pool, check_input_size, max_pool, smallest_side
 from jaxcnn.models.registry import register
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 _POOLS = {"avg": lambda x: avg_pool(x, 2), "max": lambda x: max_pool(x, 2, 2)}
+FIELD = 32  # the paper's input field (Section II.B), in which smaller images are centred
+
+
+def smallest_input() -> int:
+  """C1, S2, C3, S4 and C5 (5x5 convs and 2x2/2 subsampling without padding) need the 32x32 field, which
+  centring gives any image: LeNet-5 takes every size."""
+  return smallest_side([(5, 1, "VALID"), (2, 2, "VALID"), (5, 1, "VALID"), (2, 2, "VALID"), (5, 1, "VALID")], FIELD)
 
 
 def pad_to(images: jnp.ndarray, size: int) -> jnp.ndarray:
@@ -36,10 +43,13 @@ class LeNet5(nn.Module):
   activation: str = "relu"
   pooling: str = "max"
 
+  smallest_input = nn.nowrap(staticmethod(smallest_input))
+
   @nn.compact
   def __call__(self, images, train: bool = False):
+    check_input_size(self, images)
     act, pool = _ACTIVATIONS[self.activation], _POOLS[self.pooling]
-    x = pad_to(images, 32)
+    x = pad_to(images, FIELD)
     x = pool(act(Conv(6, (5, 5), padding="VALID", name="c1")(x)))
     x = pool(act(Conv(16, (5, 5), padding="VALID", name="c3")(x)))
     x = act(Conv(120, (5, 5), padding="VALID", name="c5")(x))  # 1x1x120, the paper's C5
@@ -152,10 +162,13 @@ class LeNet5_1998(nn.Module):
 
   num_classes: int
 
+  smallest_input = nn.nowrap(staticmethod(smallest_input))
+
   @nn.compact
   def __call__(self, images, train: bool = False):
+    check_input_size(self, images)
     conv = lambda features, name: nn.Conv(features, (5, 5), padding="VALID", kernel_init=uniform_fan_in, name=name)
-    x = pad_to(images, 32)
+    x = pad_to(images, FIELD)
     x = scaled_tanh(conv(6, "c1")(x))
     x = scaled_tanh(Subsampling(name="s2")(x))
     x = scaled_tanh(PartialConv(C3_TABLE, name="c3")(x))

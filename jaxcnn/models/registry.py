@@ -1,7 +1,8 @@
 """Name -> model-constructor registry (timm's `create_model`, for Flax linen).
 
 A family module registers each variant with `@register("name")` on a function that takes
-`num_classes` and keyword options and returns a linen Module.
+`num_classes` and keyword options and returns a linen Module. The module has a `smallest_input()`
+method, the smallest image side it takes, and raises a one-line ValueError naming it on smaller images.
 """
 
 from collections.abc import Callable
@@ -30,12 +31,14 @@ def names() -> list[str]:
 
 
 def create(name: str, num_classes: int, **options) -> nn.Module:
-  """Builds the registered model `name` for `num_classes` classes."""
+  """Builds the registered model `name` for `num_classes` classes, as a top-level module named `name` (the
+  name of a top-level module places no variables; its errors quote it)."""
   if name not in _REGISTRY:
     raise ValueError(f"unknown model {name!r}; known models: {', '.join(names())}")
   if not isinstance(num_classes, int) or num_classes < 1:
     raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
   try:
-    return _REGISTRY[name](num_classes=num_classes, **options)
+    model = _REGISTRY[name](num_classes=num_classes, **options)
   except TypeError as e:
     raise ValueError(f"bad options for model {name!r}: {e}") from None
+  return model.clone(name=name)

@@ -19,6 +19,9 @@ Options:
   small_input   (ImageNet family; None = automatic below 64 pixels) a 3x3/1 stem without max-pool, the
                 usual CIFAR adaptation of ResNet-18/50, so 28-32 pixel images keep 28-14-7-4 maps.
 
+Smallest input (`smallest_input()`, from the stride-2 convs and pools): 9 pixels with basic blocks or
+stride_in_3x3, 5 with the paper's bottlenecks and in the CIFAR family; the ImageNet stem alone 33 and 17.
+
 Every conv is followed by BatchNorm (no conv bias), ReLU after the addition. Convs use He initialisation
 N(0, 2/(k*k*out_channels)) (fan-out, as the authors' fb.resnet.torch and torchvision); BN starts at
 scale 1, shift 0.
@@ -27,7 +30,15 @@ scale 1, shift 0.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import Conv, batch_norm, max_pool, use_small_stem
+from jaxcnn.models.layers import (
+  Conv,
+  batch_norm,
+  check_input_size,
+  max_pool,
+  smallest_side,
+  stem_smallest_side,
+  use_small_stem,
+)
 from jaxcnn.models.registry import register
 
 IMAGENET_DEPTHS = {
@@ -89,8 +100,19 @@ class ResNet(nn.Module):
   stride_in_3x3: bool = False
   small_input: bool | None = None
 
+  @nn.nowrap
+  def smallest_input(self) -> int:
+    """Each stage after the first opens with a stride-2 conv: a 3x3 in basic blocks and in the "v1.5"
+    bottleneck, the first 1x1 in the paper's (its 1x1/2 shortcut beside it); the ImageNet stem adds conv1's
+    7x7/2 and the 3/2 max-pool."""
+    kernel = 3 if not self.bottleneck or self.stride_in_3x3 else 1
+    stages = [(kernel, 2, kernel // 2)] * (len(self.stage_sizes) - 1)
+    imagenet = smallest_side([(7, 2, 3), (3, 2, 1), *stages])
+    return stem_smallest_side(True if self.cifar else self.small_input, smallest_side(stages), imagenet)
+
   @nn.compact
   def __call__(self, images, train: bool = False):
+    check_input_size(self, images)
     if self.shortcut not in SHORTCUTS:
       raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {self.shortcut!r}")
     imagenet_stem = not (self.cifar or use_small_stem(self.small_input, images))

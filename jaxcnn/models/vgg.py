@@ -11,12 +11,17 @@ A 132,863,336, B 133,047,848, C 133,638,952, D 138,357,544, E 143,667,240; the B
 Dense evaluation (Section 3.2) is built in: FC layers are stored and applied as convolutions (fc6 a
 7x7 conv on the 7x7x512 map, fc7 and fc8 1x1 convs) - on a 224 input exactly the FC layers, with the
 same parameter count - and the class-score map is averaged spatially. A larger test image therefore
-gets the paper's dense, fully-convolutional evaluation with the same weights. Small images
-(`small_input`, None = automatic below 64 pixels): fc6 becomes a 1x1 conv on the final map, and pooling
-uses ceil ('SAME') windows throughout, so 28 pixels shrink 28-14-7-4-2-1 instead of reaching 0 (on 224
-inputs these windows are exactly the paper's). fc6's window is thus fixed by the option, not by the
-image: weights trained with `small_input=True` evaluate densely on larger images when the option is
-passed explicitly; without it, inputs between 64 and 223 pixels leave fc6's 7x7 window too big.
+gets the paper's dense, fully-convolutional evaluation with the same weights. The paper tests no image
+below 224 pixels (Q >= S >= 224); there a side of the final map is shorter than fc6's 7x7 window, and it
+is stretched to 7 pixels as torchvision's adaptive average pooling stretches it (each pixel repeated
+once or twice), so the same weights compute torchvision's function on inputs of 64, 96, ..., 224 pixels
+(multiples of 32, where its floor pooling and the ceil windows here agree). Pooling uses ceil
+('SAME') windows throughout, so 28 pixels shrink 28-14-7-4-2-1 instead of reaching 0 (on 224 inputs these
+windows are exactly the paper's); 17 pixels (17-9-5-3-2-1) are the fewest that leave each pool two pixels
+to pool. Small images (`small_input`, None = automatic below 64 pixels): fc6 becomes a 1x1 conv on the
+final map, i.e. the FC layers on 512 features rather than on a stretched map. fc6's window is thus fixed
+by the option, not by the image: weights trained with `small_input=True` evaluate densely on larger
+images when the option is passed explicitly.
 
 Initialisation (`initializer`): "normal" is Section 3.1's random initialisation, weights N(0, 0.01^2) and zero
 biases. (The paper writes "10^-2 variance"; its released models and most re-implementations use
@@ -28,7 +33,18 @@ trains them without pre-training: "glorot" (Glorot uniform, zero biases), which 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxcnn.models.layers import Conv, LocalResponseNorm, batch_norm, dropout, kernel_init, max_pool, use_small_stem
+from jaxcnn.models.layers import (
+  Conv,
+  LocalResponseNorm,
+  adaptive_avg_pool,
+  batch_norm,
+  check_input_size,
+  dropout,
+  kernel_init,
+  max_pool,
+  smallest_side,
+  use_small_stem,
+)
 from jaxcnn.models.registry import register
 
 CONFIGS = {
@@ -40,6 +56,8 @@ CONFIGS = {
   "E": "64 64 M 128 128 M 256 256 256 256 M 512 512 512 512 M 512 512 512 512 M",
 }
 
+FC6_WINDOW = 7  # the 7x7x512 map that fc6 reads on a 224 input (Table 1's 224 -> 7 after five pools)
+
 
 class VGG(nn.Module):
   num_classes: int
@@ -49,8 +67,14 @@ class VGG(nn.Module):
   dropout_rate: float = 0.5
   small_input: bool | None = None
 
+  @nn.nowrap
+  def smallest_input(self) -> int:
+    """The 2x2/2 max-pools are the only layers that shrink the map, on either path."""
+    return smallest_side([(2, 2, "SAME")] * CONFIGS[self.config].split().count("M"))
+
   @nn.compact
   def __call__(self, images, train: bool = False):
+    check_input_size(self, images)
     weights = kernel_init(self.initializer)
 
     def conv(x, features, kernel, name, padding):
@@ -69,7 +93,12 @@ class VGG(nn.Module):
         if self.use_bn:
           x = batch_norm(train, name=f"bn{index}")(x)
         x = nn.relu(x)
-    x = conv(x, 4096, 1 if use_small_stem(self.small_input, images) else 7, "fc6", padding="VALID")
+    if use_small_stem(self.small_input, images):
+      x = conv(x, 4096, 1, "fc6", padding="VALID")
+    else:
+      # A final map shorter than fc6's window would leave an empty score map, whose mean is NaN.
+      x = adaptive_avg_pool(x, (max(x.shape[1], FC6_WINDOW), max(x.shape[2], FC6_WINDOW)))
+      x = conv(x, 4096, FC6_WINDOW, "fc6", padding="VALID")
     x = dropout(self.dropout_rate, train)(nn.relu(x))
     x = dropout(self.dropout_rate, train)(nn.relu(conv(x, 4096, 1, "fc7", padding="VALID")))
     scores = conv(x, self.num_classes, 1, "fc8", padding="VALID")
