@@ -24,10 +24,10 @@ flattens an NCHW map as C x H x W, jaxcnn an NHWC map as H x W x C: the first Li
 
 Inputs: torchvision's ImageNet weights expect RGB in [0, 1] normalised by ImageNet's mean (0.485, 0.456,
 0.406) and std (0.229, 0.224, 0.225), resized to 256 and centre-cropped to 224 (the default config
-here: eval_augment="center", image_size=224; a stats file with that mean and std gives the exact
-normalisation). GoogLeNet's pretrained weights were ported from TensorFlow and torchvision rescales its
-input with `transform_input=True`, which is equivalent to normalising with mean = std = 0.5 per channel:
-use such a stats file for them. AlexNet needs 224x224 inputs (its first FC layer sees a 6x6 map there;
+here: eval_augment="center", image_size=224). The import stores that normalisation with its checkpoint, so
+eval and predict from its workdir use it. GoogLeNet's pretrained weights were ported from TensorFlow and
+torchvision rescales its input with `transform_input=True`, which is equivalent to normalising with mean =
+std = 0.5 per channel: its import stores that. AlexNet needs 224x224 inputs (its first FC layer sees a 6x6 map there;
 torchvision's adaptive pooling, which jaxcnn's AlexNet does not have, would stretch other sizes). VGG
 stretches a final map smaller than 7x7 as torchvision does: it computes torchvision's logits on inputs of
 64, 96, ..., 224 pixels (multiples of 32, where torchvision's floor pooling and jaxcnn's ceil windows
@@ -55,6 +55,14 @@ from jaxcnn.configs import default
 from jaxcnn.models import googlenet
 
 IMAGE_SHAPE = (224, 224, 3)  # torchvision's ImageNet size, which fixes the shapes of the first FC layers
+
+
+def normalisation(arch: str) -> dict:
+  """The input statistics torchvision's weights for `arch` expect (the module docstring), stored with the import
+  as a run's `data_stats`: eval and predict normalise with them, as they do with a trained run's."""
+  if arch == "googlenet":  # transform_input=True: the TensorFlow port's inputs in [-1, 1]
+    return {"mean": [0.5] * 3, "std": [0.5] * 3, "origin": "torchvision"}
+  return {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "origin": "torchvision"}
 
 
 # Each family maps torchvision module names (a state_dict key without .weight/.bias/...) to jaxcnn module
@@ -280,7 +288,8 @@ def convert(state_dict: dict[str, np.ndarray], arch: str) -> Imported:
 def imagenet_config():
   """The config stored with imported weights when none is given: ImageNet, evaluated as torchvision does."""
   config = default.get_config()
-  config.update(dataset="imagenet2012", image_size=IMAGE_SHAPE[0], eval_augment="center")
+  # ILSVRC-2012's test labels were never published: its validation split is where accuracy is reported.
+  config.update(dataset="imagenet2012", image_size=IMAGE_SHAPE[0], eval_augment="center", eval_split="validation")
   return config
 
 
@@ -307,7 +316,9 @@ def write_checkpoint(imported: Imported, config, workdir, source: str = "") -> p
       parameter_groups=functools.partial(transfer.parameter_groups, num_classes=imported.num_classes),
     )
     state = train.create_train_state(config, model, IMAGE_SHAPE, tx, variables=imported.variables)
-    meta = checkpoint.run_meta(config, imported.num_classes, epoch=0, record={}, controls={})
+    meta = checkpoint.run_meta(
+      config, imported.num_classes, epoch=0, record={}, controls={}, data_stats=normalisation(imported.arch)
+    )
     checkpointer.save(0, state, meta | {"imported_from": {"torchvision": imported.arch, "file": source}})
   finally:
     checkpointer.close()

@@ -285,6 +285,7 @@ class InputPipeline:
       "file": f"statistics file {self.stats.get('path')}",
       "computed": "all training images",
       "sampled": "a sample of training images",
+      "torchvision": "what torchvision's pretrained weights expect",
     }[self.stats["origin"]]
     mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
     kept = ", as the run started: from its checkpoint" if self.stats_from_run else ""
