@@ -38,7 +38,8 @@ MIN_COMPILE_SECONDS = 0.05
 
 _HIT, _MISS = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
 _LOADED, _SAVED = "saved executable loaded", "executable compiled and saved"
-_counts = {_HIT: 0, _MISS: 0, _LOADED: 0, _SAVED: 0}
+_DEFERRED = "step left to compile at its first call"
+_counts = {_HIT: 0, _MISS: 0, _LOADED: 0, _SAVED: 0, _DEFERRED: 0}
 _enabled_dir: pathlib.Path | None = None
 
 
@@ -86,10 +87,12 @@ class Compilations:
   """The persistent-cache hits and misses of the compilations inside a `watch()` block."""
 
   def __init__(self):
-    self.hits = self.misses = self.loaded = self.saved = 0
+    self.hits = self.misses = self.loaded = self.saved = self.deferred = 0
 
   def describe(self) -> str:
     """One phrase for a start line: whether the block's programs came from the cache."""
+    if self.deferred and not (self.hits or self.misses or self.loaded or self.saved):
+      return "compiles at its first call (no memory figure)"
     if _enabled_dir is None:
       return "compiled (compilation cache off)"
     if self.loaded and not (self.misses or self.saved):
@@ -120,6 +123,7 @@ def watch():
   finally:
     seen.hits, seen.misses = _counts[_HIT] - before[_HIT], _counts[_MISS] - before[_MISS]
     seen.loaded, seen.saved = _counts[_LOADED] - before[_LOADED], _counts[_SAVED] - before[_SAVED]
+    seen.deferred = _counts[_DEFERRED] - before[_DEFERRED]
 
 
 def keeps_executables() -> bool:
@@ -165,7 +169,10 @@ class SavedExecutable:
     import jax
 
     if not keeps_executables():
-      return self._jitted.lower(*args).compile() if self._ahead_of_time else self._jitted
+      if self._ahead_of_time:
+        return self._jitted.lower(*args).compile()
+      _counts[_DEFERRED] += 1
+      return self._jitted
     from jax.experimental import serialize_executable
 
     in_tree = jax.tree.structure((args, {}))

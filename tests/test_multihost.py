@@ -77,6 +77,13 @@ def test_two_processes_train_like_one_process_with_all_devices(tiny_args, tmp_pa
   # Only process 0 reports: one metrics line per epoch, not two.
   assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
   assert "epoch   2" not in (tmp_path / "p1.log").read_text()
+  # The memory plan's start lines say what happened: shard_map's steps compile before the first step and are
+  # planned; pmap's cannot be compiled ahead across processes (parallel.Pmap.compiles_ahead_of_time).
+  log = (tmp_path / "p0.log").read_text()
+  if parallelism == "pmap":
+    assert "memory: no estimate" in log and "  train step: compiles at its first call" in log, log[-3000:]
+  else:
+    assert re.search(r"memory: train step [\d.]+ [MG]iB", log) and "compiles at its first call" not in log, log
 
 
 def _progress(log: pathlib.Path) -> int:
