@@ -3,4 +3,4 @@
 Importing the package is cheap: TensorFlow is imported only when a tf.data pipeline is built.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -14,9 +14,11 @@ best_fn=..., max_to_keep=N)` keeps the N best only, so it can delete the newest 
 run needs.
 """
 
+import contextlib
 import dataclasses
 import json
 import pathlib
+import re
 
 import jax
 import numpy as np
@@ -24,9 +26,14 @@ import orbax.checkpoint as ocp
 from absl import flags, logging
 
 import jaxcnn
+from jaxcnn.configs import default
 
 # Checkpoints written by another major.minor of jaxcnn may hold another state layout.
 COMPATIBLE_VERSION_PREFIX = 2  # compare the first two version components
+
+
+class CheckpointWriteError(OSError):
+  """A checkpoint could not be written; the ones before it are intact."""
 
 
 class Checkpointer:
@@ -76,12 +83,13 @@ class Checkpointer:
 
   def save(self, step: int, state, meta: dict, metrics: dict | None = None) -> None:
     """Starts an asynchronous save of `state` (a host copy) with its metadata."""
-    self._manager.save(
-      step,
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-      metrics=metrics,
-      force=True,
-    )
+    with self._writing():  # the previous save's failure surfaces here too
+      self._manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        metrics=metrics,
+        force=True,
+      )
 
   def restore(self, template_state, step: int | None = None, check_meta=None):
     """(state, meta) of `step`, shaped and placed like `template_state` (arrays or `jax.ShapeDtypeStruct`s with a
@@ -143,12 +151,30 @@ class Checkpointer:
 
   def wait_until_finished(self) -> None:
     """Waits for pending (asynchronous) saves."""
-    self._manager.wait_until_finished()
+    with self._writing():
+      self._manager.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _writing(self):
+    """A failed write (disk full, permissions) as one short CheckpointWriteError naming the cause and the
+    checkpoint kept; Orbax's whole message (kilobytes, from tensorstore) goes to the log."""
+    try:
+      yield
+    except Exception as e:  # noqa: BLE001  (whatever the storage layer raises)
+      text = " ".join(str(e).split())
+      logging.error("writing a checkpoint in %s failed: %s: %s", self.directory, type(e).__name__, text)
+      known = re.search(r"No space left on device|Disk quota exceeded|Permission denied|Read-only file system", text)
+      cause = known.group(0) if known else f"{type(e).__name__}: {text[:80]}"
+      kept = self._manager.latest_step()
+      raise CheckpointWriteError(
+        f"cannot write a checkpoint in {self.directory} ({cause}); the last complete one, "
+        f"{'step ' + str(kept) if kept is not None else 'none'}, is kept: fix that and run the same command to resume"
+      ) from e
 
   def close(self) -> None:
     """Waits for pending (asynchronous) saves, then releases the manager."""
-    self.wait_until_finished()
-    self._manager.close()
+    self.wait_until_finished()  # after a failed write, the manager is left to the process's end: closing it then
+    self._manager.close()  # races Orbax's own threads ("Event loop is closed" from each)
 
 
 def read_weights(path: pathlib.Path, step: int | None = None) -> tuple[dict, dict, dict]:
@@ -200,21 +226,37 @@ def run_meta(
   }
 
 
+# What each jaxcnn major.minor changed in what a checkpoint means, for the line that refuses an older one.
+CHECKPOINT_CHANGES = {
+  "0.2": "per-example dropout masks, linear learning-rate scaling by batch (lr_reference_batch_size), the learning "
+  "rate passed to the step, VGG's stretched 7x7 pooling below 224 px and AlexNet's hidden bias 0.1",
+}
+
+
 def check_run_meta(meta: dict, where: pathlib.Path, config, num_classes: int) -> None:
-  """Refuses (ValueError) a checkpoint of another model, dataset, class count or jaxcnn version."""
+  """Refuses (ValueError) a checkpoint of another jaxcnn version, model, dataset or class count, or one trained
+  with other values of default.NETWORK_FIELDS than `config` has."""
   check_version(meta, jaxcnn.__version__, where)
   for key, expected in (("model", config.model), ("dataset", config.dataset), ("num_classes", num_classes)):
     if meta.get(key) != expected:
       raise ValueError(f"checkpoint {where} has {key}={meta.get(key)!r}, but the config asks for {expected!r}")
+  if "config" in meta:
+    for field, saved, current in default.network_differences(meta["config"], config):
+      raise ValueError(
+        f"checkpoint {where} was trained with {field}={json.dumps(saved)}, the config has {json.dumps(current)}; "
+        f"use the run's own config (leave --config out) or another --workdir"
+      )
 
 
 def check_version(meta: dict, current: str, where: pathlib.Path) -> None:
-  """Refuses a checkpoint written by a jaxcnn whose major.minor differs from `current`."""
+  """Refuses a checkpoint written by a jaxcnn whose major.minor differs from `current`, saying what changed."""
   saved = str(meta.get("jaxcnn_version", "unknown"))
+  prefix = ".".join(current.split(".")[:COMPATIBLE_VERSION_PREFIX])
   if saved.split(".")[:COMPATIBLE_VERSION_PREFIX] != current.split(".")[:COMPATIBLE_VERSION_PREFIX]:
+    changed = CHECKPOINT_CHANGES.get(prefix, "the saved state's layout or meaning")
     raise ValueError(
-      f"checkpoint in {where} was written by jaxcnn {saved}; this is jaxcnn {current}, "
-      f"which reads only {'.'.join(current.split('.')[:COMPATIBLE_VERSION_PREFIX])}.x checkpoints"
+      f"checkpoint in {where} was written by jaxcnn {saved}; this is jaxcnn {current}, which reads only "
+      f"{prefix}.x checkpoints (changed since: {changed}); train again, or evaluate it with jaxcnn {saved}"
     )
 
 

@@ -4,7 +4,8 @@ Both restore only the weights of a checkpoint (the latest, or `--step`) through 
 no optimizer, no training run. Eval evaluates every example of `config.eval_split` once (the last batch
 padded and masked) with the views of `config.eval_augment` (centre crop, AlexNet's ten crops, VGG's
 multi-scale grid), with the raw or the EMA weights, and writes `eval_results.json`, the per-class
-accuracies and the confusion matrix (CSV and PNG).
+accuracies, the confusion matrix (CSV and PNG), the most confident mistakes (mistakes_<split>.png) and the first
+convolution's kernels (filters.png; `visualize`).
 """
 
 import csv
@@ -14,8 +15,8 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from jaxcnn import inference, reporting
-from jaxcnn.data import sources
+from jaxcnn import inference, reporting, visualize
+from jaxcnn.data import jax_ops, sources
 from jaxcnn.watchdog import Watchdog
 
 
@@ -25,7 +26,8 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
   split = config.eval_split
   with Watchdog.from_config(config) as watchdog:  # the restore waits on other processes too
     restored = inference.Inference(config, workdir, step, splits=(split,))
-    metrics = restored.evaluate(split, watchdog, on_first_step=reporting.import_pyplot_in_background)  # confusion PNG
+    mistakes = visualize.ConfidentMistakes()  # the most confident wrong predictions, kept as the steps complete
+    metrics = restored.evaluate(split, watchdog, reporting.import_pyplot_in_background, mistakes.add)  # for the PNGs
   expected = len(restored.dataset.split(split))
   if metrics["eval_num_examples"] != expected:
     raise RuntimeError(f"evaluated {metrics['eval_num_examples']} examples of the {expected} in split {split!r}")
@@ -52,6 +54,8 @@ def evaluate_checkpoint(config, workdir, step: int | None = None) -> dict:
     workdir = pathlib.Path(workdir)
     (workdir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_confusion(confusion, class_names, workdir / f"confusion_{split}")
+    visualize.write_mistakes(restored, split, mistakes, workdir / f"mistakes_{split}.png")
+    visualize.write_filters(restored, workdir / "filters.png")
     print(
       f"{config.model} on {config.dataset}/{split} at step {results['step']} ({config.eval_weights} weights): "
       f"{results['num_examples']} images, top-1 {results['top1_accuracy']:.2%}, "
@@ -86,17 +90,22 @@ def write_confusion(confusion: np.ndarray, class_names, stem: pathlib.Path) -> N
 
 
 def _read_images(paths: list[pathlib.Path], shape: tuple) -> np.ndarray:
-  """uint8 [N, H, W, C] of image files, converted to the training images' channels and size."""
+  """uint8 [N, H, W, C] of image files in the training images' channels, prepared as evaluation prepares the
+  dataset's own images: pixels of the training size pass unchanged; another size is resized with the pipelines'
+  bilinear arithmetic (half-pixel centres, no antialiasing: `jax_ops.view`), not Pillow's antialiasing filter."""
   height, width, channels = shape
   mode = {1: "L", 3: "RGB"}[channels]
   images = []
   for path in paths:
     try:
-      with Image.open(path) as image:
-        image = image.convert(mode).resize((width, height), Image.BILINEAR)
-        images.append(np.asarray(image, np.uint8).reshape(height, width, channels))
+      with Image.open(path) as opened:
+        pixels = np.asarray(opened.convert(mode), np.uint8).reshape(opened.height, opened.width, channels)
     except (OSError, ValueError) as e:
       raise ValueError(f"{path}: cannot read image ({e})") from None
+    if pixels.shape[:2] != (height, width):
+      resized = jax_ops.view(pixels, np.array([0, 0, *pixels.shape[:2]], np.int32), False, (height, width))
+      pixels = np.clip(np.round(np.asarray(resized)), 0, 255).astype(np.uint8)
+    images.append(pixels)
   return np.stack(images)
 
 

@@ -44,14 +44,23 @@ def class_scores(apply_fn, variables: dict, images):
 
 
 def eval_step(apply_fn, variables: dict, batch: dict) -> dict:
-  """Metric sums and the confusion matrix (rows: true class, columns: predicted) of one eval batch."""
+  """Metric sums and the confusion matrix (rows: true class, columns: predicted) of one eval batch, and under
+  `examples` each example's predicted class, its probability, label and mask, in the global batch's order (a few
+  bytes an example, for --mode=eval's most confident mistakes; `metrics.summarize` leaves them out)."""
   scores = class_scores(apply_fn, variables, batch["image"])
   num_classes = scores.shape[-1]
   sums = metric_sums(scores, batch["label"], batch["mask"])
+  predicted = jnp.argmax(scores, -1)
   # One-hot product rather than a scatter: no scatter sharding rules to meet under jit.
   truth = jax.nn.one_hot(batch["label"], num_classes) * batch["mask"][:, None]
-  sums["confusion"] = truth.T @ jax.nn.one_hot(jnp.argmax(scores, -1), num_classes)
-  return jax.lax.psum(sums, parallel.AXIS)
+  sums["confusion"] = truth.T @ jax.nn.one_hot(predicted, num_classes)
+  examples = {
+    "predicted": predicted.astype(jnp.int32),
+    "probability": jnp.max(jax.nn.softmax(scores.astype(jnp.float32)), -1),
+    "label": batch["label"],
+    "mask": batch["mask"],
+  }
+  return jax.lax.psum(sums, parallel.AXIS) | {"examples": jax.lax.all_gather(examples, parallel.AXIS, tiled=True)}
 
 
 def probabilities_step(apply_fn, variables: dict, batch: dict):
@@ -95,22 +104,26 @@ def plan_eval_step(step, strategy, input_pipeline, variables, split, have, resid
   return images, need, f"{label}: {compilations.describe()}; {per_step} per step{shrunk}"
 
 
-def run_steps(strategy, step, variables, batches, label: str, watchdog=None, on_first_step=None) -> list:
+def run_steps(
+  strategy, step, variables, batches, label: str, watchdog=None, on_first_step=None, on_output=None
+) -> list:
   """Host copies of `step(variables, batch)` for every batch, with at most parallel.MAX_STEPS_IN_FLIGHT steps
   dispatched ahead (more can starve XLA:CPU's collectives: see there); each completed step is reported to
   `watchdog` (jaxcnn.watchdog.Watchdog) as "{label} {i}", when given; `on_first_step()` is called after the first
-  dispatch. The one eval loop of training's validation, --mode=eval and --mode=predict. An out-of-memory error of
-  the runtime ends in one line naming the step and its batch."""
+  dispatch; each host copy, in order, goes through `on_output`, when given, and what that returns is kept. The one
+  eval loop of training's validation, --mode=eval and --mode=predict. An out-of-memory error of the runtime ends
+  in one line naming the step and its batch."""
   in_flight = parallel.InFlight(strategy.to_host, watchdog and watchdog.progress)
   outputs, shape = [], "?"
+  keep = on_output or (lambda output: output)
   with memory.naming_out_of_memory(label, lambda: f"this process's batch {shape}", _EVAL_BATCH_ADVICE):
     for i, batch in enumerate(batches, start=1):
       shape = "x".join(map(str, batch["image"].shape))
       dispatched = step(variables, strategy.put_batch(batch))
       if on_first_step is not None and i == 1:
         on_first_step()
-      outputs += in_flight.push(dispatched, f"{label} {i}")
-    return outputs + in_flight.drain()
+      outputs += map(keep, in_flight.push(dispatched, f"{label} {i}"))
+    return outputs + list(map(keep, in_flight.drain()))
 
 
 _EVAL_BATCH_ADVICE = "lower --config.eval_batch_size (the views evaluated at once)"
@@ -181,13 +194,21 @@ class Inference:
   def _probabilities_step(self):
     return compile_step(self.strategy, self.model, self.config, probabilities_step, "probabilities_step")
 
-  def evaluate(self, split: str, watchdog=None, on_first_step=None) -> dict:
+  def evaluate(self, split: str, watchdog=None, on_first_step=None, on_examples=None) -> dict:
     """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each
-    completed step is reported to `watchdog`, when given; `on_first_step()` runs once the first is dispatched."""
+    completed step is reported to `watchdog`, when given; `on_first_step()` runs once the first is dispatched;
+    `on_examples(examples)` receives each step's per-example outputs (`eval_step`), which are not kept."""
     label = f"{split} eval step"
     batches = self._planned_batches(self._eval_step, self.dataset.split(split), label)
+
+    def on_output(output: dict) -> dict:
+      examples = output.pop("examples")
+      if on_examples is not None:
+        on_examples(examples)
+      return output
+
     steps = run_steps(
-      self.strategy, self._eval_step, self._device_variables, batches, label, watchdog, on_first_step=on_first_step
+      self.strategy, self._eval_step, self._device_variables, batches, label, watchdog, on_first_step, on_output
     )
     return summarize(steps, "eval")
 

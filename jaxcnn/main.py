@@ -55,23 +55,14 @@ flags.DEFINE_string(
   "JAX's persistent compilation cache, so restarts, eval and predict "
   f"load the compiled steps; empty = off; default ${compile_cache.ENV} or ~/.cache/jaxcnn/xla.",
 )
-_CONFIG = config_flags.DEFINE_config_file("config", str(configs.path_of("lenet5")), "Experiment name or config file.")
-
-
-class _NamedConfigParser(flags.ArgumentParser):
-  """Accepts a registered experiment name as well as a path; ml_collections' parser loads the file."""
-
-  def __init__(self, file_parser: flags.ArgumentParser):
-    self._file_parser = file_parser
-
-  def parse(self, name_or_path):
-    return self._file_parser.parse(str(configs.path_of(name_or_path)))
-
-  def flag_type(self):
-    return self._file_parser.flag_type()
-
-
-FLAGS["config"].parser = _NamedConfigParser(FLAGS["config"].parser)
+flags.DEFINE_integer(
+  "compilation_cache_max_mb",
+  None,
+  "The compilation cache's bound in MiB (the least recently used programs go first); 0 = no bound; "
+  f"default ${compile_cache.MAX_MB_ENV} or {compile_cache.DEFAULT_MAX_MB}.",
+  lower_bound=0,
+)
+_CONFIG = configs.define_flag("lenet5")
 
 
 def _parse_flags(argv):
@@ -79,16 +70,34 @@ def _parse_flags(argv):
   try:
     return FLAGS(argv)
   except (flags.Error, KeyError, TypeError, ValueError, AttributeError) as e:
-    message = " ".join(str(e).split())
-    sys.exit(f"jaxcnn: error: {message}")
+    sys.exit(_error_line(e))
+
+
+# What --mode=eval and --mode=predict may override in the stored config: how to evaluate, never what the
+# network computes (default.NETWORK_FIELDS are refused when they differ; the rest cannot change an evaluation).
+EVAL_OVERRIDES = (
+  "eval_split",
+  "eval_batch_size",
+  "eval_augment",
+  "eval_weights",
+  "data_dir",
+  "skip_bad_images",
+  "pipeline",
+  "compute_dtype",
+  "parallelism",
+  "step_timeout_seconds",
+  "first_step_timeout_seconds",
+)
 
 
 def _config_for_mode():
-  """The config: --config for training; for the other modes the one stored in the workdir, when no
-  --config is given, with any --config.FIELD overrides applied (so eval needs only the workdir)."""
+  """The config: --config (with its overrides) for training; for eval and predict the one stored in the workdir,
+  with the overrides that choose how to evaluate (EVAL_OVERRIDES) applied. A --config or override that differs
+  from the stored run in what the network computes (default.NETWORK_FIELDS) is refused; other overrides
+  cannot change an evaluation and are ignored with a warning."""
   stored = pathlib.Path(FLAGS.workdir, "config.json")
   overrides = config_flags.get_override_values(FLAGS["config"])
-  if FLAGS.mode == "train" or FLAGS["config"].present or not stored.exists():
+  if FLAGS.mode == "train" or not stored.exists():
     config = _CONFIG.value
     if "learning_rate" in overrides and "lr_reference_batch_size" not in overrides:
       config.lr_reference_batch_size = 0  # a rate the user typed is the rate they want, at any batch
@@ -99,9 +108,50 @@ def _config_for_mode():
   for field, value in default.get_config().items():
     if field not in config:
       config[field] = value
+  asked = _CONFIG.value if FLAGS["config"].present else ml_collections.ConfigDict(json.loads(stored.read_text()))
   for field, value in overrides.items():
-    config.update_from_flattened_dict({field: value})
+    asked.update_from_flattened_dict({field: value})
+  for field, saved, given in default.network_differences(config, asked):
+    flag = f"--config.{field}" if any(o.split(".")[0] == field for o in overrides) else "--config"
+    raise ValueError(
+      f"{stored.parent} was trained with {field}={json.dumps(saved)}; {flag} asks for {json.dumps(given)}, "
+      f"another network: leave it out to evaluate the run as trained"
+    )
+  for field, value in overrides.items():
+    if field.split(".")[0] in EVAL_OVERRIDES:
+      config.update_from_flattened_dict({field: value})
+    elif field.split(".")[0] not in default.NETWORK_FIELDS:
+      logging.warning("--config.%s is not used by --mode=%s (it evaluates the run as trained)", field, FLAGS.mode)
   return config
+
+
+def _jaxcnn_info_and_warnings(record) -> bool:
+  """The default log: INFO lines from jaxcnn's own modules; warnings and errors from anywhere, a library's as the
+  first line of its message, without a traceback (Orbax logs several per failed write; jaxcnn's error line names
+  the failure, and the full message is logged by jaxcnn above it)."""
+  if record.pathname.startswith(_PACKAGE_DIR):
+    return True
+  if record.levelno < logging.converter.STANDARD_WARNING:
+    return False
+  record.msg, record.args = (record.getMessage().strip().splitlines() or [""])[0], None
+  record.exc_info = record.exc_text = record.stack_info = None
+  return True
+
+
+_PACKAGE_DIR = str(pathlib.Path(__file__).parent)
+ERROR_LINE_CHARACTERS = 300  # what a person reads at a glance
+
+
+def _error_line(error: Exception) -> str:
+  """`jaxcnn: error: ...` on one line of at most ERROR_LINE_CHARACTERS; a longer message goes to the log whole,
+  above the line, which keeps its start."""
+  message = " ".join(str(error).split()) or type(error).__name__
+  line = f"jaxcnn: error: {message}"
+  if len(line) <= ERROR_LINE_CHARACTERS:
+    return line
+  logging.error("%s: %s", type(error).__name__, str(error))
+  suffix = " ... (whole message above)"
+  return line[: ERROR_LINE_CHARACTERS - len(suffix)].rstrip() + suffix
 
 
 def main(argv):
@@ -110,7 +160,10 @@ def main(argv):
   if FLAGS.mode != "summary" and not FLAGS.workdir:
     sys.exit(f"jaxcnn: error: --workdir is required for --mode={FLAGS.mode}")
   if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every file operation at INFO; --verbosity=0 shows them.
+    # jaxcnn's own INFO lines (what was not used, where weights came from) and every library's warnings; Orbax
+    # and JAX log every file operation and compilation at INFO: --verbosity=0 shows those too.
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_jaxcnn_info_and_warnings)
   # `kill -USR1 PID` writes the Python stack of every thread to stderr and the process goes on: where a slow or
   # stuck run stands, without a debugger (the watchdog writes the same before it ends a run).
   faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -119,7 +172,7 @@ def main(argv):
   from jaxcnn import kernels
 
   print(kernels.enable() if FLAGS.kernels else kernels.disable(), flush=True)
-  compile_cache.enable(FLAGS.compilation_cache_dir)
+  compile_cache.enable(FLAGS.compilation_cache_dir, FLAGS.compilation_cache_max_mb)
   from jaxcnn import evaluate, memory, parallel, summary, train
 
   try:
@@ -138,8 +191,8 @@ def main(argv):
       if not FLAGS.images:
         raise ValueError("--mode=predict needs --images=FILE[,FILE|FOLDER...]")
       evaluate.predict(config, FLAGS.workdir, FLAGS.images, FLAGS.step)
-  except (ValueError, FileNotFoundError, train.NonFiniteLossError, memory.OutOfMemoryError) as e:
-    sys.exit(f"jaxcnn: error: {' '.join(str(e).split())}")
+  except (ValueError, OSError, train.NonFiniteLossError, memory.OutOfMemoryError) as e:
+    sys.exit(_error_line(e))
 
 
 def run():

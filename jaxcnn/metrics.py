@@ -21,8 +21,9 @@ def metric_sums(logits, labels, mask=None) -> dict:
 
 
 def summarize(sums: list[dict], prefix: str) -> dict:
-  """Means from a list of per-batch metric sums already on the host (a confusion matrix is summed too)."""
-  totals = {k: np.sum([s[k] for s in sums], axis=0) for k in sums[0]} if sums else {}
+  """Means from a list of per-batch metric sums already on the host (a confusion matrix is summed too; per-example
+  outputs, the eval step's `examples`, are not sums and are left out)."""
+  totals = {k: np.sum([s[k] for s in sums], axis=0) for k in sums[0] if k != "examples"} if sums else {}
   count = max(float(totals.get("count", 0.0)), 1.0)
   top1 = float(totals.get("top1", 0.0)) / count
   summary = {

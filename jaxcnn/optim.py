@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "plateau")
@@ -77,20 +78,70 @@ def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
   return lambda step: jnp.where(step < warmup_steps, warmup(step), main(step))
 
 
+def scale_by_learning_rate(schedule: optax.Schedule, constant: bool = False) -> optax.GradientTransformationExtraArgs:
+  """`optax.scale_by_learning_rate(schedule)`, whose rate the caller may give: `update(..., learning_rate=lr)`
+  multiplies the updates by -lr, the same floats as -schedule(count) when lr is the schedule's float32 value
+  (`learning_rates`). The train step passes each step's rate in, so its compiled program holds no schedule (nor
+  the epoch count, steps per epoch or base rate the schedule depends on); without one, the schedule is applied
+  in place, as optax does. The state is optax's `ScaleByScheduleState` either way (its count advances), so
+  checkpoints keep their structure.
+
+  `constant`: the schedule is one number (constant and plateau without warm-up). Inside a step XLA folded it
+  into the plateau factor (updates * (factor * -rate)); with a rate given, this leaves the updates to
+  `scale_by_lr_factor(with_rate=True)`, which multiplies in that order: the same floats as before."""
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None, *, learning_rate=None, **extra_args):
+    del params, extra_args
+    if learning_rate is None or not constant:
+      step_size = -1 * (schedule(state.count) if learning_rate is None else learning_rate)
+      updates = jax.tree.map(lambda g: jnp.array(step_size, dtype=g.dtype) * g, updates)
+    return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def has_constant_rate(config) -> bool:
+  """Whether the schedule is one number (constant and plateau without warm-up): the step then multiplies the
+  rate into the plateau factor first (`scale_by_learning_rate`), a program of its own (train.train_step_key)."""
+  return config.schedule in ("constant", "plateau") and not (config.warmup_epochs or config.warmup_steps)
+
+
+def learning_rates(schedule: optax.Schedule):
+  """`rates(first, count)`: the float32 rates of the optimizer's updates first .. first + count - 1 (0-based), the
+  values `schedule` gives inside a step, computed in one program on the default device (the train loop asks once
+  per epoch)."""
+  compiled = jax.jit(jax.vmap(lambda count: jnp.asarray(schedule(count), jnp.float32)))
+
+  def rates(first: int, count: int) -> np.ndarray:
+    return np.asarray(compiled(np.arange(first, first + count, dtype=np.int32)))
+
+  return rates
+
+
 class LrFactorState(NamedTuple):
   lr_factor: jax.Array  # multiplies every update; lowered by ReduceOnPlateau
 
 
-def scale_by_lr_factor() -> optax.GradientTransformation:
+def scale_by_lr_factor(with_rate: bool = False) -> optax.GradientTransformationExtraArgs:
+  """Multiplies the updates by the plateau factor; `with_rate`, by factor * -learning_rate when a rate is given
+  (see `scale_by_learning_rate`'s `constant`)."""
+
   def init(params):
     del params
     return LrFactorState(lr_factor=jnp.ones((), jnp.float32))
 
-  def update(updates, state, params=None):
-    del params
-    return jax.tree.map(lambda u: u * state.lr_factor.astype(u.dtype), updates), state
+  def update(updates, state, params=None, *, learning_rate=None, **extra_args):
+    del params, extra_args
+    scale = state.lr_factor
+    if with_rate and learning_rate is not None:
+      scale = scale * -learning_rate
+    return jax.tree.map(lambda u: u * scale.astype(u.dtype), updates), state
 
-  return optax.GradientTransformation(init, update)
+  return optax.GradientTransformationExtraArgs(init, update)
 
 
 def _is_lr_factor(node) -> bool:
@@ -174,6 +225,7 @@ def create(config, steps_per_epoch: int, parameter_groups=None) -> optax.Gradien
   if config.weight_decay_mode not in ("coupled", "decoupled"):
     raise ValueError(f"unknown weight_decay_mode {config.weight_decay_mode!r}; known: coupled, decoupled")
   schedule = learning_rate_schedule(config, steps_per_epoch)
+  constant_rate = has_constant_rate(config)
   mask = None if config.decay_biases_and_norms else _decay_mask
   decay = optax.add_decayed_weights(config.weight_decay, mask=mask)
   if config.optimizer == "sgd":
@@ -186,8 +238,9 @@ def create(config, steps_per_epoch: int, parameter_groups=None) -> optax.Gradien
     decay if coupled else optax.identity(),
     direction,
     optax.identity() if coupled else decay,
-    optax.scale_by_learning_rate(schedule),
-    scale_by_lr_factor(),
+    # The rate from the step's `learning_rate` argument, else from the schedule.
+    scale_by_learning_rate(schedule, constant_rate),
+    scale_by_lr_factor(with_rate=constant_rate),
   )
   if not (config.freeze_backbone or config.backbone_lr_multiplier != 1.0):
     return tx

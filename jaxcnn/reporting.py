@@ -1,10 +1,10 @@
 """What a user sees of a run: a progress bar, one line per epoch, metrics as JSON lines, TensorBoard
 events and, at the end, PNG plots of the training curves."""
 
+import concurrent.futures
 import json
 import pathlib
 import sys
-import threading
 import time
 
 import jax
@@ -133,12 +133,39 @@ def pyplot():
   return plt
 
 
+_report_thread: concurrent.futures.ThreadPoolExecutor | None = None
+_reports: list[concurrent.futures.Future] = []
+
+
+def in_background(fn, *args) -> None:
+  """Runs `fn(*args)` on the report thread (one, started on first use, after matplotlib's import): work for
+  the user's eyes (plots, images) that must not delay a step. An error there is logged, not raised: a picture
+  that fails never stops a run."""
+  global _report_thread
+  if _report_thread is None:
+    _report_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxcnn-report")
+
+  def guarded():
+    try:
+      fn(*args)
+    except Exception as e:  # noqa: BLE001
+      logging.warning("%s failed on the report thread: %s: %s", getattr(fn, "__name__", fn), type(e).__name__, e)
+
+  _reports.append(_report_thread.submit(guarded))
+
+
+def wait_for_background() -> None:
+  """Waits for what `in_background` was given (before its outputs are read or their writers closed)."""
+  while _reports:
+    _reports.pop(0).result()
+
+
 def import_pyplot_in_background() -> None:
-  """Starts importing matplotlib (~1 s on a small CPU) on a thread of its own, for a run that ends with plots.
+  """Starts importing matplotlib (~1 s on a small CPU) on the report thread, for a run that ends with plots.
   Called once the first step is dispatched: from then on the main thread mostly waits for XLA (the GIL is
   free), where during start-up the import would compete with it for the GIL and delay the first step."""
   if is_reporter():
-    threading.Thread(target=pyplot, name="import-matplotlib", daemon=True).start()
+    in_background(pyplot)
 
 
 def plot_curves(workdir: pathlib.Path) -> pathlib.Path | None:

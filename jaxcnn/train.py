@@ -8,6 +8,7 @@ parallel.py runs them under `pmap` or `jit(shard_map)`.
 
 import dataclasses
 import functools
+import json
 import pathlib
 import time
 from typing import Any
@@ -31,6 +32,8 @@ from jaxcnn import (
   preemption,
   reporting,
   transfer,
+  visualize,
+  workdir_lock,
 )
 from jaxcnn.metrics import metric_sums, summarize
 from jaxcnn.models import layers
@@ -41,6 +44,15 @@ class TrainState(train_state.TrainState):
   batch_stats: Any  # BatchNorm running statistics ({} for models without BatchNorm)
   rng: jax.Array  # raw uint32 PRNG key; dropout keys are folded from it by step (and example, layers.Dropout)
   ema_params: Any  # moving average of params when config.ema_decay > 0, else {}
+
+  def apply_gradients(self, *, grads, learning_rate=None, **kwargs):
+    """flax's `apply_gradients`; a `learning_rate` given goes to the optimizer (optim.scale_by_learning_rate)."""
+    if learning_rate is None:
+      return super().apply_gradients(grads=grads, **kwargs)
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params, learning_rate=learning_rate)
+    return self.replace(
+      step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state, **kwargs
+    )
 
 
 def create_train_state(config, model, image_shape, tx, variables=None) -> TrainState:
@@ -108,6 +120,9 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   during training; each adds `aux_loss_weight` times its cross-entropy to the loss. With bfloat16
   compute, params and images are cast for the forward pass only: the gradient flows back through
   the cast to the float32 params, and the loss is taken in float32.
+
+  `batch["learning_rate"]` (every example holds the step's rate, `Run.learning_rates`) is the step's learning rate:
+  the compiled step then holds no schedule. Without it, the optimizer's schedule gives the rate.
   """
   dtype = jnp.dtype(options.compute_dtype)
   # One dropout key for every device; each example's mask comes from its index in the global batch, so that
@@ -155,7 +170,9 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
     grads = jax.tree.map(lambda g: g / k, grads)
   grads = jax.lax.pmean(grads, parallel.AXIS)
   new_state = state.apply_gradients(
-    grads=grads, batch_stats=state.batch_stats if options.freeze_batch_stats else batch_stats
+    grads=grads,
+    learning_rate=batch["learning_rate"][0] if "learning_rate" in batch else None,
+    batch_stats=state.batch_stats if options.freeze_batch_stats else batch_stats,
   )
   if options.ema_decay:
     new_state = new_state.replace(
@@ -203,10 +220,12 @@ class Run:
     self.steps_per_epoch = data.num_batches(len(train_split), config.batch_size, drop_remainder=True)
     if self.steps_per_epoch == 0:
       raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_split)} training examples")
-    if config.schedule == "plateau" or config.early_stopping_patience or config.stop_at_accuracy:
+    stop_on_validation = config.stop_at_accuracy and config.stop_at_accuracy_split == "validation"
+    if config.schedule == "plateau" or config.early_stopping_patience or stop_on_validation:
       self.dataset.split("validation")  # all three watch the validation split
     self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
+    self.learning_rates = optim.learning_rates(self.schedule)  # (first step, count) -> the steps' rates
     tx = optim.create(
       config, self.steps_per_epoch, functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes)
     )
@@ -218,7 +237,8 @@ class Run:
   @property
   def eval_splits(self) -> list[str]:
     """The splits this run evaluates: validation after each epoch, and the split --mode=eval reads afterwards."""
-    names = [name for name in ("validation", self.config.eval_split) if name in self.dataset.splits]
+    test = ("test",) if self.config.stop_at_accuracy_split == "test" else ()  # evaluated after every epoch too
+    names = [name for name in ("validation", self.config.eval_split, *test) if name in self.dataset.splits]
     return list(dict.fromkeys(names))
 
   @functools.cached_property
@@ -243,7 +263,9 @@ class Run:
       local = per_device * jax.local_device_count()
       shapes = {k: ((local, *shape[1:]), dtype) for k, (shape, dtype) in shapes.items()}
     local = shapes["label"][0][0]
-    return self.strategy.batch_spec(shapes | {"stop_requested": ((local,), np.int32)})  # preemption.StopRequests
+    # The stop flags (preemption.StopRequests) and the step's learning rate ride in the batch, one per example.
+    extra = {"stop_requested": ((local,), np.int32), "learning_rate": ((local,), np.float32)}
+    return self.strategy.batch_spec(shapes | extra)
 
   def plan_memory(self, train_step, device_state) -> list[str]:
     """Compiles (or loads; runs nothing) the train step and each evaluated split's eval step for the run's shapes
@@ -302,8 +324,9 @@ class Run:
         watchdog.expect_compile("compiling the eval step")
       self._eval_step_called = True
       batches = self.input.eval_batches(split, self.eval_images[split])
+      label = f"{variant}{split} eval step"
       sums = inference.run_steps(
-        self.strategy, self.eval_step, variables, batches, f"{variant}{split} eval step", watchdog
+        self.strategy, self.eval_step, variables, batches, label, watchdog, on_output=_without_examples
       )
       summary = summarize(sums, variant + prefix)
       summary.pop(f"{variant}{prefix}_confusion")
@@ -320,6 +343,71 @@ class Run:
       template = jax.tree.map(lambda x: x.update(sharding=device), jax.eval_shape(self._new_state))
     self.state, meta = self.checkpointer.restore(template, step, check)
     return meta
+
+
+def _without_examples(sums: dict) -> dict:
+  """An eval step's output without its per-example part (only --mode=eval's mistakes use it)."""
+  return {k: v for k, v in sums.items() if k != "examples"}
+
+
+# Config fields that do not enter the compiled train step (as the batch carries the learning rate: see train_step),
+# left out of its key in the compilation cache so that runs differing only in them share one executable. A denylist:
+# a field added later stays in the key until it is shown not to enter the step. tests/test_compile_cache.py lowers
+# the step under configs differing in each field listed and checks that the programs are the same text.
+TRAIN_STEP_UNKEYED = (
+  # How long and on which files: the epoch count and the data's size (steps per epoch) only entered the
+  # learning-rate schedule; shapes, dtypes and placements of the batch are in the key as arguments.
+  "num_epochs",
+  "data_dir",
+  "validation_size",
+  "validation_fraction",
+  # The learning-rate schedule: computed on the host, its value passed in with the batch.
+  "learning_rate",
+  "lr_reference_batch_size",
+  "schedule",
+  "lr_boundaries_epochs",
+  "lr_boundaries_steps",
+  "lr_decay_factor",
+  "lr_decay_every_epochs",
+  "warmup_epochs",
+  "warmup_steps",
+  "warmup_mode",
+  "warmup_init_lr",
+  # Host-side controls (the plateau factor is a leaf of the optimizer state: an argument).
+  "plateau_metric",
+  "plateau_factor",
+  "plateau_patience",
+  "plateau_min_delta",
+  "plateau_max_reductions",
+  "early_stopping_patience",
+  "early_stopping_min_delta",
+  "stop_at_accuracy",
+  # Evaluation only.
+  "eval_split",
+  "eval_weights",
+  "eval_batch_size",
+  # Values the step takes as arguments (initial weights, the PRNG key), and bookkeeping.
+  "init_from",
+  "init_step",
+  "seed",
+  "checkpoint_max_to_keep",
+  "checkpoint_keep_best",
+  "checkpoint_best_metric",
+  "checkpoint_every_steps",
+  "log_every_steps",
+  "step_timeout_seconds",
+  "first_step_timeout_seconds",
+)
+
+
+def train_step_key(config) -> str:
+  """The train step's key in the compilation cache: the config without TRAIN_STEP_UNKEYED, as sorted JSON, and
+  the one thing those fields decide in the step: whether the rate is constant (optim.has_constant_rate)."""
+  kept = {field: value for field, value in config.items() if field not in TRAIN_STEP_UNKEYED}
+  kept[" constant learning rate"] = optim.has_constant_rate(config)
+  return json.dumps(
+    {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in kept.items()}, sort_keys=True, default=str
+  )
 
 
 class NonFiniteLossError(RuntimeError):
@@ -341,14 +429,18 @@ def train_and_evaluate(config, workdir, epochs_per_run: int | None = None) -> di
     raise ValueError(f"nan_policy must be 'stop' or 'skip', got {config.nan_policy!r}")
   if not 0 <= config.stop_at_accuracy <= 1:
     raise ValueError(f"stop_at_accuracy is a fraction in [0, 1] (0 = off), got {config.stop_at_accuracy}")
-  # Watched from before the first wait on other processes (the checkpoint manager's barrier, the restore) to
-  # after the last save: a peer that dies or stalls anywhere in between ends this process too.
-  with Watchdog.from_config(config) as watchdog:
-    return _train_and_evaluate(config, pathlib.Path(workdir), epochs_per_run, watchdog)
+  if config.stop_at_accuracy_split not in ("validation", "test"):
+    raise ValueError(f"stop_at_accuracy_split is 'validation' or 'test', got {config.stop_at_accuracy_split!r}")
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  # Watched from before the first wait on other processes (the lock's broadcast, the checkpoint manager's barrier,
+  # the restore) to after the last save: a peer that dies or stalls anywhere in between ends this process too. The
+  # workdir's lock is taken before anything is written there: one run per workdir.
+  with Watchdog.from_config(config) as watchdog, workdir_lock.hold(workdir):
+    return _train_and_evaluate(config, workdir, epochs_per_run, watchdog)
 
 
 def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | None, watchdog: Watchdog) -> dict:
-  workdir.mkdir(parents=True, exist_ok=True)
   if reporting.is_reporter():
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   run = Run(config, workdir)
@@ -370,8 +462,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
   p_train_step = compile_cache.SavedExecutable(
     run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True),
     "train_step",
-    # The learning-rate schedule inside the optimizer counts steps per epoch, which the data decides.
-    f"{config.to_json_best_effort(sort_keys=True)} steps_per_epoch={run.steps_per_epoch}",
+    train_step_key(config),
     run.strategy.compiles_ahead_of_time,
   )
   state = run.strategy.put_state(run.state)
@@ -424,6 +515,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
           break
   finally:
     run.checkpointer.close()
+    reporting.wait_for_background()  # input_batch.png, eval_views.png: their TensorBoard images before the close
     tensorboard.close()
   reporting.plot_curves(workdir)
   return record
@@ -473,7 +565,8 @@ def _train_epoch(
 
   `stopped_at` is the epoch's batch (1-based) after which a stop request ended it, else None. Periodic
   and stop checkpoints inside the epoch go through `save_mid_epoch(host_state, batches_done)`. With a
-  `tensorboard`, the first batch's images are logged: what the model sees, augmentation included.
+  `tensorboard`, the first batch goes to `visualize.after_first_step` on the report thread: input_batch.png,
+  eval_views.png and their TensorBoard images (what the model sees, augmentation included).
 
   At most parallel.MAX_STEPS_IN_FLIGHT steps are in flight (see there why); each completed step is reported
   to the watchdog, and its agreed stop flag read: every process completes the same steps at the same
@@ -484,17 +577,21 @@ def _train_epoch(
   first_step = epoch * run.steps_per_epoch + skip + 1  # global step number of the epoch's first new batch
   in_flight = parallel.InFlight(strategy.to_host, watchdog.progress)
   start, host_sums, stopped_at = time.perf_counter(), [], None
+  rates = run.learning_rates(epoch * run.steps_per_epoch, run.steps_per_epoch)  # the epoch's, as the schedule gives
   with memory.naming_out_of_memory("train step", lambda: _train_sizes(config), _TRAIN_BATCH_ADVICE):
     for i, batch in enumerate(run.input.train_batches(epoch, start_batch=skip), start=skip + 1):
-      batch = {**batch, "stop_requested": stop_requests.flags(len(batch["label"]))}
+      local = len(batch["label"])
+      batch = {
+        **batch,
+        "stop_requested": stop_requests.flags(local),
+        "learning_rate": np.full(local, rates[i - 1], np.float32),
+      }
       state, step_sums = p_train_step(state, strategy.put_batch(batch))
       step = epoch * run.steps_per_epoch + i
       new_sums = in_flight.push(step_sums, f"train step {step} (epoch {epoch + 1}, batch {i})")
-      if tensorboard is not None and i == skip + 1:  # this invocation's first step
-        if reporting.is_reporter():
-          reporting.import_pyplot_in_background()  # for plot_curves at the run's end
-        first = np.asarray(batch["image"])[:8]
-        tensorboard.images(step, "train_inputs", first * run.input.std + run.input.mean)
+      if tensorboard is not None and i == skip + 1 and reporting.is_reporter():  # this invocation's first step
+        reporting.import_pyplot_in_background()  # for plot_curves at the run's end
+        reporting.in_background(visualize.after_first_step, run, batch, step, tensorboard)  # input_batch.png, ...
       periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
       logging_point = i % config.log_every_steps == 0 or i == run.steps_per_epoch
       stopping = any(s["stop_requested"] for s in new_sums)
@@ -546,6 +643,8 @@ def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: floa
   }
   if "validation" in run.dataset.splits:
     record.update(run.evaluate(state, "validation", "validation", watchdog=watchdog))
+  if config.stop_at_accuracy_split == "test":  # time to accuracy (jaxcnn.bench): the test split every epoch
+    record.update(run.evaluate(state, "test", "test", watchdog=watchdog))
   if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
     factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
     host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))
@@ -564,8 +663,9 @@ def _ended_itself(record: dict) -> bool:
 
 
 def _stop_metric(config) -> str:
-  """The validation accuracy stop_at_accuracy watches: of the weights that --mode=eval evaluates."""
-  return ("ema_" if config.ema_decay and config.eval_weights == "ema" else "") + "validation_top1_accuracy"
+  """The accuracy stop_at_accuracy watches (on stop_at_accuracy_split): of the weights --mode=eval evaluates."""
+  ema = "ema_" if config.ema_decay and config.eval_weights == "ema" else ""
+  return f"{ema}{config.stop_at_accuracy_split}_top1_accuracy"
 
 
 def _report_stop(signal_name: str, step: int, epoch: int, batch: int) -> None:
@@ -582,7 +682,8 @@ def _report_end(record: dict, config) -> None:
     return
   if record.get("stopped_at_accuracy"):
     print(
-      f"Stopping: validation top-1 accuracy {record[_stop_metric(config)]:.2%} reached stop_at_accuracy "
+      f"Stopping: {config.stop_at_accuracy_split} top-1 accuracy {record[_stop_metric(config)]:.2%} reached "
+      f"stop_at_accuracy "
       f"{config.stop_at_accuracy:.2%} after epoch {record['epoch']}",
       flush=True,
     )

@@ -94,6 +94,7 @@ def tiny_args(tiny_data_dir) -> list[str]:
 
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+ERROR_LINE_BOUND = 300  # characters of a `jaxcnn: error:` line (jaxcnn/main.py ERROR_LINE_CHARACTERS)
 FORCED_DEVICE_COUNT = "--xla_force_host_platform_device_count=8"  # what this file adds to XLA_FLAGS above
 
 
@@ -104,6 +105,11 @@ def run_module(module: str, *args: str, cwd=REPO, extra_env=None, timeout: float
   env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
   env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split() if flag != FORCED_DEVICE_COUNT)
   env.update(extra_env or {})
-  return subprocess.run(
+  result = subprocess.run(
     [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
   )
+  # Every run of the suite holds jaxcnn's errors to what a person reads at a glance.
+  errors = [line for line in result.stderr.splitlines() if line.startswith("jaxcnn") and ": error:" in line]
+  long = [line for line in errors if len(line) > ERROR_LINE_BOUND]
+  assert not long, f"error lines over {ERROR_LINE_BOUND} characters: {long}"
+  return result

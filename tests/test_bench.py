@@ -1,6 +1,10 @@
 """`python -m jaxcnn.bench` runs end to end and reports a sane table and JSON (its speed is not tested); it
-prints a jaxcnn / PyTorch ratio only for equal work."""
+prints a jaxcnn / PyTorch ratio only for equal work, and none when its own PyTorch figure is off a plain loop's.
 
+The PyTorch tests skip without torch, unless JAXCNN_REQUIRE_TORCH=1 (CI's PyTorch stage), where they fail."""
+
+import ast
+import importlib.util
 import json
 import os
 import pathlib
@@ -14,11 +18,19 @@ from jaxcnn.bench import accuracy, step
 from jaxcnn.bench.report import Record, table
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-TINY = ["--batch_size=16", "--repeats=2", "--steps=2", "--warmup=1"]
+# A huge tolerance: the self-check never faults these tiny, noisy runs (its fault path has a test of its own).
+TINY = ["--batch_size=16", "--repeats=2", "--steps=2", "--warmup=1", "--self_check_tolerance=1000"]
 
 
-def _bench(out: pathlib.Path, *args) -> subprocess.CompletedProcess:
-  """`python -m jaxcnn.bench --json=out ARGS` in a subprocess that must succeed."""
+def needs_torch() -> None:
+  """Skips the calling test without torch; fails it instead under JAXCNN_REQUIRE_TORCH=1."""
+  if importlib.util.find_spec("torch") is None and os.environ.get("JAXCNN_REQUIRE_TORCH") == "1":
+    pytest.fail("JAXCNN_REQUIRE_TORCH=1 but torch is not installed")
+  pytest.importorskip("torch")
+
+
+def _bench(out: pathlib.Path, *args, status: int = 0) -> subprocess.CompletedProcess:
+  """`python -m jaxcnn.bench --json=out ARGS` in a subprocess that must exit with `status`."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # --devices picks the device count
   result = subprocess.run(
     [sys.executable, "-m", "jaxcnn.bench", f"--json={out}", *args],
@@ -28,13 +40,13 @@ def _bench(out: pathlib.Path, *args) -> subprocess.CompletedProcess:
     text=True,
     timeout=600,
   )
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == status, result.stderr[-3000:]
   return result
 
 
-def run_bench(tmp_path, *args) -> tuple[str, list[dict]]:
+def run_bench(tmp_path, *args, status: int = 0) -> tuple[str, list[dict]]:
   out = tmp_path / "bench.json"
-  return _bench(out, *TINY, *args).stdout, json.loads(out.read_text())
+  return _bench(out, *TINY, *args, status=status).stdout, json.loads(out.read_text())
 
 
 def check_records(stdout: str, records: list[dict], models: list[str], devices: int):
@@ -65,7 +77,7 @@ def test_bench_end_to_end_mode(tmp_path):
 
 
 def test_bench_compare_pytorch(tmp_path):
-  pytest.importorskip("torch")
+  needs_torch()
   stdout, records = run_bench(
     tmp_path, "--models=lenet5,simple_cnn", "--devices=1", "--compare=pytorch", "--nopytorch_compile", "--threads=1"
   )
@@ -78,10 +90,68 @@ def test_bench_compare_pytorch(tmp_path):
     assert record["pytorch_images_per_sec"] > 0 and len(record["pytorch_images_per_sec_runs"]) == 2
     assert record["ratio"] == pytest.approx(record["images_per_sec"] / record["pytorch_images_per_sec"])
     assert record["no_ratio_because"] is None and record["pytorch_compiled_images_per_sec"] is None
+    # The self-check: the same twin in a plain loop, in a process of its own, as many repeats; printed beside.
+    assert record["pytorch_plain_images_per_sec"] > 0 and len(record["pytorch_plain_images_per_sec_runs"]) == 2
+    assert record["bench_fault"] is None
+    assert f"  {record['model']}: self-check: PyTorch eager " in stdout and "in a plain loop of the same twin" in stdout
+  assert "BENCH FAULT" not in stdout
 
 
-def test_bench_prints_no_ratio_for_another_device_count(tmp_path):
-  pytest.importorskip("torch")
+def test_bench_compare_pytorch_reports_its_own_fault_instead_of_a_ratio(tmp_path):
+  """A PyTorch figure off the plain loop's by more than the tolerance (0 here: any difference) is the bench's
+  fault: a clear line, no ratio, the reason under the table, exit status 3; the table and JSON are still written."""
+  needs_torch()
+  stdout, records = run_bench(
+    tmp_path,
+    "--models=mlp",
+    "--devices=1",
+    "--compare=pytorch",
+    "--nopytorch_compile",
+    "--self_check_tolerance=0",
+    status=3,
+  )
+  record = records[0]
+  assert record["ratio"] is None and record["pytorch_images_per_sec"] > 0 and record["pytorch_plain_images_per_sec"] > 0
+  assert record["bench_fault"].startswith("BENCH FAULT: its PyTorch eager figure")
+  assert record["no_ratio_because"] == record["bench_fault"]
+  assert "\nBENCH FAULT: its PyTorch eager figure" in stdout
+  assert f"  mlp: no ratio: {record['bench_fault']}" in stdout
+
+
+def test_pytorch_twins_are_in_the_package_and_nothing_is_loaded_by_path():
+  """The twins ship in jaxcnn.bench.torch_models (pip install jaxcnn[compare]); no copy stays in experiments/;
+  the bench loads no file by path; torch is imported by nothing but the twins' module (lazily, by the worker)."""
+  assert importlib.util.find_spec("jaxcnn.bench.torch_models") is not None
+  assert not list(ROOT.glob("experiments/**/pytorch_models.py"))
+  for path in (ROOT / "jaxcnn").rglob("*.py"):
+    text = path.read_text()
+    assert "spec_from_file_location" not in text or path.name == "__init__.py" and path.parent.name == "configs", path
+    if path.name != "torch_models.py":
+      top_level = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+      assert not [n for n in top_level if "torch" in ast.unparse(n).split()[1].split(".")], path
+
+
+def test_worker_and_accuracy_do_not_import_each_other():
+  """accuracy.py uses worker.py's one launcher; worker.py names what a process serves without importing it."""
+
+  def imports(name: str) -> set[str]:
+    tree = ast.parse((ROOT / "jaxcnn" / "bench" / f"{name}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom):
+        found |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+      elif isinstance(node, ast.Import):
+        found |= {a.name for a in node.names}
+    return found
+
+  assert "jaxcnn.bench.worker" in imports("accuracy")
+  assert not {"jaxcnn.bench.accuracy", "jaxcnn.bench.__main__"} & imports("worker")
+  assert "subprocess.Popen" not in (ROOT / "jaxcnn" / "bench" / "accuracy.py").read_text()
+  assert "subprocess.Popen" not in (ROOT / "jaxcnn" / "bench" / "__main__.py").read_text()
+
+
+def test_bench_pytorch_prints_no_ratio_for_another_device_count(tmp_path):
+  needs_torch()
   stdout, records = run_bench(tmp_path, "--models=mlp", "--devices=2", "--compare=pytorch", "--nopytorch_compile")
   assert records[0]["ratio"] is None and records[0]["pytorch_images_per_sec"] > 0
   assert records[0]["no_ratio_because"] == "unequal devices: jaxcnn 2, PyTorch 1"
@@ -145,11 +215,23 @@ def run_time_to_accuracy(tiny_data_dir, tmp_path, *args) -> tuple[subprocess.Com
   return result, json.loads(out.read_text())
 
 
+def tiny_overrides(tiny_data_dir, num_epochs: int) -> list[str]:
+  return [
+    f"--config.data_dir={tiny_data_dir}",
+    "--config.validation_size=60",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+    f"--config.num_epochs={num_epochs}",
+  ]
+
+
 @pytest.mark.slow
-def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_path):
-  pytest.importorskip("torch")
-  overrides = f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=2"
-  result, results = run_time_to_accuracy(tiny_data_dir, tmp_path, "--overrides", overrides)
+def test_time_to_accuracy_trains_with_train_and_evaluate_then_its_pytorch_twin(tiny_data_dir, tmp_path):
+  needs_torch()
+  result, results = run_time_to_accuracy(tiny_data_dir, tmp_path, *tiny_overrides(tiny_data_dir, 2))
+  # jaxcnn's side is the project's training loop (its start line and epoch lines), reading the test split.
+  assert "Training lenet5 on fashion_mnist: 240 train images" in result.stderr
+  assert [e["epoch"] for e in results["jaxcnn"]["epochs"]] == [1, 2]
   for side in ("jaxcnn", "pytorch"):  # target 0: reached after the first epoch's evaluation
     assert results[side]["reached"] and results[side]["epochs_to_target"] == 1, results[side]
     assert 0 <= results[side]["epochs"][0]["test_top1_accuracy"] <= 1
@@ -161,34 +243,34 @@ def test_time_to_accuracy_runs_jaxcnn_then_its_pytorch_twin(tiny_data_dir, tmp_p
 
 
 def test_plain_twin_recipe_changes_only_the_pytorch_side():
-  jaxcnn_config = accuracy.load_config("lenet5", ["num_epochs=3"])
-  twin_config = accuracy.load_config("lenet5", ["num_epochs=3"], accuracy.twin_fields("plain", ["num_epochs=20"]))
+  jaxcnn_config = accuracy.load_config("lenet5", {"num_epochs": 3})
+  twin_config = accuracy.load_config("lenet5", {"num_epochs": 3}, accuracy.twin_fields("plain", {"num_epochs": 20}))
   assert (jaxcnn_config.num_epochs, twin_config.num_epochs) == (3, 20)
   assert (twin_config.schedule, twin_config.batch_size, twin_config.learning_rate) == ("constant", 128, 0.05)
   assert twin_config.validation_size == 0 and twin_config.label_smoothing == 0.0
-  assert accuracy.twin_fields("same", []) == {}
-  one_cycle = accuracy.load_config("lenet5", [], accuracy.twin_fields("onecycle", []))
+  assert accuracy.twin_fields("same", {}) == {}
+  one_cycle = accuracy.load_config("lenet5", {}, accuracy.twin_fields("onecycle", {}))
   schedule = optim.learning_rate_schedule(one_cycle, steps_per_epoch=100)
   # OneCycleLR's shape: max_lr / 25 at the start, max_lr after 30% of the 12 epochs, then down to 0.
   assert [float(schedule(s)) for s in (0, 360, 1200)] == pytest.approx([0.004, 0.1, 0.0], abs=1e-6)
   assert one_cycle.nesterov and one_cycle.label_smoothing == 0.0 and one_cycle.num_epochs == 12
-  with pytest.raises(ValueError, match="--twin_overrides: config 'lenet5' has no field 'epochs'"):
-    accuracy.load_config("lenet5", [], accuracy.twin_fields("same", ["epochs=3"]))
+  with pytest.raises(ValueError, match=r"--twin.epochs: config 'lenet5' has no field 'epochs'"):
+    accuracy.load_config("lenet5", {}, accuracy.twin_fields("same", {"epochs": 3}))
 
 
 @pytest.mark.slow
-def test_time_to_accuracy_times_the_real_job_against_a_plain_twin_in_alternating_rounds(tiny_data_dir, tmp_path):
+def test_time_to_accuracy_pytorch_twin_against_the_real_job_in_alternating_rounds(tiny_data_dir, tmp_path):
   """--jaxcnn_side=job trains and evaluates through jaxcnn.main; the plain twin runs its own epochs; 2 rounds."""
-  pytest.importorskip("torch")
+  needs_torch()
   result, results = run_time_to_accuracy(
     tiny_data_dir,
     tmp_path,
     "--jaxcnn_side=job",
     "--twin_recipe=plain",
-    "--twin_overrides=num_epochs=3,batch_size=100",
     "--tta_repeats=2",
-    "--overrides",
-    f"data_dir={tiny_data_dir},validation_size=60,batch_size=32,eval_batch_size=64,num_epochs=1",
+    *tiny_overrides(tiny_data_dir, 1),
+    "--twin.num_epochs=3",
+    "--twin.batch_size=100",
   )
   # The job's one point comes after train and eval: the eval's accuracy, written by jaxcnn.main.
   assert [e["epoch"] for e in results["jaxcnn"]["epochs"]] == [1]
@@ -202,24 +284,31 @@ def test_time_to_accuracy_times_the_real_job_against_a_plain_twin_in_alternating
   assert sides == ["jaxcnn", "pytorch", "pytorch", "jaxcnn"]
 
 
-def test_time_to_accuracy_refuses_a_recipe_the_twin_cannot_repeat(tmp_path):
+REFUSED_AUGMENT = "jaxcnn.bench: error: the PyTorch twin does not repeat train_augment='flip_lr'"
+
+
+@pytest.mark.parametrize(
+  "args,error",
+  [
+    (
+      ["--config.train_augment=flip_lr"],
+      "jaxcnn.bench: error: the PyTorch twin does not repeat train_augment='flip_lr'",
+    ),
+    (["--twin.train_augment=flip_lr"], "jaxcnn.bench: error: the PyTorch twin does not repeat train_augment='flip_lr'"),
+    (["--twin.epochs=3"], "jaxcnn.bench: error: --twin: "),  # ml_collections checks the field name
+  ],
+)
+def test_time_to_accuracy_refuses_a_recipe_the_twin_cannot_repeat(tmp_path, args, error):
+  """--config.FIELD and --twin.FIELD are ml_collections' config overrides, checked before anything runs."""
   result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "jaxcnn.bench",
-      "--mode=time_to_accuracy",
-      "--config=lenet5",
-      "--compare=pytorch",
-      "--overrides=train_augment=flip_lr",
-    ],
+    [sys.executable, "-m", "jaxcnn.bench", "--mode=time_to_accuracy", "--config=lenet5", "--compare=pytorch", *args],
     cwd=ROOT,
     capture_output=True,
     text=True,
     timeout=120,
   )
   assert result.returncode != 0
-  assert "jaxcnn.bench: error: the PyTorch twin does not repeat train_augment='flip_lr'" in result.stderr
+  assert error in result.stderr
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxcnn import checkpoint, evaluate, train
+from jaxcnn import checkpoint, evaluate, inference, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -188,14 +189,21 @@ def test_predict_gives_the_same_top1_as_eval_and_eval_writes_the_confusion_matri
   assert len(results["per_class_accuracy"]) == 10
 
   test = data.load(tiny_config).splits["test"]
+  expected = inference.Inference(tiny_config, tmp_path, splits=("test",)).probabilities(test)
   folder = tmp_path / "images"
   folder.mkdir()
   for i, image in enumerate(test.images):
+    # Odd images twice the size, each pixel a 2x2 block: the pipelines' bilinear resize (half-pixel centres)
+    # gives back the original pixels exactly, as an antialiasing filter would not.
+    image = image if i % 2 == 0 else image.repeat(2, axis=0).repeat(2, axis=1)
     Image.fromarray(image[..., 0]).save(folder / f"{i:03d}.png")
   predictions = evaluate.predict(tiny_config, tmp_path, str(folder))
   assert len(predictions) == 203 and len(predictions[0]["top"]) == 5
   top1 = np.array([p["top"][0]["index"] for p in predictions])
   assert np.mean(top1 == test.labels) == pytest.approx(results["top1_accuracy"])
+  for prediction, probabilities in zip(predictions, expected):  # what predict says of a file is what eval computes
+    for entry in prediction["top"]:
+      assert entry["probability"] == pytest.approx(probabilities[entry["index"]], abs=1e-6), prediction["image"]
   assert json.loads((tmp_path / "predictions.json").read_text())[0]["image"].endswith("000.png")
 
 
@@ -224,3 +232,58 @@ def test_eval_normalises_with_the_runs_statistics_and_reads_only_the_split_it_ev
   tiny_config.eval_split = "validation"
   with pytest.raises(FileNotFoundError, match="train-images-idx"):
     evaluate.evaluate_checkpoint(tiny_config, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_a_checkpoint_is_only_restored_as_the_network_it_was_trained_as(tiny_config, tmp_path):
+  tiny_config.num_epochs = 1
+  tiny_config.model_options.activation = "tanh"
+  train.train_and_evaluate(tiny_config, tmp_path)
+  tiny_config.num_epochs = 2  # resuming for more epochs: the same network, accepted
+  assert train.train_and_evaluate(tiny_config, tmp_path)["epoch"] == 2
+  tiny_config.model_options.activation = "relu"  # same shapes, another function: refused, naming both values
+  for restore in (
+    lambda: train.train_and_evaluate(tiny_config, tmp_path),
+    lambda: evaluate.evaluate_checkpoint(tiny_config, tmp_path),
+  ):
+    with pytest.raises(
+      ValueError, match=r'model_options=\{"activation": "tanh", .*\}, the config has \{"activation": "relu", '
+    ):
+      restore()
+  meta = _latest_state(tmp_path)[1]
+  with pytest.raises(ValueError, match=r"jaxcnn 0\.1\.0; this is jaxcnn .*changed since: per-example dropout"):
+    checkpoint.check_run_meta({**meta, "jaxcnn_version": "0.1.0"}, tmp_path, tiny_config, 10)
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+  """A 900 KiB tmpfs (root only): room for one LeNet-5 checkpoint, not two."""
+  mount = tmp_path / "small"
+  mount.mkdir()
+  made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(mount)], capture_output=True)
+  if made.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+  yield mount
+  subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_keeps_the_last_checkpoint_and_the_same_command_resumes(small_filesystem, tiny_args):
+  from conftest import ERROR_LINE_BOUND
+  from test_cli import run_cli
+
+  workdir = small_filesystem / "run"
+  command = [f"--workdir={workdir}", *tiny_args, "--config.num_epochs=3", "--config.checkpoint_keep_best=0"]
+  full = run_cli(*command)
+  # One short line at the end names the cause and what to do (Orbax's threads print tracebacks of their own above).
+  assert full.returncode == 1 and full.stderr.count("jaxcnn: error:") == 1, full.stderr
+  line = full.stderr.splitlines()[-1]
+  assert line.startswith("jaxcnn: error: cannot write a checkpoint") and len(line) <= ERROR_LINE_BOUND, line
+  assert "No space left on device" in line and "run the same command to resume" in line, line
+  kept = int(re.search(r"the last complete one, step (\d+), is kept", line).group(1))
+  assert kept > 0 and "RESOURCE_EXHAUSTED" in full.stderr  # the whole message is in the log above the line
+  subprocess.run(["mount", "-o", "remount,size=20m", str(small_filesystem)], check=True)
+  resumed = run_cli(*command)
+  assert resumed.returncode == 0, resumed.stderr
+  assert f"Resuming from step {kept} " in resumed.stdout, resumed.stdout
+  assert json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 3

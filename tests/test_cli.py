@@ -2,10 +2,13 @@
 
 import json
 import os
+import pathlib
+import re
 import subprocess
 import sys
 
 import pytest
+from conftest import ERROR_LINE_BOUND
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +31,7 @@ def assert_one_line_error(result, *fragments):
   lines = [line for line in result.stderr.splitlines() if line.startswith("jaxcnn: error:")]
   assert len(lines) == 1, result.stderr
   assert "Traceback" not in result.stderr, result.stderr
+  assert len(lines[0]) <= ERROR_LINE_BOUND, f"{len(lines[0])} characters: {lines[0]}"
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
 
@@ -104,6 +108,10 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   first = run_cli(f"--workdir={workdir}", *tiny_args, "--config.num_epochs=2", "--epochs_per_run=1")
   assert first.returncode == 0, first.stderr
   assert "epoch   1" in first.stdout and "epoch   2" not in first.stdout
+  # jaxcnn's own INFO lines show by default; the libraries' (Orbax logs each file it writes) do not.
+  assert "] Reading fashion_mnist from" in first.stderr, first.stderr
+  info_sources = set(re.findall(r"^I\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\]", first.stderr, re.MULTILINE))
+  assert info_sources and info_sources <= {p.name for p in pathlib.Path(REPO, "jaxcnn").rglob("*.py")}, info_sources
   # The same command resumes, and its step comes from the compilation cache (the tests share one): the
   # executable the first process saved, or, when another test's process put the same program in JAX's cache
   # first, that program.
@@ -148,3 +156,27 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
     run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval", "--config.eval_split=validaton"),
     "no split 'validaton'",
   )
+
+
+@pytest.mark.slow
+def test_eval_uses_the_network_the_checkpoint_was_trained_as(tmp_path, tiny_args):
+  workdir = tmp_path / "tanh"
+  network = ["--config.model_options.activation=tanh", "--config.model_options.pooling=avg"]
+  trained = run_cli(f"--workdir={workdir}", *tiny_args, *network, "--config.num_epochs=1")
+  assert trained.returncode == 0, trained.stderr
+  # The README's eval form names the config: its ReLU/max-pool LeNet-5 is another network than the one trained.
+  refused = run_cli(f"--workdir={workdir}", *tiny_args, "--mode=eval")
+  assert_one_line_error(refused, "model_options", '"activation": "tanh"', '"activation": "relu"', "--config")
+  assert not (workdir / "eval_results.json").exists()
+  refused = run_cli(f"--workdir={workdir}", "--mode=eval", "--config.model_options.pooling=max")
+  assert_one_line_error(refused, "--config.model_options", '"pooling": "avg"', '"pooling": "max"')
+  # From the stored config: the run as trained, with the overrides that choose how to evaluate; others are named.
+  result = run_cli(f"--workdir={workdir}", "--mode=eval", "--config.eval_split=train", "--config.num_epochs=9")
+  assert result.returncode == 0, result.stderr
+  assert "--config.num_epochs is not used by --mode=eval" in result.stderr, result.stderr
+  results = json.loads((workdir / "eval_results.json").read_text())
+  assert results["split"] == "train" and results["top1_accuracy"] > 0.3, results
+  # The named config with the trained network's options is the same network: accepted, same numbers.
+  same = run_cli(f"--workdir={workdir}", *tiny_args, *network, "--mode=eval", "--config.eval_split=train")
+  assert same.returncode == 0, same.stderr
+  assert json.loads((workdir / "eval_results.json").read_text())["top1_accuracy"] == results["top1_accuracy"]

@@ -247,6 +247,7 @@ def test_resuming_mid_epoch_decodes_no_image_of_the_earlier_batches(tmp_path, mo
     eval_augment="center_crop(32)",
     validation_size=0,
     batch_size=8,
+    data_cache="",  # tf.data's decoding is what is counted here (tests/test_data_cache.py counts the cache's)
   )
   dataset = data.load(config)
   train = dataset.split("train")

@@ -82,7 +82,13 @@ FMNIST = {
   m: f"python -m jaxcnn.main --config={m} --config.dataset=fashion_mnist --workdir=runs/fmnist_{m}"
   for m in ("mlp", "simple_cnn", "lenet5")
 }
+FMNIST_EVAL = {m: f"python -m jaxcnn.main --workdir=runs/fmnist_{m} --mode=eval" for m in FMNIST}
+COMPARE_FMNIST = (
+  "python -m jaxcnn.compare runs/fmnist_mlp runs/fmnist_simple_cnn runs/fmnist_lenet5 --out=runs/fmnist_compare"
+)
+COMPARE_RESNET34 = "python -m jaxcnn.compare runs/cifar100_frozen runs/cifar100_finetuned --out=runs/cifar100_compare"
 STATS_PETS = "python -m jaxcnn.data.stats --dataset=image_folder --data_dir=PETS"
+PACK = "python -m jaxcnn.data.pack --config=alexnet --config.dataset=image_folder --config.data_dir=DIR"
 
 # Every README command -> the test that runs it.
 COMMANDS = {
@@ -95,12 +101,16 @@ COMMANDS = {
   IMPORT_RESNET50: "test_torchvision_resnet50_weights_evaluate_on_imagenet",
   EVAL_RESNET50: "test_torchvision_resnet50_weights_evaluate_on_imagenet",
   PETS_ALEXNET: "test_alexnet_on_a_cats_and_dogs_folder",
+  PACK: "test_alexnet_on_a_cats_and_dogs_folder",
   CIFAR_ALEXNET: "test_alexnet_and_vgg16_on_cifar10_pickles_upscaled",
   CIFAR_VGG: "test_alexnet_and_vgg16_on_cifar10_pickles_upscaled",
   IMPORT_RESNET34: "test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224",
   RESNET34_FROZEN: "test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224",
   RESNET34_FINETUNED: "test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224",
+  COMPARE_RESNET34: "test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224",
   **dict.fromkeys(FMNIST.values(), "test_the_mlp_small_cnn_and_lenet5_on_fashion_mnist_idx"),
+  **dict.fromkeys(FMNIST_EVAL.values(), "test_the_mlp_small_cnn_and_lenet5_on_fashion_mnist_idx"),
+  COMPARE_FMNIST: "test_the_mlp_small_cnn_and_lenet5_on_fashion_mnist_idx",
   STATS_PETS: "test_colour_statistics_of_the_folder",
   STATS_DIR: "test_colour_statistics_of_the_folder",
 }
@@ -424,7 +434,12 @@ def pets(tmp_path) -> pathlib.Path:
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_alexnet_on_a_cats_and_dogs_folder(tmp_path, pets):
+  packed = run_readme(PACK, tmp_path, {"DIR": pets})  # the decode-once cache filled ahead of training
+  assert re.search(r"^packed \d+ rows", packed.stdout, re.MULTILINE), packed.stdout
+  assert "256x256 rows" in packed.stdout and "complete: no file is decoded" in packed.stdout, packed.stdout
   result = run_readme(PETS_ALEXNET, tmp_path, {"PETS": pets}, num_epochs=1, batch_size=8)
+  cache_line = start_line(result.stdout, "data cache")
+  assert "256x256 rows" in cache_line and "complete: no file is decoded" in cache_line, cache_line
   workdir = tmp_path / "runs/pets_alexnet"
   assert_trained(
     result,
@@ -481,52 +496,71 @@ def test_alexnet_and_vgg16_on_cifar10_pickles_upscaled(command, model, size, par
   evaluate(tmp_path, workdir, {"test": 8, "validation": 4})
 
 
+def assert_compared(result, workdirs: list[pathlib.Path], params: list[int]) -> None:
+  """`jaxcnn.compare`'s table: a row per workdir with its model's parameter count and its eval_results.json's top-1
+  accuracy (the --out files written)."""
+  rows = [line for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+  assert len(rows) == len(workdirs), result.stdout
+  for row, workdir, count in zip(rows, workdirs, params):
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    top1 = json.loads((workdir / "eval_results.json").read_text())["top1_accuracy"]
+    split = json.loads((workdir / "eval_results.json").read_text())["split"]
+    shown = f"{top1:.2%}" if split == "test" else f"{top1:.2%} ({split})"
+    assert cells[0] == workdir.name and cells[2] == f"{count:,}" and cells[9] == shown, row
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
-@pytest.mark.parametrize("command", [RESNET34_FROZEN, RESNET34_FINETUNED], ids=["frozen", "finetuned"])
-def test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224(command, tmp_path):
+def test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224(tmp_path):
   pytest.importorskip("torch")
   pth = write_torchvision_resnet(tmp_path / "resnet34.pth", 34)  # ImageNet's 1000 classes
   cifar100 = write_cifar_python(tmp_path / "cifar-100-python", "cifar100", per_batch=20).parent  # 20 train, 20 test
   places = {"resnet34.pth": pth, "CIFAR100": cifar100}
   imported = run_readme(IMPORT_RESNET34, tmp_path, places)
   assert "torchvision resnet34 -> jaxcnn resnet34 (1000 classes" in imported.stdout, imported.stdout
-  result = run_readme(command, tmp_path, places, num_epochs=1, batch_size=8)
-  workdir = tmp_path / command.split("--workdir=")[1].split()[0]
-  assert_trained(
-    result,
-    workdir,
-    dataset="cifar100",
-    splits=counts(18, 20, 2),
-    input_shape="224x224x3",
-    model="resnet34",
-    num_classes=100,
-    params=21_797_672 - 900 * 513,  # torchvision's 1000-class count, with a 100-class head
-  )
-  evaluate(tmp_path, workdir, {"test": 20, "validation": 2})
+  params = 21_797_672 - 900 * 513  # torchvision's 1000-class count, with a 100-class head
+  workdirs = []
+  for command in (RESNET34_FROZEN, RESNET34_FINETUNED):
+    result = run_readme(command, tmp_path, places, num_epochs=1, batch_size=8)
+    workdir = tmp_path / command.split("--workdir=")[1].split()[0]
+    assert_trained(
+      result,
+      workdir,
+      dataset="cifar100",
+      splits=counts(18, 20, 2),
+      input_shape="224x224x3",
+      model="resnet34",
+      num_classes=100,
+      params=params,
+    )
+    evaluate(tmp_path, workdir, {"test": 20, "validation": 2})
+    workdirs.append(workdir)
+  assert_compared(run_readme(COMPARE_RESNET34, tmp_path), workdirs, [params, params])
 
 
 @pytest.mark.slow
 @pytest.mark.e2e
-@pytest.mark.parametrize(
-  "name,validation,params", [("mlp", 30, 101_770), ("simple_cnn", 30, 824_458), ("lenet5", 0, 61_706)]
-)
-def test_the_mlp_small_cnn_and_lenet5_on_fashion_mnist_idx(name, validation, params, tmp_path, fmnist_dir):
+def test_the_mlp_small_cnn_and_lenet5_on_fashion_mnist_idx(tmp_path, fmnist_dir):
   """Each config as it is (its epochs and batch): `validation_size` auto holds out 10% where the config has
-  not turned it off (lenet5, the default job, trains on every image)."""
-  result = run_readme(FMNIST[name], tmp_path, data_dir=fmnist_dir)
-  workdir = tmp_path / f"runs/fmnist_{name}"
-  assert_trained(
-    result,
-    workdir,
-    dataset="fashion_mnist",  # the README: "on Fashion-MNIST"
-    splits=counts(FMNIST_TRAIN - validation, FMNIST_TEST, validation),
-    input_shape="28x28x1",
-    model=name,
-    num_classes=10,
-    params=params,
-  )
-  evaluate(tmp_path, workdir, {"test": FMNIST_TEST, "validation": validation})
+  not turned it off (lenet5, the default job, trains on every image); each evaluated; the three compared."""
+  models = {"mlp": (30, 101_770), "simple_cnn": (30, 824_458), "lenet5": (0, 61_706)}
+  for name, (validation, params) in models.items():
+    result = run_readme(FMNIST[name], tmp_path, data_dir=fmnist_dir)
+    workdir = tmp_path / f"runs/fmnist_{name}"
+    assert_trained(
+      result,
+      workdir,
+      dataset="fashion_mnist",  # the README: "on Fashion-MNIST"
+      splits=counts(FMNIST_TRAIN - validation, FMNIST_TEST, validation),
+      input_shape="28x28x1",
+      model=name,
+      num_classes=10,
+      params=params,
+    )
+    run_readme(FMNIST_EVAL[name], tmp_path)  # the config stored in the workdir: its data_dir
+    assert_evaluated(workdir, "test", FMNIST_TEST)
+  workdirs = [tmp_path / f"runs/fmnist_{name}" for name in models]
+  assert_compared(run_readme(COMPARE_FMNIST, tmp_path), workdirs, [params for _, params in models.values()])
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 code is refused, an imported checkpoint evaluates and seeds transfer learning, and it records only the
 model_options that change the model's function.
 
-The comparisons with torchvision need torch and torchvision (a test extra; skipped without them):
-  pip install torch==2.14.1 torchvision==0.29.1
+The comparisons with torchvision need torch and torchvision (skipped without them, except under
+JAXCNN_REQUIRE_TORCH=1, CI's PyTorch stage, where their absence fails the module):
+  pip install torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu
   python -m pytest -q tests/test_torchvision.py            (add -m "not slow" for the quick half)
 """
 
@@ -31,6 +32,8 @@ try:
   import torchvision
 except ImportError:
   torchvision = None
+if os.environ.get("JAXCNN_REQUIRE_TORCH") == "1" and (torch is None or torchvision is None):
+  raise ImportError("JAXCNN_REQUIRE_TORCH=1 but torch or torchvision is not installed: the parity tests would skip")
 needs_torch = pytest.mark.skipif(torch is None, reason="needs torch")
 needs_torchvision = pytest.mark.skipif(torchvision is None, reason="needs torch and torchvision")
 

@@ -4,7 +4,8 @@
       [--precision=float32|bfloat16] [--image_size=N] [--devices=N] [--mode=step|end_to_end]
       [--parallelism=pmap|shard_map] [--repeats=R] [--steps=S] [--threads=T] [--model_options=K=V,...]
       [--nopytorch_compile] [--notf32]
-  python -m jaxcnn.bench --mode=time_to_accuracy --config=lenet5 --target=0.91 [--compare=pytorch]
+  python -m jaxcnn.bench --mode=time_to_accuracy --config=lenet5 [--config.FIELD=VALUE ...] --target=0.91
+      [--compare=pytorch] [--twin_recipe=same|plain|onecycle] [--twin.FIELD=VALUE ...]
 
 For each model: steady-state images/s of jaxcnn's train step (`jaxcnn.bench.step`), after compilation; the
 compile time (and whether the persistent compilation cache served it); the peak device memory where the
@@ -18,8 +19,12 @@ The protocol, the same for every model and printed above the table:
   before each turn, longer than XLA's and OpenMP's spin-waits): no framework's threads compete with the
   other's. The order alternates, ABBA: jaxcnn first in odd repeats, last in even ones.
 - Both processes may run on the same `--threads` CPUs (0: every CPU this process may use).
-- `--compare=pytorch` times the identical PyTorch model (experiments/benchmark/pytorch_models.py, loaded by
-  path from the repository; not part of the package) in channels_last memory format, eager and
+- Every timed process (both sides and the self-check below) runs with glibc's malloc keeping freed memory
+  (`worker.ALLOCATOR_ENV`): by default a fresh PyTorch process gives its activations back to the OS after each
+  step and page-faults them in again at the next (~2,100 faults a step for LeNet-5 at batch 128, ~40% of its
+  speed), which is what made the bench's PyTorch column slower than a PyTorch script before (issue 23).
+- `--compare=pytorch` times the identical PyTorch model (`jaxcnn.bench.torch_models`; needs
+  `pip install jaxcnn[compare]`) in channels_last memory format, eager and
   `torch.compile`d (`--nopytorch_compile` leaves the compiled column out; when it cannot compile, the
   column says why), with `cudnn.benchmark` and bfloat16 autocast (`--precision=bfloat16`) on a GPU, and
   TF32 in float32 matmuls allowed on both sides (XLA's GPU default) or, with `--notf32`, on neither.
@@ -28,12 +33,19 @@ The protocol, the same for every model and printed above the table:
   `--devices=1`), and the same step: `--mode=end_to_end` feeds jaxcnn's real input pipeline
   (`jaxcnn.data.InputPipeline`; Fashion-MNIST or `--dataset=synthetic`) while PyTorch runs synthetic
   batches, so it prints no ratio. The reason stands where the ratio would.
+- The bench checks itself (`--compare=pytorch`, float32, step mode): after the protocol's repeats it runs the
+  same twin in a plain PyTorch loop in a fresh process of its own (`jaxcnn.bench.torch_models.plain_loop`:
+  the same CPUs and threads, the same steps and repeats back to back, no worker protocol) and prints both
+  figures. When the bench's PyTorch eager figure and the plain loop's differ by more than
+  `--self_check_tolerance` (10%), the bench is at fault, not PyTorch: a line `BENCH FAULT: ...` says so and
+  the model gets no ratio (the reason stands under the table), and the process exits with status 3.
 
-`--mode=time_to_accuracy` trains the named `--config` until its test accuracy reaches `--target` (checked
-after every epoch) and reports the wall time from process start; with `--compare=pytorch`, then the PyTorch
-twin under the same recipe or a plain or one-cycle loop's (`--twin_recipe=plain|onecycle`), one after the
-other, in alternating order over `--tta_repeats` rounds; `--jaxcnn_side=job` times the real job, train then
-eval, as README command 1 runs it (`jaxcnn.bench.accuracy`).
+`--mode=time_to_accuracy` trains the named `--config` (ml_collections' config flag, as `jaxcnn.main`'s: its
+`--config.FIELD=VALUE` overrides apply) with the project's training loop until its test accuracy reaches
+`--target` (checked after every epoch) and reports the wall time from process start; with
+`--compare=pytorch`, then the PyTorch twin under the same recipe or a plain or one-cycle loop's
+(`--twin_recipe=plain|onecycle`), one after the other, in alternating order over `--tta_repeats` rounds;
+`--jaxcnn_side=job` times the real job, train then eval, as README command 1 runs it (`jaxcnn.bench.accuracy`).
 """
 
 import dataclasses
@@ -44,12 +56,14 @@ import pathlib
 import statistics
 import subprocess
 import sys
-import time
 
 from absl import app, flags
+from ml_collections import config_flags
 
-from jaxcnn.bench import step
+from jaxcnn import configs
+from jaxcnn.bench import step, worker
 from jaxcnn.bench.report import Record, table
+from jaxcnn.configs import default
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["lenet5", "resnet20"], "Registered model names, comma-separated.")
@@ -95,9 +109,8 @@ flags.DEFINE_bool(
 flags.DEFINE_string(
   "compilation_cache_dir", None, "JAX's persistent compilation cache (see jaxcnn.compile_cache); empty = off."
 )
-flags.DEFINE_string("config", "lenet5", "--mode=time_to_accuracy: the named experiment config to train.")
+_CONFIG = configs.define_flag("lenet5", help_text="--mode=time_to_accuracy: the experiment or config file to train.")
 flags.DEFINE_float("target", 0.91, "--mode=time_to_accuracy: the test top-1 accuracy to reach.")
-flags.DEFINE_list("overrides", [], "--mode=time_to_accuracy: config FIELD=VALUE overrides (e.g. num_epochs=20).")
 flags.DEFINE_enum(
   "twin_recipe",
   "same",
@@ -106,7 +119,21 @@ flags.DEFINE_enum(
   "plain loop (plain: constant lr 0.05, batch 128, every training image) or as a one-cycle loop (onecycle: "
   "Nesterov, OneCycleLR's shape peaking at 0.1, 12 epochs); see jaxcnn.bench.accuracy.",
 )
-flags.DEFINE_list("twin_overrides", [], "--mode=time_to_accuracy: FIELD=VALUE changes to the PyTorch side's recipe.")
+try:  # ml_collections applies a config dict's --twin.FIELD overrides as it defines the flag
+  _TWIN = config_flags.DEFINE_config_dict(
+    "twin",
+    default.get_config(),
+    "--mode=time_to_accuracy --compare=pytorch: --twin.FIELD=VALUE changes that field of the PyTorch side's "
+    "recipe only (on top of --twin_recipe); the fields are the config's.",
+  )
+except (KeyError, AttributeError, TypeError, ValueError) as e:
+  sys.exit(f"jaxcnn.bench: error: --twin: {' '.join(str(e).split())}")
+flags.DEFINE_float(
+  "self_check_tolerance",
+  0.10,
+  "--compare=pytorch: the largest relative difference between the bench's PyTorch eager figure and the same "
+  "twin's plain loop before the bench reports itself at fault.",
+)
 flags.DEFINE_enum(
   "jaxcnn_side",
   "run",
@@ -118,41 +145,10 @@ flags.DEFINE_integer(
   "tta_repeats", 1, "--mode=time_to_accuracy: rounds, the order of the sides alternating.", lower_bound=1
 )
 
+
 # Half a second of quiet before each timed turn: longer than XLA's and OpenMP's spin-waits after work.
 SETTLE_SECONDS = 0.5
 SIDES = {"jaxcnn": "jaxcnn", "pytorch": "PyTorch eager", "pytorch_compiled": "PyTorch compiled"}
-
-
-class Worker:
-  """A `jaxcnn.bench.worker` process: ready() waits for its set-up, run(steps) times steps in it."""
-
-  def __init__(self, spec: dict, env: dict | None = None):
-    self.side = spec["side"]
-    self.process = subprocess.Popen(
-      [sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)],
-      stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE,
-      text=True,
-      env={**os.environ, **(env or {})},
-    )
-
-  def receive(self) -> dict:
-    line = self.process.stdout.readline()
-    if not line:
-      raise RuntimeError(
-        f"the {SIDES[self.side]} worker exited with status {self.process.wait()} (its stderr is above)"
-      )
-    return json.loads(line)
-
-  def run(self, steps: int) -> dict:
-    time.sleep(SETTLE_SECONDS)
-    self.process.stdin.write(f"{steps}\n")
-    self.process.stdin.flush()
-    return self.receive()
-
-  def close(self) -> None:
-    self.process.stdin.close()
-    self.process.wait(timeout=60)
 
 
 def worker_spec(model: str, side: str, image_shape=None) -> dict:
@@ -174,6 +170,7 @@ def worker_spec(model: str, side: str, image_shape=None) -> dict:
     "kernels_xla_flags": FLAGS.kernels_xla_flags,
     "compilation_cache_dir": FLAGS.compilation_cache_dir,
     "image_shape": image_shape,
+    "serve": "steps",
   }
 
 
@@ -187,18 +184,18 @@ def start_sides(model: str) -> tuple[dict, dict]:
   try:
     for side in sides:
       image_shape = infos["jaxcnn"]["image_shape"] if side != "jaxcnn" else None
-      worker = Worker(worker_spec(model, side, image_shape), jax_env if side == "jaxcnn" else None)
-      message = worker.receive()
+      process = worker.Worker(worker_spec(model, side, image_shape), jax_env if side == "jaxcnn" else None, SIDES[side])
+      message = process.receive()
       if "error" in message:
-        worker.close()
+        process.close()
         if side == "jaxcnn":
           raise RuntimeError(f"{model}: jaxcnn's step failed: {message['error']}")
         errors[side] = message["error"]
         continue
-      workers[side], infos[side] = worker, message["ready"]
+      workers[side], infos[side] = process, message["ready"]
   except BaseException:
-    for worker in workers.values():
-      worker.close()
+    for process in workers.values():
+      process.close()
     raise
   return workers, infos | {"errors": errors}
 
@@ -214,12 +211,12 @@ def measure(model: str) -> Record:
     peak = None
     for repeat in range(FLAGS.repeats):  # ABBA: the order reverses every other repeat
       for side in order if repeat % 2 == 0 else order[::-1]:
-        result = workers[side].run(steps)
+        result = workers[side].run(steps, SETTLE_SECONDS)
         runs[side].append(steps * FLAGS.batch_size / result["seconds"])
         peak = result["peak_memory_bytes"] if side == "jaxcnn" else peak
   finally:
-    for worker in workers.values():
-      worker.close()
+    for process in workers.values():
+      process.close()
   rate = statistics.median(runs["jaxcnn"])
   mfu = ours["step_flops"] * rate / FLAGS.batch_size / ours["peak_flops"] if ours["peak_flops"] else None
   record = Record(
@@ -266,9 +263,51 @@ def measure(model: str) -> Record:
         pytorch_compiled_images_per_sec_runs=runs["pytorch_compiled"],
         compiled_ratio=None if reason else rate / compiled,
       )
+  if "pytorch" in workers and FLAGS.precision == "float32" and FLAGS.mode == "step":
+    record = self_check(record, steps)
   if FLAGS.compare and "pytorch" not in workers:
     record.no_ratio_because = f"PyTorch eager failed: {infos['errors']['pytorch']}"
   record.pytorch_compiled_error = infos["errors"].get("pytorch_compiled")
+  return record
+
+
+def self_check(record: Record, steps: int) -> Record:
+  """The same twin in a plain PyTorch loop, in a process of its own (`torch_models.plain_loop`), started after
+  the workers have exited; a bench figure more than --self_check_tolerance off it is the bench's fault."""
+  spec = {
+    "model": record.model,
+    "image_shape": list(record.image_shape),
+    "batch_size": FLAGS.batch_size,
+    "steps": steps,
+    "repeats": FLAGS.repeats,
+    "warmup": FLAGS.warmup,
+    "cpus": sorted(os.sched_getaffinity(0))[: FLAGS.threads or None],
+  }
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxcnn.bench.torch_models", json.dumps(spec)],
+    stdout=subprocess.PIPE,
+    text=True,
+    env={**os.environ, **worker.ALLOCATOR_ENV},
+  )
+  if result.returncode:
+    raise RuntimeError(f"{record.model}: the plain PyTorch loop exited with status {result.returncode}")
+  runs = json.loads(result.stdout.splitlines()[-1])["images_per_sec_runs"]
+  plain, bench = statistics.median(runs), record.pytorch_images_per_sec
+  difference = bench / plain - 1
+  print(
+    f"  {record.model}: self-check: PyTorch eager {bench:,.0f} img/s in the bench, {plain:,.0f} in a plain loop "
+    f"of the same twin ({difference:+.1%})",
+    flush=True,
+  )
+  record = dataclasses.replace(record, pytorch_plain_images_per_sec=plain, pytorch_plain_images_per_sec_runs=runs)
+  if abs(difference) > FLAGS.self_check_tolerance:
+    record.bench_fault = (
+      f"BENCH FAULT: its PyTorch eager figure ({bench:,.0f} img/s) is {difference:+.1%} off a plain loop of the "
+      f"same twin ({plain:,.0f} img/s), beyond {FLAGS.self_check_tolerance:.0%}: the bench, not PyTorch, is "
+      f"measured; no ratio"
+    )
+    print(record.bench_fault, flush=True)
+    record.no_ratio_because, record.ratio, record.compiled_ratio = record.bench_fault, None, None
   return record
 
 
@@ -283,7 +322,8 @@ def protocol_line() -> str:
   return (
     f"protocol: each framework in its own process, the other idle, ABBA order over {FLAGS.repeats} repeats "
     f"(median); {threads} CPU threads each; float32 TF32 on a GPU: {'both' if FLAGS.tf32 else 'neither'}"
-    f"{pytorch}; ratios only for equal multiply-adds, parameters, input and devices"
+    f"{pytorch}; glibc malloc keeps freed memory (trim 1 GiB, mmap 32 MiB) in every timed process; ratios only "
+    f"for equal multiply-adds, parameters, input and devices"
   )
 
 
@@ -314,6 +354,8 @@ def run_step_benchmark() -> None:
     print(table(records))
     if FLAGS.json:
       pathlib.Path(FLAGS.json).write_text(json.dumps([dataclasses.asdict(r) for r in records], indent=2) + "\n")
+  if any(r.bench_fault for r in records):
+    sys.exit(3)
 
 
 def main(argv):
@@ -327,7 +369,12 @@ def main(argv):
     if FLAGS.mode == "time_to_accuracy":
       from jaxcnn.bench import accuracy
 
-      accuracy.main(FLAGS)
+      accuracy.main(
+        FLAGS,
+        FLAGS["config"].parser.typed,
+        config_flags.get_override_values(FLAGS["config"]),
+        config_flags.get_override_values(FLAGS["twin"]),
+      )
     else:
       step.parse_options(FLAGS.model_options)
       run_step_benchmark()
@@ -335,5 +382,13 @@ def main(argv):
     sys.exit(f"jaxcnn.bench: error: {' '.join(str(e).split())}")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with a flag or config-override error (--config.FIELD, --twin.FIELD) on one line."""
+  try:
+    return FLAGS(argv)
+  except (flags.Error, KeyError, TypeError, ValueError, AttributeError) as e:
+    sys.exit(f"jaxcnn.bench: error: {' '.join(str(e).split())}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,8 +1,11 @@
 """Time to a target test accuracy: a named config in jaxcnn, then its PyTorch twin under the same recipe.
 
   python -m jaxcnn.bench --mode=time_to_accuracy --config=lenet5 --target=0.91 [--compare=pytorch]
-      [--overrides=num_epochs=20,batch_size=256] [--twin_recipe=same|plain|onecycle] [--twin_overrides=F=V,...]
-      [--jaxcnn_side=run|job] [--tta_repeats=R] [--threads=T] [--json=FILE]
+      [--config.num_epochs=20 --config.batch_size=256 ...] [--twin_recipe=same|plain|onecycle]
+      [--twin.FIELD=VALUE ...] [--jaxcnn_side=run|job] [--tta_repeats=R] [--threads=T] [--json=FILE]
+
+`--config` and its `--config.FIELD=VALUE` overrides are ml_collections' config flag, as in `jaxcnn.main`;
+`--twin.FIELD=VALUE` changes a field of the PyTorch side's recipe only (the same config's fields).
 
 Each side runs in its own process, one after the other (never at once), and trains up to the config's
 `num_epochs`, evaluating the whole test split after every epoch and stopping at the first epoch whose test
@@ -11,22 +14,24 @@ evaluation's end: start-up (imports, data loading), compilation, training and ev
 With `--tta_repeats=R` the two sides take turns R times, the order alternating (jaxcnn first in odd
 rounds, PyTorch first in even ones); each side's time is the median of its rounds.
 
-`--jaxcnn_side=run` (default) runs jaxcnn's own pieces: `jaxcnn.train.Run` (data, input pipeline, model,
-optimizer), the compiled `train_step` and `Run.evaluate`, without the loop's checkpoints, metrics files and
-TensorBoard logs. `--jaxcnn_side=job` times the real job instead, as README command 1
-(launch/quickstart.sh) runs it after its install check: `python -m jaxcnn.main --config=NAME --workdir=W`
-(with `--overrides` as `--config.FIELD=VALUE`), then `--mode=eval` from its checkpoint, each a process of
-its own; its one point is the whole config's training and the eval's test top-1 accuracy, at the end of
-the eval process.
+`--jaxcnn_side=run` (default) runs the project's one training loop, `jaxcnn.train.train_and_evaluate`, in
+the worker process (checkpoints, metrics.jsonl, TensorBoard and the curves PNG included, in a temporary
+workdir, with `--kernels` as given), with `stop_at_accuracy=--target` and `stop_at_accuracy_split="test"`:
+the loop evaluates the test split after every epoch and ends the run at the first epoch that reaches the
+target. Each epoch's record is passed on as soon as the loop writes it to metrics.jsonl. `--jaxcnn_side=job`
+times the real job instead, as README command 1 (launch/quickstart.sh) runs it after its install check:
+`python -m jaxcnn.main --config=NAME --workdir=W` (with the same `--config.FIELD=VALUE` overrides), then
+`--mode=eval` from its checkpoint, each a process of its own; its one point is the whole config's training
+and the eval's test top-1 accuracy, at the end of the eval process.
 
 `--twin_recipe=plain` trains the PyTorch side as a plain loop instead of jaxcnn's recipe: `PLAIN_TWIN`
 (SGD with momentum 0.9 and weight decay 5e-4 at a constant learning rate of 0.05, batch 128, the whole
 training split, no label smoothing, up to 30 epochs); `--twin_recipe=onecycle` as the loop most PyTorch
 users write for speed, `ONE_CYCLE_TWIN` (the same with Nesterov momentum and OneCycleLR's shape of learning
-rate, peak 0.1, over 12 epochs); `--twin_overrides` changes single fields of the PyTorch side's recipe on top
+rate, peak 0.1, over 12 epochs); `--twin.FIELD=VALUE` changes single fields of the PyTorch side's recipe on top
 of any of them.
 
-The PyTorch twin (experiments/benchmark/pytorch_models.py) trains on the same examples (this config's
+The PyTorch twin (`jaxcnn.bench.torch_models`) trains on the same examples (this config's
 training split, its validation examples left out the same way), normalised with the same mean and standard
 deviation, in the same batch size, dropping the incomplete last batch as jaxcnn does, with SGD (momentum,
 Nesterov, coupled weight decay on every weight) at jaxcnn's own learning rate for every step (the config's
@@ -41,7 +46,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+
+from jaxcnn.bench import worker
 
 # The plain PyTorch loop (--twin_recipe=plain): the textbook recipe, every training image, no schedule.
 PLAIN_TWIN = {
@@ -87,26 +95,29 @@ _UNSUPPORTED = {
 }
 
 
-def load_config(name: str, overrides: list[str], twin_overrides: dict | None = None):
-  """The named config with FIELD=VALUE overrides (values parsed as Python literals where they parse), then
-  `twin_overrides` (field -> value) on top: the PyTorch side's recipe."""
+def load_config(name: str, overrides: dict | None = None, twin: dict | None = None):
+  """The named config (or config file) with `overrides` (flattened field -> value, as ml_collections' config
+  flag gives them) and then `twin` (the PyTorch side's changes, same form) applied."""
   from jaxcnn import configs
-  from jaxcnn.bench.step import parse_options
 
   config = configs.get(name)
-  for flag, fields in (("--overrides", parse_options(overrides)), ("--twin_overrides", twin_overrides or {})):
+  for flag, fields in (("--config", overrides or {}), ("--twin", twin or {})):
     for field, value in fields.items():
-      if field not in config:
-        raise ValueError(f"{flag}: config {name!r} has no field {field!r}")
-      config[field] = type(config[field])(value) if isinstance(config[field], float) else value
+      *parents, leaf = field.split(".")
+      node = config
+      for part in parents:
+        node = node.get(part) if hasattr(node, "get") else None
+      if not hasattr(node, "get") or leaf not in node:
+        raise ValueError(f"{flag}.{field}: config {name!r} has no field {field!r}")
+      config.update_from_flattened_dict({field: value})
+  if "learning_rate" in (overrides or {}) and "lr_reference_batch_size" not in overrides:
+    config.lr_reference_batch_size = 0  # as jaxcnn.main takes a typed rate: the rate wanted, at any batch
   return config
 
 
-def twin_fields(recipe: str, twin_overrides: list[str]) -> dict:
-  """The fields that make the PyTorch side's recipe differ from jaxcnn's: --twin_recipe, then --twin_overrides."""
-  from jaxcnn.bench.step import parse_options
-
-  return {**TWIN_RECIPES[recipe], **parse_options(twin_overrides)}
+def twin_fields(recipe: str, twin_overrides: dict) -> dict:
+  """The fields that make the PyTorch side's recipe differ from jaxcnn's: --twin_recipe, then --twin.FIELD."""
+  return {**TWIN_RECIPES[recipe], **twin_overrides}
 
 
 def check_twin_recipe(config) -> None:
@@ -161,36 +172,46 @@ def write_twin_inputs(config, directory: pathlib.Path) -> dict:
 
 
 def jaxcnn_until(spec: dict, emit) -> None:
-  """Trains spec's config with jaxcnn's Run and train step; emit(epoch, accuracy) after every epoch's test eval."""
+  """Trains spec's config with `train.train_and_evaluate`, stopping at the target; emit(epoch, test accuracy)
+  for each epoch's record as the loop writes it to metrics.jsonl."""
   from jaxcnn import compile_cache, kernels
 
-  kernels.enable()
+  print(kernels.enable() if spec["kernels"] else kernels.disable(), file=sys.stderr, flush=True)
   compile_cache.enable(spec["compilation_cache_dir"])
-  import functools
-
   from jaxcnn import train
 
   config = load_config(spec["config"], spec["overrides"])
+  config.stop_at_accuracy, config.stop_at_accuracy_split = spec["target"], "test"
   with tempfile.TemporaryDirectory() as workdir:
-    run = train.Run(config, workdir)
-    strategy = run.strategy
-    step = strategy.compile(functools.partial(train.train_step, options=run.step_options), donate_state=True)
-    state = strategy.put_state(run.state)
-    for epoch in range(config.num_epochs):
-      for batch in run.input.train_batches(epoch):
-        state, _ = step(state, strategy.put_batch(batch))
-      if emit(epoch + 1, run.evaluate(state, "test", "test")["test_top1_accuracy"]):
-        return
+    metrics, done, emitted = pathlib.Path(workdir, "metrics.jsonl"), threading.Event(), []
+
+    def follow() -> None:  # each record as soon as it is written (train_and_evaluate appends whole lines)
+      while True:
+        finished = done.is_set()
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        for line in lines[len(emitted) :]:
+          emitted.append(json.loads(line))
+          emit(emitted[-1]["epoch"], emitted[-1]["test_top1_accuracy"])
+        if finished:
+          return
+        time.sleep(0.05)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+      train.train_and_evaluate(config, workdir)
+    finally:
+      done.set()
+      follower.join()
 
 
 def jaxcnn_job_until(spec: dict, emit) -> None:
   """Trains spec's config as README command 1 does (train, then eval from the checkpoint, each a process of
   its own); emit(num_epochs, the eval's test accuracy) once the eval process has ended."""
-  from jaxcnn.bench.step import parse_options
-
-  flags = [f"--config={spec['config']}"] + [f"--config.{k}={v}" for k, v in parse_options(spec["overrides"]).items()]
+  flags = [f"--config={spec['config']}"] + [f"--config.{k}={v}" for k, v in spec["overrides"].items()]
   if spec["compilation_cache_dir"] is not None:
     flags.append(f"--compilation_cache_dir={spec['compilation_cache_dir']}")
+  flags.append("--kernels" if spec["kernels"] else "--nokernels")
   with tempfile.TemporaryDirectory() as workdir:
     for mode in ("train", "eval"):
       subprocess.run(
@@ -204,9 +225,7 @@ def jaxcnn_job_until(spec: dict, emit) -> None:
 
 def pytorch_until(spec: dict, emit) -> None:
   """The PyTorch twin of jaxcnn_until under the recipe in spec (see write_twin_inputs)."""
-  from jaxcnn.bench import worker
-
-  twins = worker.load_pytorch_models()
+  twins = worker.torch_models()
   import numpy as np
   import torch
   import torch.nn.functional as F
@@ -270,20 +289,16 @@ def train_until(spec: dict, channel) -> None:
 
 def time_side(spec: dict) -> dict:
   """Runs one side in a worker process; the wall time from its start to each epoch's evaluation."""
-  start = time.perf_counter()
-  process = subprocess.Popen(
-    [sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)], stdout=subprocess.PIPE, text=True
-  )
+  process = worker.Worker({**spec, "serve": "time_to_accuracy"}, name=spec["side"])
+  process.process.stdin.close()
   epochs = []
-  for line in process.stdout:
-    epochs.append({**json.loads(line), "wall_seconds": time.perf_counter() - start})
+  while (message := process.receive(until_end=True)) is not None:
+    epochs.append({**message, "wall_seconds": time.perf_counter() - process.started})
     print(
       f"  {spec['side'][len('time_to_accuracy_') :]}: epoch {epochs[-1]['epoch']}, test accuracy "
       f"{epochs[-1]['test_top1_accuracy']:.4f} at {epochs[-1]['wall_seconds']:.1f} s",
       flush=True,
     )
-  if process.wait():
-    raise RuntimeError(f"the {spec['side']} worker exited with status {process.returncode} (its stderr is above)")
   reached = [e for e in epochs if e["test_top1_accuracy"] >= spec["target"]]
   return {
     "epochs": epochs,
@@ -306,22 +321,26 @@ def _combine(rounds: list[dict]) -> dict:
   }
 
 
-def main(flags) -> None:
-  config = load_config(flags.config, flags.overrides)
-  twin_config = load_config(flags.config, flags.overrides, twin_fields(flags.twin_recipe, flags.twin_overrides))
+def main(flags, name: str, overrides: dict, twin_overrides: dict) -> None:
+  """The time-to-accuracy mode: `name` is --config as typed, `overrides` and `twin_overrides` the
+  --config.FIELD and --twin.FIELD values (flattened)."""
+  config = load_config(name, overrides)
+  twin_config = load_config(name, overrides, twin_fields(flags.twin_recipe, twin_overrides))
   if flags.compare:
     check_twin_recipe(twin_config)
   base = {
-    "config": flags.config,
-    "overrides": flags.overrides,
+    "config": name,
+    "overrides": overrides,
     "target": flags.target,
     "threads": flags.threads,
+    "kernels": flags.kernels,
     "compilation_cache_dir": flags.compilation_cache_dir,
   }
-  twin_recipe = f"{flags.twin_recipe} recipe" + (f", {','.join(flags.twin_overrides)}" if flags.twin_overrides else "")
+  changes = ",".join(f"{k}={v}" for k, v in twin_overrides.items())
+  twin_recipe = f"{flags.twin_recipe} recipe" + (f", {changes}" if changes else "")
   print(
-    f"time to {flags.target:.2%} test accuracy: {flags.config} ({config.num_epochs} epochs at most; jaxcnn "
-    f"{'job: train, then eval' if flags.jaxcnn_side == 'job' else 'Run'})"
+    f"time to {flags.target:.2%} test accuracy: {name} ({config.num_epochs} epochs at most; jaxcnn "
+    f"{'job: train, then eval' if flags.jaxcnn_side == 'job' else 'train_and_evaluate'})"
     + (f" vs its PyTorch twin ({twin_recipe}, {twin_config.num_epochs} epochs at most)" if flags.compare else "")
     + f", each side in its own process, one after the other, {flags.tta_repeats} round(s) in alternating order, "
     f"on {flags.threads or len(os.sched_getaffinity(0))} CPU threads; wall time from process start (start-up, "
@@ -329,12 +348,12 @@ def main(flags) -> None:
     flush=True,
   )
   results = {
-    "config": flags.config,
-    "overrides": flags.overrides,
+    "config": name,
+    "overrides": overrides,
     "target": flags.target,
     "jaxcnn_side": flags.jaxcnn_side,
     "twin_recipe": flags.twin_recipe,
-    "twin_overrides": flags.twin_overrides,
+    "twin_overrides": twin_overrides,
   }
   specs = {"jaxcnn": {**base, "side": "time_to_accuracy_jaxcnn", "jaxcnn_side": flags.jaxcnn_side}}
   rounds = {"jaxcnn": []}

@@ -1,6 +1,16 @@
 """Input pipeline throughput beside the train step it feeds.
 
+  python -m jaxcnn.bench.pipeline --config=NAME --config.data_dir=DIR [--config.FIELD=...] [--json=FILE]
   python -m jaxcnn.bench.pipeline [--num_jpegs=2000] [--batch_size=128] [--batches=15]
+
+With `--config` (any field overridable as in training; `dataset` defaults to image_folder when `data_dir` is
+given): that config's training pipeline on that folder, first pass (every head decoded into a fresh decode-once
+cache in a temporary directory, data/cache.py) and cached (the rows read back, only the random tail applied),
+the cores used, and the config's train step on this machine (synthetic batches, as `python -m jaxcnn.bench`
+times it); `--json` writes `first_pass_images_per_sec`, `cached_images_per_sec`, `cores` and the rest as one
+object. Rates are over whole batches after the first (compilation), at most `--batches` per pass.
+
+Without `--config`:
 
 Measures images/s of (1) the AlexNet train pipeline (resize_short 256, centre 256, random 227 crop, flip,
 PCA lighting) over a folder of generated ~400x350 JPEGs, (2) the ResNet CIFAR pipeline (pad 4, random 32
@@ -12,6 +22,8 @@ jaxcnn.bench` measures them (`jaxcnn.bench.step.JaxStep`), in this process.
 
 import importlib.util
 import itertools
+import json
+import os
 import pathlib
 import tempfile
 import time
@@ -28,6 +40,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("batch_size", 128, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("num_jpegs", 2000, "JPEG files generated for the folder pipeline.")
 flags.DEFINE_integer("batches", 15, "Timed batches (after two warm-up batches).", lower_bound=1)
+flags.DEFINE_string("json", "", "With --config: write the measurements to this file as one JSON object.")
+flags.DEFINE_integer("step_batches", 3, "With --config: timed train steps (0 = do not time the step).", lower_bound=0)
+_CONFIG = None  # --config's holder, defined when run as a program (configs.define_flag)
 
 
 def write_jpegs(root: pathlib.Path, num_images: int, size=(350, 400), classes=2, seed=0):
@@ -66,8 +81,80 @@ def _train_step_rate(model_name: str, image_size: int, batch_size: int, steps: i
   return steps * batch_size / step.run(steps)
 
 
+def cores() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _timed(batches, limit: int) -> tuple[float, int]:
+  """(images/s, batches timed) over up to `limit` batches after the first."""
+  iterator = iter(batches)
+  first = next(iterator, None)
+  if first is None:
+    return float("nan"), 0
+  jax.block_until_ready(first["image"])
+  images, start = 0, time.perf_counter()
+  for batch in itertools.islice(iterator, limit):
+    jax.block_until_ready(batch["image"])
+    images += len(batch["label"])
+  seconds = time.perf_counter() - start
+  return (images / seconds if images else float("nan")), images // max(len(first["label"]), 1)
+
+
+def measure_folder(config, batches: int, step_batches: int) -> dict:
+  """First-pass and cached images/s of config's training pipeline, the cores, and its train step's images/s."""
+  from jaxcnn.data import pack
+
+  if config.data_dir and config.dataset != "image_folder":
+    config.dataset = "image_folder"
+  config.pipeline = "jax"
+  with tempfile.TemporaryDirectory(prefix="jaxcnn-pipeline-bench-") as tmp:
+    config.data_cache = tmp  # a fresh cache: the first pass decodes every head, the user's cache is left alone
+    pipeline = data.InputPipeline(config, data.load(config))
+    for line in pipeline.describe():
+      print(line, flush=True)
+    rows = pipeline.row_cache()
+    first_pass, first_batches = _timed(pipeline.train_batches(0), batches)
+    if rows is not None:
+      pack.fill(rows)  # the rows epoch 0 left out (its incomplete last batch)
+    cached, cached_batches = _timed(pipeline.train_batches(1), batches) if rows else (float("nan"), 0)
+    result = {
+      "config": config.get("name", "") or config.model,
+      "data_dir": str(config.data_dir),
+      "train_augment": pipeline.train_chain.spec,
+      "cache_head": rows.head.spec if rows else None,
+      "cache_bytes": rows.disk_bytes() if rows else 0,
+      "batch_size": config.batch_size,
+      "first_pass_images_per_sec": first_pass,
+      "first_pass_batches": first_batches,
+      "cached_images_per_sec": cached,
+      "cached_batches": cached_batches,
+      "cores": cores(),
+    }
+  if step_batches:
+    size = pipeline.image_shape[0]
+    result["train_step_images_per_sec"] = _train_step_rate(config.model, size, config.batch_size, step_batches)
+    result["train_step"] = f"{config.model} {size}x{size}, batch {config.batch_size}, {jax.devices()[0].platform}"
+  return result
+
+
+def main_folder(config) -> None:
+  result = measure_folder(config, FLAGS.batches, FLAGS.step_batches)
+  per_core = lambda rate: f"{rate:10.0f} images/s ({rate / result['cores']:.0f} per core)"
+  print(f"cores used: {result['cores']}")
+  print(f"first pass (decode + head + tail):  {per_core(result['first_pass_images_per_sec'])}")
+  print(f"cached (rows + tail):               {per_core(result['cached_images_per_sec'])}")
+  if "train_step_images_per_sec" in result:
+    print(f"train step ({result['train_step']}): {result['train_step_images_per_sec']:10.0f} images/s")
+  if FLAGS.json:
+    pathlib.Path(FLAGS.json).write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main(argv):
   del argv
+  if _CONFIG is not None and FLAGS["config"].present:
+    print(kernels.enable(), flush=True)
+    compile_cache.enable()
+    return main_folder(_CONFIG.value)
   print(kernels.enable(), flush=True)  # before the backend starts, as training and jaxcnn.bench do
   compile_cache.enable()
   batch, steps = FLAGS.batch_size, FLAGS.batches
@@ -84,6 +171,7 @@ def main(argv):
     config.update(
       dataset="image_folder",
       data_dir=str(root),
+      data_cache="",  # every epoch decodes, as these rows have always measured
       validation_size=0,
       batch_size=batch,
       train_augment="alexnet",
@@ -107,4 +195,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _CONFIG = configs.define_flag()
   app.run(main)

@@ -36,6 +36,9 @@ class Record:
   compiled_ratio: float | None = None
   no_ratio_because: str | None = None  # why the ratio is not printed: unequal work, another device count, ...
   pytorch_compiled_error: str | None = None
+  pytorch_plain_images_per_sec: float | None = None  # the self-check: the same twin in a plain loop
+  pytorch_plain_images_per_sec_runs: list[float] | None = None
+  bench_fault: str | None = None  # the bench's PyTorch figure is off the plain loop's: no ratio
 
 
 def _or_na(value, fmt: str) -> str:

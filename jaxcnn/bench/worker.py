@@ -1,22 +1,72 @@
-"""One side of a benchmark in a process of its own: `python -m jaxcnn.bench.worker SPEC_JSON`.
+"""One side of a benchmark in a process of its own: `Worker` starts it, `python -m jaxcnn.bench.worker SPEC_JSON`
+runs it.
 
-The controller (`jaxcnn.bench`) starts one worker per side. A step worker builds and compiles its side,
-runs the warm-up steps, writes one JSON line `{"ready": {...}}` (or `{"error": "..."}`) and then answers
-each line `STEPS` on its stdin with `{"seconds": ...}` until its stdin closes, idle in between. A
-time-to-accuracy worker trains and writes `{"epoch": ..., "test_top1_accuracy": ...}` after every epoch.
-Everything else the process prints goes to stderr, so the protocol's lines stay clean.
+The controllers (`jaxcnn.bench` for train steps, `jaxcnn.bench.accuracy` for time to accuracy) start one
+`Worker` per side, the one launcher of the bench's processes. The spec's `serve` names what the process runs
+(`SERVERS`): a step worker (`serve_steps`) builds and compiles its side, runs the warm-up steps, writes one
+JSON line `{"ready": {...}}` (or `{"error": "..."}`) and then answers each line `STEPS` on its stdin with
+`{"seconds": ...}` until its stdin closes, idle in between; a time-to-accuracy worker
+(`jaxcnn.bench.accuracy.train_until`) trains and writes `{"epoch": ..., "test_top1_accuracy": ...}` after
+every epoch. Everything else the process prints goes to stderr, so the protocol's lines stay clean.
 
 Both sides pin themselves to the same `threads` CPUs before their framework starts: XLA:CPU sizes its
 thread pool by the CPUs the process may run on, PyTorch gets `torch.set_num_threads(threads)`.
 """
 
+import importlib
 import importlib.util
 import json
 import os
-import pathlib
+import subprocess
 import sys
+import time
 
-PYTORCH_MODELS = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "benchmark" / "pytorch_models.py"
+# glibc's malloc settings of every timed process (both sides' workers and the self-check's plain loop): freed
+# memory stays in the heap instead of going back to the OS. By default glibc hands PyTorch's freed activations
+# back (heap trimming; fresh mmaps for large blocks) and every step page-faults them in again: LeNet-5 at batch
+# 128 took ~2,100 minor page faults a step and ran ~40% slower in a fresh process than in one whose heap held
+# other data (issue 23; BUILD_NOTES "Speed on the CPU"). jaxcnn's speed does not change with them.
+ALLOCATOR_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
+
+# What a worker process runs, by the spec's "serve": module:function(spec, channel). Named, not imported, so
+# that this module imports neither side (accuracy.py imports this one for `Worker`).
+SERVERS = {"steps": "jaxcnn.bench.worker:serve_steps", "time_to_accuracy": "jaxcnn.bench.accuracy:train_until"}
+
+
+class Worker:
+  """A `python -m jaxcnn.bench.worker` process: receive() reads its next line (None at its end), run(steps)
+  times steps in a step worker after `settle` seconds of quiet."""
+
+  def __init__(self, spec: dict, env: dict | None = None, name: str | None = None):
+    self.name = name or spec["side"]
+    self.started = time.perf_counter()
+    self.process = subprocess.Popen(
+      [sys.executable, "-m", "jaxcnn.bench.worker", json.dumps(spec)],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      env={**os.environ, **ALLOCATOR_ENV, **(env or {})},
+    )
+
+  def receive(self, until_end: bool = False) -> dict | None:
+    """The next JSON line; at the process's end None if `until_end`, else an error naming the worker."""
+    line = self.process.stdout.readline()
+    if line:
+      return json.loads(line)
+    status = self.process.wait()
+    if until_end and status == 0:
+      return None
+    raise RuntimeError(f"the {self.name} worker exited with status {status} (its stderr is above)")
+
+  def run(self, steps: int, settle: float) -> dict:
+    time.sleep(settle)
+    self.process.stdin.write(f"{steps}\n")
+    self.process.stdin.flush()
+    return self.receive()
+
+  def close(self) -> None:
+    self.process.stdin.close()
+    self.process.wait(timeout=60)
 
 
 def pin_threads(threads: int) -> list[int]:
@@ -30,18 +80,13 @@ def pin_threads(threads: int) -> list[int]:
   return cpus
 
 
-def load_pytorch_models():
-  """experiments/benchmark/pytorch_models.py as a module (it is not part of the installed package)."""
+def torch_models():
+  """jaxcnn.bench.torch_models (the PyTorch twins), or a ValueError saying how to install PyTorch."""
   if importlib.util.find_spec("torch") is None:
-    raise ValueError("--compare=pytorch needs PyTorch (pip install torch); it is not installed")
-  if not PYTORCH_MODELS.is_file():
-    raise ValueError(
-      f"--compare=pytorch needs {PYTORCH_MODELS} (a checkout of the repository, not an installed package)"
-    )
-  spec = importlib.util.spec_from_file_location("jaxcnn_pytorch_models", PYTORCH_MODELS)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+    raise ValueError("--compare=pytorch needs PyTorch: pip install 'jaxcnn[compare]'")
+  from jaxcnn.bench import torch_models
+
+  return torch_models
 
 
 def select_devices(count: int) -> None:
@@ -98,7 +143,7 @@ def jax_side(spec: dict):
 
 def pytorch_side(spec: dict):
   """The PyTorch twin's train step (eager or compiled), and what the controller prints and checks about it."""
-  twins = load_pytorch_models()
+  twins = torch_models()
   import torch
 
   torch.set_num_threads(len(os.sched_getaffinity(0)))
@@ -144,12 +189,8 @@ def main(argv: list[str]) -> None:
   os.dup2(2, 1)  # ... and everything else to stderr
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   spec["cpus"] = pin_threads(spec["threads"])
-  if spec["side"].startswith("time_to_accuracy"):
-    from jaxcnn.bench import accuracy
-
-    accuracy.train_until(spec, channel)
-  else:
-    serve_steps(spec, channel)
+  module, _, function = SERVERS[spec.get("serve", "steps")].partition(":")
+  getattr(importlib.import_module(module), function)(spec, channel)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,29 @@ def get(name: str) -> ml_collections.ConfigDict:
   else:
     module = module_of(name)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def define_flag(default: str = "lenet5", flag_values=None, help_text: str = "Experiment name or config file."):
+  """`--config=NAME|FILE` with `--config.FIELD=VALUE` overrides for an absl entry point (training, the data cache's
+  pack, the benchmarks): ml_collections' config-file flag, whose file parser also takes a registered name.
+  Returns the flag's holder (`.value` is the config; the flag's parser keeps the name as typed, `.typed`); call
+  before absl parses the flags."""
+  from absl import flags
+  from ml_collections import config_flags
+
+  flag_values = flag_values or flags.FLAGS
+  holder = config_flags.DEFINE_config_file("config", str(path_of(default)), help_text, flag_values=flag_values)
+  file_parser = flag_values["config"].parser
+
+  class NamedConfigParser(flags.ArgumentParser):
+    typed = default
+
+    def parse(self, name_or_path):
+      self.typed = name_or_path
+      return file_parser.parse(str(path_of(name_or_path)))
+
+    def flag_type(self):
+      return file_parser.flag_type()
+
+  flag_values["config"].parser = NamedConfigParser()
+  return holder

@@ -1,5 +1,7 @@
 """Fields shared by every experiment. Each named config starts from `get_config()` here."""
 
+import json
+
 import ml_collections
 
 
@@ -13,6 +15,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.validation_size = ml_collections.FieldReference("auto", field_type=object)
   c.validation_fraction = 0.0  # > 0: carve this fraction instead (datasets with their own validation split keep it)
   c.pipeline = "auto"  # tfdata | jax (TF-free) | auto (jax for in-memory data, or files without TensorFlow)
+  # Image folders: the train chain's deterministic head decoded once into uint8 rows (jaxcnn/data/cache.py) at
+  # "auto" ($JAXCNN_CACHE_DIR/data, else ~/.cache/jaxcnn/data), a directory, or "" (off); pipeline auto or jax.
+  c.data_cache = "auto"
+  c.data_cache_max_disk_fraction = 0.5  # refuse rows that would take more than this fraction of the free disk
   # Augmentation chains (jaxcnn/data/augment.py): ops joined by "|", e.g. "pad(4)|random_crop(32)|flip_lr",
   # or a paper's preset: alexnet, vgg, googlenet, resnet, resnet_cifar (train); center, ten_crop, ... (eval). A
   # preset fits any source (jaxcnn/data/recipe.py); a chain written out applies exactly as written.
@@ -74,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.early_stopping_patience = 0  # > 0: stop after this many epochs without a better validation loss
   c.early_stopping_min_delta = 0.0
   c.stop_at_accuracy = 0.0  # > 0: end the run after the first epoch whose validation top-1 accuracy reaches this
+  # The split stop_at_accuracy watches: "validation", or "test" (then also evaluated after every epoch; for
+  # measuring time to a test accuracy, as `python -m jaxcnn.bench --mode=time_to_accuracy` does, never for
+  # choosing a model).
+  c.stop_at_accuracy_split = "validation"
   c.warmup_epochs = 0.0
   c.warmup_steps = 0  # added to warmup_epochs
   c.warmup_mode = "linear"  # linear: warmup_init_lr -> lr; constant: hold warmup_init_lr (ResNet-110)
@@ -111,3 +121,29 @@ def divide_on_plateau(config: ml_collections.ConfigDict, patience: int, max_redu
   config.plateau_factor = 0.1
   config.plateau_patience = patience
   config.plateau_max_reductions = max_reductions
+
+
+# The config fields that say what the network computes and how its input is prepared: a checkpoint is only ever
+# restored (resumed, evaluated, predicted with) under the values it was trained with. Everything else (the split
+# evaluated, eval batch, views, weights, data_dir, epochs, optimizer) may differ.
+NETWORK_FIELDS = ("model", "model_options", "image_size", "classes", "dataset", "stats_file", "synthetic")
+
+
+def comparable(value):
+  """A config value as JSON stores it (ConfigDicts as dicts, tuples as lists), to compare stored with live."""
+  if hasattr(value, "to_dict"):
+    value = value.to_dict()
+  return json.loads(json.dumps(value, default=str))
+
+
+def network_differences(stored, config) -> list[tuple[str, object, object]]:
+  """(field, stored value, config's value) for each NETWORK_FIELDS entry in which `config` differs from a
+  stored config (a checkpoint's, or config.json); a field either lacks counts as today's default."""
+  defaults = get_config()
+  differences = []
+  for field in NETWORK_FIELDS:
+    saved = comparable(stored.get(field, defaults.get(field)))
+    current = comparable(config.get(field, defaults.get(field)))
+    if saved != current:
+      differences.append((field, saved, current))
+  return differences

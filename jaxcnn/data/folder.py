@@ -166,3 +166,19 @@ def undecodable(paths, error) -> BadImageError:
       return BadImageError(f"{path}: cannot decode image ({e})")
   first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
   return BadImageError(f"cannot decode one of {', '.join(map(str, paths))} ({first_line})")
+
+
+def cut_image(image: Image.Image, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
+  """uint8 [views, h, w, 3]: each (top, left, height, width) window of an RGB image, resized to out_hw."""
+  height, width = out_hw
+  views = []
+  for top, left, window_h, window_w in windows.tolist():
+    view = np.asarray(image.crop((left, top, left + window_w, top + window_h)))  # zeros outside the image
+    if (window_h, window_w) != (height, width):
+      # Edge pixels repeated once around the window: bilinear samples near its border then take the border's
+      # values (as tf.image.resize and jax_ops clamp), not a blend with Pillow's fill colour.
+      framed = Image.fromarray(np.pad(view, ((1, 1), (1, 1), (0, 0)), mode="edge"))
+      extent = (1, 1, 1 + window_w, 1 + window_h)
+      view = np.asarray(framed.transform((width, height), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
+    views.append(view)
+  return np.stack(views)

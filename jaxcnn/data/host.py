@@ -69,29 +69,18 @@ def _decoders() -> concurrent.futures.ThreadPoolExecutor:
 
 def cut_views(path: str, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
   """uint8 [views, h, w, 3]: each (top, left, height, width) window of the image file, resized to out_hw."""
-  height, width = out_hw
   with Image.open(path) as opened:
     image = folder.rgb(opened)
-  views = []
-  for top, left, window_h, window_w in windows.tolist():
-    view = np.asarray(image.crop((left, top, left + window_w, top + window_h)))  # zeros outside the image
-    if (window_h, window_w) != (height, width):
-      # Edge pixels repeated once around the window: bilinear samples near its border then take the border's
-      # values (as tf.image.resize and jax_ops clamp), not a blend with Pillow's fill colour.
-      framed = Image.fromarray(np.pad(view, ((1, 1), (1, 1), (0, 0)), mode="edge"))
-      extent = (1, 1, 1 + window_w, 1 + window_h)
-      view = np.asarray(framed.transform((width, height), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
-    views.append(view)
-  return np.stack(views)
+  return folder.cut_image(image, windows, out_hw)
 
 
-def _decoded_views(split, indices, windows, out_hw) -> Iterator[np.ndarray]:
-  """uint8 [local_batch, views, h, w, 3] per step, the next step's files decoding while the current one is used;
-  a file that fails to decode stops it with an error naming it."""
+def _decoded_views(split, indices, windows, cut) -> Iterator[np.ndarray]:
+  """uint8 [local_batch, views, h, w, 3] per step, `cut(i, windows)` giving example i's views, the next step's
+  examples decoding while the current one is used; a file that fails to decode stops it with an error naming it."""
   pool = _decoders()
 
   def submit(step):
-    return [pool.submit(cut_views, split.paths[i], windows[step][k], out_hw) for k, i in enumerate(indices[step])]
+    return [pool.submit(cut, i, windows[step][k]) for k, i in enumerate(indices[step])]
 
   pending = submit(0) if len(indices) else []
   try:
@@ -109,5 +98,31 @@ def _decoded_views(split, indices, windows, out_hw) -> Iterator[np.ndarray]:
 def file_batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[dict]:
   """[local_batch, ...] batches of a FileSplit for rows `indices` [steps, local_batch]: each view cut and resized
   on the host (`cut_views`), mirrored, lit and normalised on the device."""
-  views = _decoded_views(split, indices, plan.windows, tuple(out_hw))
+  views = _decoded_views(split, indices, plan.windows, lambda i, windows: cut_views(split.paths[i], windows, out_hw))
+  return _assemble(split, indices, plan, mask, views, _on_device(jax_ops.finish_fn, chain, mean, std))
+
+
+def cut_row(row: np.ndarray, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
+  """`cut_image` of a cached uint8 row [H, W, 3]: a window inside the row at the output size is a plain slice."""
+  height, width = out_hw
+  rows_h, rows_w = row.shape[:2]
+  views = []
+  for top, left, window_h, window_w in windows.tolist():
+    inside = top >= 0 and left >= 0 and top + window_h <= rows_h and left + window_w <= rows_w
+    if inside and (window_h, window_w) == (height, width):
+      views.append(row[top : top + height, left : left + width])
+    else:
+      views.append(
+        folder.cut_image(
+          Image.fromarray(np.ascontiguousarray(row)), np.array([[top, left, window_h, window_w]]), out_hw
+        )[0]
+      )
+  return np.stack(views)
+
+
+def cached_batches(split, indices, plan, mask, chain, mean, std, out_hw, rows) -> Iterator[dict]:
+  """`file_batches` from a `cache.RowCache`: `plan` is the tail's, in the rows' pixels; each view is cut from
+  its row on the host (a slice where no resize is left), mirrored, lit and normalised on the device."""
+  # Rows not yet filled are decoded (their head stored) on the decoding threads, as `file_batches` decodes files.
+  views = _decoded_views(split, indices, plan.windows, lambda i, windows: cut_row(rows.get(i), windows, out_hw))
   return _assemble(split, indices, plan, mask, views, _on_device(jax_ops.finish_fn, chain, mean, std))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
-from jaxcnn.data import augment, folder, host, recipe, stats, tf_import, tf_ops, tfds_stream
+from jaxcnn.data import augment, cache, folder, host, recipe, stats, tf_import, tf_ops, tfds_stream
 from jaxcnn.data.sources import Dataset, FileSplit, Split, TfdsSplit
 
 PIPELINES = ("auto", "tfdata", "jax")
@@ -190,15 +190,28 @@ def train_batches(
   augment_chain=None,
   pipeline: str = "auto",
   start_batch: int = 0,
+  row_cache: "cache.RowCache | None" = None,
 ) -> Iterator[dict]:
   """Epoch `epoch`'s shuffled, augmented training batches from batch `start_batch` on (a resumed epoch);
-  the incomplete last batch is dropped. Batches before start_batch are neither read nor decoded."""
+  the incomplete last batch is dropped. Batches before start_batch are neither read nor decoded.
+
+  `row_cache` (an image folder's `cache.RowCache` for this split and chain): the chain's head is read from its
+  rows (decoded and stored the first time a row is read) and only the tail is planned and applied."""
   chain = augment_chain or augment.Chain("", train=True)
   if isinstance(split, TfdsSplit):
     return tfds_stream.batches(
       split, chain, mean, std, local_batch_size(global_batch), seed=seed, epoch=epoch, start_batch=start_batch
     )
   order = train_order(len(split), global_batch, seed, epoch)
+  if row_cache is not None:
+    if row_cache.split is not split or pipeline == "tfdata":
+      raise ValueError("row_cache must be the cache of this split, with pipeline auto or jax")
+    # The head draws no random numbers: the tail draws what the whole chain would, in the rows' pixels.
+    tail = row_cache.head.tail
+    plan = tail.plan(np.random.default_rng([seed, epoch, 1]), *row_cache.shapes[order].T)
+    indices, plan, _ = _local(order, plan, global_batch, None, start_batch)
+    out_hw = chain.output_size((None, None))
+    return host.cached_batches(split, indices, plan, None, tail, mean, std, out_hw, row_cache)
   src_h, src_w = _source_sizes(split, order)
   # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa. The
   # whole epoch is drawn even when it starts at start_batch, so that its batches are the same numbers.
@@ -248,6 +261,25 @@ class InputPipeline:
     self.image_shape = (*train_hw, channels)
     for name, split in dataset.splits.items():
       self._check_fits(name, split)
+    self._row_cache, self._cache_note = None, None
+
+  def row_cache(self) -> "cache.RowCache | None":
+    """The training split's decode-once cache (image folders; opened, and made if missing, at the first call),
+    or None: not a folder, pipeline=tfdata, data_cache off, or unavailable (a warning said why)."""
+    if self._cache_note is None:
+      split, config = self.dataset.splits.get("train"), self.config
+      setting = config.get("data_cache", "auto")
+      if not isinstance(split, FileSplit):
+        self._cache_note = ""
+      elif config.get("pipeline", "auto") == "tfdata":
+        self._cache_note = "data cache: not used with pipeline=tfdata (files decoded every epoch)"
+      elif cache.directory(setting) is None:
+        self._cache_note = f"data cache: off (data_cache={setting!r}; files decoded every epoch)"
+      else:
+        fraction = config.get("data_cache_max_disk_fraction", 0.5)
+        self._row_cache = cache.open_cache(setting, split, self.train_chain, fraction)
+        self._cache_note = "" if self._row_cache else "data cache: unavailable (see the warning above)"
+    return self._row_cache
 
   def _check_fits(self, name: str, split) -> None:
     """Plans every example of a split once, so that a chain its images cannot take fails before training."""
@@ -290,7 +322,9 @@ class InputPipeline:
     mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
     kept = ", as the run started: from its checkpoint" if self.stats_from_run else ""
     lines.append(f"normalisation: mean {mean}, std {std} ({origin}{kept})")
-    return lines
+    row_cache = self.row_cache()
+    note = row_cache.describe() if row_cache else self._cache_note
+    return lines + ([note] if note else [])
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
     """Epoch `epoch`'s batches from batch `start_batch` on (a run resumed mid-epoch)."""
@@ -304,6 +338,7 @@ class InputPipeline:
       augment_chain=self.train_chain,
       pipeline=self.config.pipeline,
       start_batch=start_batch,
+      row_cache=self.row_cache(),
     )
 
   def eval_images_per_step(self, split) -> int:

@@ -1,19 +1,24 @@
-"""The PyTorch measuring stick for `python -m jaxcnn.bench --compare=pytorch` (not part of jaxcnn).
+"""The PyTorch twins of jaxcnn's models: the measuring stick of `python -m jaxcnn.bench --compare=pytorch`.
 
-The same architectures as jaxcnn's zoo, layer for layer (the parameter counts and multiply-adds are
-compared with jaxcnn's), trained the same way: SGD with momentum and coupled weight decay on a
-cross-entropy loss, the same batch and precision, synthetic data already on the device, in channels_last
-memory format; on a GPU with `cudnn.benchmark` and bfloat16 autocast for `precision="bfloat16"`; eager or
-`torch.compile`d. torchvision's own ResNet-50 (v1.5: stride in the
-3x3), VGG-16 and AlexNet (the "one weird trick" layout, jaxcnn's `alexnet_owt`) when torchvision is
-importable. The thread count is the caller's (`torch.set_num_threads`).
+Needs PyTorch (`pip install jaxcnn[compare]`); nothing else in jaxcnn imports this module, and the bench's
+PyTorch worker imports it only when it runs. The same architectures as jaxcnn's zoo, layer for layer (the
+parameter counts and multiply-adds are compared with jaxcnn's), trained the same way: SGD with momentum and
+coupled weight decay on a cross-entropy loss, the same batch and precision, synthetic data already on the
+device, in channels_last memory format; on a GPU with `cudnn.benchmark` and bfloat16 autocast for
+`precision="bfloat16"`; eager or `torch.compile`d. torchvision's own ResNet-50 (v1.5: stride in the 3x3),
+VGG-16 and AlexNet (the "one weird trick" layout, jaxcnn's `alexnet_owt`) when torchvision is importable.
+The thread count is the caller's (`torch.set_num_threads`).
 
-`jaxcnn.bench` loads this file by path; run on its own it prints the parameter counts and multiply-adds:
-
-  python experiments/benchmark/pytorch_models.py
+`plain_loop` is the bench's self-check: the same twin trained the way a user's script does (model,
+optimizer, a `for` loop, a clock around it), run in a process of its own, outside the bench's worker
+protocol: `python -m jaxcnn.bench.torch_models SPEC_JSON` prints its images/s as one JSON line. Run with no
+argument it prints the twins' parameter counts and multiply-adds.
 """
 
 import functools
+import json
+import os
+import sys
 import time
 
 import torch
@@ -272,7 +277,44 @@ class TrainStep:
     return f"PyTorch {torch.__version__} {'compiled' if self.compiled else 'eager'} ({where})"
 
 
+def plain_loop(spec: dict) -> list[float]:
+  """The bench's self-check: images/s of `spec`'s twin in a plain training loop, one figure per repeat.
+
+  Written as a PyTorch user writes it, sharing nothing with `TrainStep` but the model: the process pinned to
+  the bench's CPUs with as many threads, SGD (momentum 0.9, coupled weight decay 5e-4), one synthetic batch in
+  channels_last memory, `spec["warmup"]` untimed steps, then `spec["repeats"]` back-to-back runs of
+  `spec["steps"]` steps, each timed with a clock around the loop (float32, CPU or GPU).
+  """
+  if spec.get("cpus"):
+    os.sched_setaffinity(0, spec["cpus"])
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  size, _, channels = spec["image_shape"]
+  model = MODELS[spec["model"]](10, channels, size).to(device, memory_format=torch.channels_last)
+  optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+  images = torch.randn(spec["batch_size"], channels, size, size).to(device, memory_format=torch.channels_last)
+  labels = torch.randint(0, 10, (spec["batch_size"],), device=device)
+
+  def train(steps: int) -> float:
+    if device.type == "cuda":
+      torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+      optimizer.zero_grad()
+      F.cross_entropy(model(images), labels).backward()
+      optimizer.step()
+    if device.type == "cuda":
+      torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+  train(max(spec["warmup"], 1))
+  return [spec["steps"] * spec["batch_size"] / train(spec["steps"]) for _ in range(spec["repeats"])]
+
+
 if __name__ == "__main__":
+  if len(sys.argv) > 1:
+    print(json.dumps({"images_per_sec_runs": plain_loop(json.loads(sys.argv[1]))}), flush=True)
+    sys.exit()
   for model_name, shape in (
     ("lenet5", (28, 28, 1)),
     ("mlp", (28, 28, 1)),

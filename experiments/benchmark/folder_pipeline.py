@@ -1,0 +1,129 @@
+"""One measurement of an image-folder training pipeline, printed as one JSON line (folder_pipeline.sh runs these).
+
+  python experiments/benchmark/folder_pipeline.py make DIR [--num=2000]
+  python experiments/benchmark/folder_pipeline.py jaxcnn DIR --config=alexnet [--batch=128] [--batches=15]
+  python experiments/benchmark/folder_pipeline.py tfdata DIR --config=alexnet
+  python experiments/benchmark/folder_pipeline.py torch DIR [--workers=CORES]
+
+`make`: a Kaggle-like folder (two classes, JPEGs of 320-500 px per side, quality 75, smooth content that compresses
+like photographs). `jaxcnn`: `python -m jaxcnn.bench.pipeline`'s first pass and cached rates (no train step).
+`tfdata`: jaxcnn's tf.data pipeline for the same config (no cache). `torch`: a PyTorch DataLoader doing AlexNet's
+crops and flips with PIL (Resize(256), CenterCrop(256), RandomCrop(224), RandomHorizontalFlip, to float,
+normalise) on as many worker processes as cores. Rates: images/s over the batches after the first.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+
+def make(root: pathlib.Path, num: int) -> None:
+  from PIL import Image
+
+  rng = np.random.default_rng(0)
+  for c in ("cat", "dog"):
+    (root / c).mkdir(parents=True, exist_ok=True)
+  for i in range(num):
+    h, w = (int(v) for v in rng.integers(320, 501, 2))
+    small = Image.fromarray(rng.integers(0, 256, (h // 16 + 1, w // 16 + 1, 3), np.uint8))
+    small.resize((w, h), Image.BILINEAR).save(root / ("cat", "dog")[i % 2] / f"{i}.jpg", quality=75)
+
+
+def _config(name: str, root, batch: int):
+  from jaxcnn import configs
+
+  config = configs.get(name)
+  config.update(dataset="image_folder", data_dir=str(root), validation_size=0, batch_size=batch)
+  return config
+
+
+def cores() -> int:
+  return len(os.sched_getaffinity(0))
+
+
+def run_jaxcnn(args) -> dict:
+  from jaxcnn.bench import pipeline
+
+  result = pipeline.measure_folder(_config(args.config, args.dir, args.batch), args.batches, 0)
+  return {k: result[k] for k in ("first_pass_images_per_sec", "cached_images_per_sec", "cores", "cache_head")}
+
+
+def run_tfdata(args) -> dict:
+  from jaxcnn import data
+  from jaxcnn.bench import pipeline
+
+  config = _config(args.config, args.dir, args.batch)
+  config.update(pipeline="tfdata", data_cache="")
+  rate, _ = pipeline._timed(data.InputPipeline(config, data.load(config)).train_batches(0), args.batches)
+  return {"tfdata_images_per_sec": rate, "cores": cores()}
+
+
+def _torch_rate(args) -> dict:
+  """A DataLoader over the folder: PIL decode, Resize(256) (shorter side, bilinear), CenterCrop(256),
+  RandomCrop(224), RandomHorizontalFlip, float CHW normalised; torchvision is not needed (PIL ops by hand)."""
+  import torch
+  from PIL import Image
+
+  paths = sorted(str(p) for p in pathlib.Path(args.dir).rglob("*.jpg"))
+  mean = np.float32([0.485, 0.456, 0.406]) * 255
+  std = np.float32([0.229, 0.224, 0.225]) * 255
+
+  class Folder(torch.utils.data.Dataset):
+    def __len__(self):
+      return len(paths)
+
+    def __getitem__(self, i):
+      rng = np.random.default_rng([0, i])
+      with Image.open(paths[i]) as image:
+        image = image.convert("RGB")
+        w, h = image.size
+        scale = 256 / min(w, h)
+        image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
+        w, h = image.size
+        left, top = (w - 256) // 2, (h - 256) // 2
+        image = image.crop((left, top, left + 256, top + 256))
+        y, x = (int(v) for v in rng.integers(0, 33, 2))
+        image = image.crop((x, y, x + 224, y + 224))
+        if rng.random() < 0.5:
+          image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+      pixels = (np.asarray(image, np.float32) - mean) / std
+      return torch.from_numpy(pixels.transpose(2, 0, 1).copy()), i % 2
+
+  workers = args.workers if args.workers >= 0 else cores()
+  loader = torch.utils.data.DataLoader(
+    Folder(), batch_size=args.batch, shuffle=True, num_workers=workers, drop_last=True, persistent_workers=False
+  )
+  iterator = iter(loader)
+  next(iterator)
+  images, start = 0, time.perf_counter()
+  for images_batch, _ in itertools.islice(iterator, args.batches):
+    images += len(images_batch)
+  return {"torch_images_per_sec": images / (time.perf_counter() - start), "torch_workers": workers, "cores": cores()}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  parser.add_argument("mode", choices=("make", "jaxcnn", "tfdata", "torch"))
+  parser.add_argument("dir")
+  parser.add_argument("--num", type=int, default=2000)
+  parser.add_argument("--config", default="alexnet")
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--batches", type=int, default=14)
+  parser.add_argument("--workers", type=int, default=-1)
+  args = parser.parse_args()
+  if args.mode == "make":
+    make(pathlib.Path(args.dir), args.num)
+    return
+  result = {"jaxcnn": run_jaxcnn, "tfdata": run_tfdata, "torch": _torch_rate}[args.mode](args)
+  print(json.dumps({"mode": args.mode, "config": args.config, **result}), flush=True)
+  sys.stdout.flush()
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,185 @@
+"""The decode-once cache of image folders (jaxcnn/data/cache.py): same batches, no decoding, never stale."""
+
+import logging
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxcnn import configs, data
+from jaxcnn.data import augment, cache, pack
+
+# Pixel units: mean 0, std 1/255 leaves each batch on the 0..255 scale.
+KW = dict(global_batch=4, seed=3, mean=np.zeros(3, np.float32), std=np.full(3, 1 / 255, np.float32))
+
+
+def _jpeg_folder(root: pathlib.Path, sizes, seed=0) -> pathlib.Path:
+  """Smooth RGB JPEGs (they resample like photographs, unlike pixel noise), one size per file, two classes."""
+  rng = np.random.default_rng(seed)
+  for k, (h, w) in enumerate(sizes):
+    (root / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
+    small = Image.fromarray(rng.integers(0, 256, (h // 16 + 2, w // 16 + 2, 3), np.uint8))
+    small.resize((w, h), Image.BILINEAR).save(root / f"c{k % 2}" / f"{k}.jpg", quality=90)
+  return root
+
+
+def _config(root, cache_dir="auto", augment_spec="alexnet"):
+  config = configs.get("lenet5")
+  config.update(
+    dataset="image_folder",
+    data_dir=str(root),
+    validation_size=0,
+    batch_size=4,
+    train_augment=augment_spec,
+    image_size=32,
+    pipeline="jax",
+    data_cache=str(cache_dir),
+  )
+  return config
+
+
+def _split(root):
+  return data.load(_config(root)).splits["train"]
+
+
+def _chain(spec="alexnet"):
+  return augment.Chain(spec, train=True, image_size=32)
+
+
+def _epoch(split, epoch, row_cache=None, chain=None, start_batch=0):
+  batches = data.train_batches(
+    split,
+    epoch=epoch,
+    augment_chain=chain or _chain(),
+    pipeline="jax",
+    row_cache=row_cache,
+    start_batch=start_batch,
+    **KW,
+  )
+  return [np.asarray(b["image"]) for b in batches]
+
+
+@pytest.fixture
+def counted_decodes(monkeypatch):
+  """How many image files were opened since the fixture started."""
+  calls = []
+  real_open = Image.open
+
+  def counting_open(fp, *args, **kwargs):
+    calls.append(fp)
+    return real_open(fp, *args, **kwargs)
+
+  monkeypatch.setattr(Image, "open", counting_open)
+  return calls
+
+
+def test_heads_of_the_paper_chains():
+  assert cache.head_of(_chain()).spec == "resize_short(37)|center_crop(37)"
+  assert cache.head_of(_chain()).fixed == (37, 37)
+  assert cache.head_of(_chain()).tail.spec.startswith("random_crop(32)|flip_lr")
+  assert cache.head_of(_chain("vgg")).spec == "max_short(73)"  # random_resize_short(37, 73): its largest side
+  assert cache.head_of(_chain("googlenet")).spec == "max_short(114)"  # 32 / sqrt(0.08)
+  assert cache.head_of(_chain("flip_lr")).spec == ""  # the decoded source
+
+
+def test_cached_epochs_equal_uncached_bitwise_where_the_head_is_exact(tmp_path):
+  # Shorter side 37 = the head's resize: the head only crops, so no pixel is resampled on either path.
+  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(10)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+  for epoch in (0, 1):  # epoch 0 fills the rows it reads, epoch 1 reads them (and fills the rest)
+    uncached, cached = _epoch(split, epoch), _epoch(split, epoch, rows)
+    assert len(cached) == len(uncached) == 2
+    for a, b in zip(uncached, cached):
+      np.testing.assert_array_equal(a, b)
+  assert rows.filled.sum() >= 8  # each epoch reads 8 of the 10 rows
+
+
+def test_cached_epoch_within_tolerance_where_the_head_resamples(tmp_path):
+  # Sources of 60-90 px: the head resizes to 37 and the tail crops, against one resize of a window of the
+  # source (rounded to whole source pixels: up to half a pixel apart). Smooth images differ by a few units.
+  rng = np.random.default_rng(1)
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(60, 90, 2)) for _ in range(8)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+  for a, b in zip(_epoch(split, 0), _epoch(split, 0, rows)):
+    difference = np.abs(a - b)
+    assert difference.mean() < 3.0 and np.percentile(difference, 99) < 12, (difference.mean(), difference.max())
+
+
+def test_resume_from_the_cache_decodes_nothing_and_is_bitwise(tmp_path, counted_decodes):
+  rng = np.random.default_rng(2)
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(40, 70, 2)) for _ in range(16)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+  pack.fill(rows, workers=2)
+  whole = _epoch(split, 1, rows)
+  counted_decodes.clear()
+  resumed = _epoch(split, 1, rows, start_batch=2)
+  assert counted_decodes == [] and rows.decodes == len(split)
+  assert len(resumed) == len(whole) - 2 == 2
+  for a, b in zip(whole[2:], resumed):
+    np.testing.assert_array_equal(a, b)
+  # A second run opens the same rows (same key, same place) and decodes nothing either.
+  again = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+  assert again.data_path == rows.data_path
+  np.testing.assert_array_equal(_epoch(split, 1, again, start_batch=2)[0], whole[2])
+  assert counted_decodes == []
+
+
+def test_changed_and_added_files_are_seen(tmp_path):
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(8)])
+  split = _split(root)
+  first = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+  pack.fill(first)
+  # Same name and size, other pixels and modification time.
+  target = pathlib.Path(split.paths[3])
+  pixels = np.asarray(Image.open(target))
+  Image.fromarray(255 - pixels).save(target, quality=90)
+  os.utime(target, ns=(1, 1))
+  changed = _split(root)
+  rows = cache.RowCache(tmp_path / "c", changed, cache.head_of(_chain()))
+  assert rows.key != first.key and not rows.filled.any()
+  for a, b in zip(_epoch(changed, 0), _epoch(changed, 0, rows)):
+    np.testing.assert_array_equal(a, b)
+  assert sorted(p.name.split(".")[0] for p in rows.dir.iterdir()) == [rows.key] * 3  # the stale rows are gone
+  # An added file: another key again, and its row is read.
+  _jpeg_folder(tmp_path / "extra", [(37, 50)], seed=5)
+  (tmp_path / "extra" / "c0" / "0.jpg").rename(root / "c0" / "new.jpg")
+  added = _split(root)
+  rows = cache.RowCache(tmp_path / "c", added, cache.head_of(_chain()))
+  assert len(added) == 9 and not rows.filled.any()
+  new = list(added.paths).index(str(root / "c0" / "new.jpg"))
+  np.testing.assert_array_equal(rows.get(new), np.asarray(Image.open(root / "c0" / "new.jpg"))[:, 6:43])
+
+
+def test_an_unwritable_cache_warns_and_reads_the_files(tmp_path, caplog):
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(8)])
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")  # a directory under a regular file cannot be made, even by root
+  pipeline = data.InputPipeline(_config(root, blocker / "cache"), data.load(_config(root)))
+  with caplog.at_level(logging.WARNING):
+    assert pipeline.row_cache() is None
+  assert any("data cache not used" in r.getMessage() for r in caplog.records)
+  assert "data cache: unavailable" in pipeline.describe()[-1]
+  np.testing.assert_array_equal(
+    next(iter(pipeline.train_batches(0)))["image"],
+    next(iter(data.InputPipeline(_config(root, ""), data.load(_config(root))).train_batches(0)))["image"],
+  )
+  # Rows over the disk bound are refused the same way.
+  config = _config(root, tmp_path / "c")
+  config.data_cache_max_disk_fraction = 1e-15
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    assert data.InputPipeline(config, data.load(config)).row_cache() is None
+  assert any("data_cache_max_disk_fraction" in r.getMessage() for r in caplog.records)
+
+
+def test_the_start_line_states_place_and_disk_use(tmp_path):
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(8)])
+  pipeline = data.InputPipeline(_config(root, tmp_path / "c"), data.load(_config(root)))
+  line = pipeline.describe()[-1]
+  rows = pipeline.row_cache()
+  assert rows.disk_bytes() >= rows.nbytes == 8 * 37 * 37 * 3
+  assert line.startswith(f"data cache: {rows.dir} (8 37x37 rows")
+  assert f"{cache.size_text(rows.disk_bytes())} on disk" in line and "0/8 filled" in line
+  assert "data cache: off" in data.InputPipeline(_config(root, ""), data.load(_config(root))).describe()[-1]
