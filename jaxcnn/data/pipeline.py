@@ -11,7 +11,9 @@ a host loader whose batches are augmented on the devices in JAX (`pipeline="jax"
 image folders, no TensorFlow needed; host.py). `auto` takes the JAX loader for in-memory sources, and for
 files where TensorFlow is not installed (GPU images often lack it), else tf.data; so a run on in-memory
 data never imports TensorFlow (seconds of start-up) and no tf.data threads compete with the train step for
-the CPU. Streamed TFDS datasets always need TensorFlow.
+the CPU. An image folder's training split with its decode-once cache (data/cache.py: the chain's deterministic
+head kept as uint8 rows) is read by the host loader from the cache's rows whatever TensorFlow offers, unless
+`pipeline="tfdata"` or `data_cache=""`. Streamed TFDS datasets always need TensorFlow.
 
 Batches are this process's share of each global batch, flat: dicts of `image` [local_batch, (views,) H, W,
 C] float32, `label` [local_batch] int32 and, in evaluation, `mask` (False on the padding of the last

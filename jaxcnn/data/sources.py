@@ -1,5 +1,5 @@
 """Dataset sources, chosen by `config.dataset`. In-memory splits hold uint8 NHWC arrays; file-backed
-splits hold paths (and each file's size) and are streamed from disk by tf.data.
+splits hold paths (and each file's size) and are decoded from disk by tf.data or the host loader (pipeline.py).
 
   fashion_mnist, mnist    IDX files (in memory)
   cifar10, cifar100       the distributed pickles or binary files (in memory)
@@ -47,7 +47,8 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class FileSplit:
-  """Image files that stay on disk; tf.data reads and decodes the ones each batch needs."""
+  """Image files that stay on disk; each batch's are decoded by tf.data or the host loader (host.py), or read from
+  the decode-once cache's rows (data/cache.py)."""
 
   paths: np.ndarray  # object [N] of str
   labels: np.ndarray  # int32 [N]

@@ -3,7 +3,8 @@
 The models are built from the plain layers of `jaxcnn.models.layers` (Flax's convolution and pools, the
 LRN formula with automatic differentiation). `enable()` installs the forms below in their place, as
 timm's `set_fused_attn` does for attention, and adds this jaxlib's XLA flags (`xla_flags`); the entry
-points (`jaxcnn.main`, `jaxcnn.bench`, `jaxcnn.data.benchmark`) call it before JAX starts a backend.
+points (`jaxcnn.main`, the bench's worker and time-to-accuracy mode, `jaxcnn.bench.pipeline`) call it
+before JAX starts a backend.
 
   layer                  form                                                      applies
   conv_general_dilated   conv.py: a dot, shifted multiply-adds, a written-out        CPU
