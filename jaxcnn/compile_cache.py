@@ -37,6 +37,7 @@ JAX's files (JAX's own least-recently-used eviction, `jax_compilation_cache_max_
 import contextlib
 import grp
 import hashlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -142,6 +143,10 @@ def enable(flag_value: str | None = None, max_mb: int | None = None) -> pathlib.
     jax.config.update("jax_enable_compilation_cache", False)
     return None
   jax_bytes = -1 if bound is None else int(bound * JAX_SHARE)
+  if jax_bytes >= 0 and importlib.util.find_spec("filelock") is None:
+    # JAX's bounded cache locks its files with `filelock` and, without it, fails every read and write.
+    logging.warning("the compilation cache's bound needs the filelock package (pip install filelock): unbounded")
+    jax_bytes = -1
   _executables_budget = None if bound is None else bound - jax_bytes
   if bound is not None:
     _give_jax_entries_access_times(directory)
