@@ -102,13 +102,14 @@ def _config_for_mode():
     if "learning_rate" in overrides and "lr_reference_batch_size" not in overrides:
       config.lr_reference_batch_size = 0  # a rate the user typed is the rate they want, at any batch
     return config
-  config = ml_collections.ConfigDict(json.loads(stored.read_text()))
+  trained = json.loads(stored.read_text())
+  config = ml_collections.ConfigDict(trained)
   # A workdir written by an older jaxcnn lacks the fields added since (e.g. the watchdog's bounds): they take
   # today's defaults, which leave the stored run's meaning unchanged.
   for field, value in default.get_config().items():
     if field not in config:
       config[field] = value
-  asked = _CONFIG.value if FLAGS["config"].present else ml_collections.ConfigDict(json.loads(stored.read_text()))
+  asked = _CONFIG.value if FLAGS["config"].present else ml_collections.ConfigDict(trained)
   for field, value in overrides.items():
     asked.update_from_flattened_dict({field: value})
   for field, saved, given in default.network_differences(config, asked):

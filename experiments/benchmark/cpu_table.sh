@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CPU table of BUILD_NOTES.md ("Speed on the CPU"), re-measured under the bench's protocol (issue 23):
+# The CPU table of BUILD_NOTES.md ("Speed on the CPU"), re-measured under the bench's protocol:
 #   1. python -m jaxcnn.bench --models=lenet5,resnet20 --batch_size=128 --devices=1 --compare=pytorch
 #      (its PyTorch column must be within 10% of the self-check's plain loop: a BENCH FAULT line otherwise);
 #   2. the table: LeNet-5, small CNN, ResNet-20, AlexNet (small input), jaxcnn against PyTorch eager and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Image-folder pipelines side by side on a Kaggle-like folder (issue #24): jaxcnn's first pass and cached rows
+# Image-folder pipelines side by side on a Kaggle-like folder: jaxcnn's first pass and cached rows
 # (AlexNet, ResNet-50 and VGG-16 chains), jaxcnn's tf.data, and a PyTorch DataLoader with PIL doing AlexNet's
 # crops and flips on as many worker processes as cores. Alternating repeats, one process per measurement, the
 # median of each printed at the end. Run with nothing else on the machine.

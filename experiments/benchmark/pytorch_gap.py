@@ -1,4 +1,4 @@
-"""Why the bench's PyTorch column ran slower than a plain PyTorch script (issue 23): A/B of the suspects.
+"""Why the bench's PyTorch column ran slower than a plain PyTorch script: A/B of the suspects.
 
   python experiments/benchmark/pytorch_gap.py [--model=lenet5] [--steps=N] [--rounds=R]
 

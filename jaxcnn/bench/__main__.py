@@ -22,7 +22,7 @@ The protocol, the same for every model and printed above the table:
 - Every timed process (both sides and the self-check below) runs with glibc's malloc keeping freed memory
   (`worker.ALLOCATOR_ENV`): by default a fresh PyTorch process gives its activations back to the OS after each
   step and page-faults them in again at the next (~2,100 faults a step for LeNet-5 at batch 128, ~40% of its
-  speed), which is what made the bench's PyTorch column slower than a PyTorch script before (issue 23).
+  speed), which is what made the bench's PyTorch column slower than a PyTorch script before 2026-12-04.
 - `--compare=pytorch` times the identical PyTorch model (`jaxcnn.bench.torch_models`; needs
   `pip install jaxcnn[compare]`) in channels_last memory format, eager and
   `torch.compile`d (`--nopytorch_compile` leaves the compiled column out; when it cannot compile, the

@@ -25,7 +25,7 @@ import time
 # memory stays in the heap instead of going back to the OS. By default glibc hands PyTorch's freed activations
 # back (heap trimming; fresh mmaps for large blocks) and every step page-faults them in again: LeNet-5 at batch
 # 128 took ~2,100 minor page faults a step and ran ~40% slower in a fresh process than in one whose heap held
-# other data (issue 23; BUILD_NOTES "Speed on the CPU"). jaxcnn's speed does not change with them.
+# other data (BUILD_NOTES "The bench"). jaxcnn's speed does not change with them.
 ALLOCATOR_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(32 << 20)}
 
 # What a worker process runs, by the spec's "serve": module:function(spec, channel). Named, not imported, so
