@@ -177,6 +177,21 @@ class Checkpointer:
     self._manager.close()  # races Orbax's own threads ("Event loop is closed" from each)
 
 
+def restore_template(make_state, fields: tuple[str, ...] | None = None):
+  """What a checkpoint is restored into: the shapes of the state `make_state()` makes (a fresh one; evaluated with
+  `jax.eval_shape`, so a restore never runs the model's initialisation).
+
+  Without `fields`: the whole state, every leaf placed on this process's first device (`Checkpointer.restore`; the
+  caller places the restored state on its devices). With `fields`: a dict of only those entries (a dict's keys or a
+  state's attributes), unplaced, for `Checkpointer.restore_subtree`, which reads them as NumPy arrays.
+  """
+  shapes = jax.eval_shape(make_state)
+  if fields is not None:
+    return {field: shapes[field] if isinstance(shapes, dict) else getattr(shapes, field) for field in fields}
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree.map(lambda x: x.update(sharding=device), shapes)
+
+
 def read_weights(path: pathlib.Path, step: int | None = None) -> tuple[dict, dict, dict]:
   """(params, batch_stats, meta) as NumPy trees from a run's workdir or checkpoints folder."""
   path = pathlib.Path(path).absolute()

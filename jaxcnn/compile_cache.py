@@ -343,7 +343,7 @@ def watch():
   """Counts the persistent-cache lookups of the compilations in the block, e.g. a run's first train step:
 
   with compile_cache.watch() as first_step:
-    state, sums = p_train_step(state, batch)
+    state, sums = compiled_train_step(state, batch)
   print(f"train step {first_step.describe()}")
   """
   before = dict(_counts)
@@ -482,7 +482,7 @@ class SavedExecutable:
       os.environ.get("XLA_FLAGS", ""),
       repr(sorted((k, v) for k, v in jax.config.values.items() if _program_setting(k, v))),
       _source_digest(),
-      repr(layers.fast_forms_in_use()),  # what the layers trace to: the kernels switch
+      repr(layers.fast_forms_in_use()),  # what the layers trace to: the fast-forms switch
       *(f"{jax.tree_util.keystr(p)} {x.shape} {x.dtype} {getattr(x, 'sharding', None)}" for p, x in paths),
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]

@@ -12,6 +12,7 @@ import functools
 import json
 import pathlib
 from collections.abc import Collection, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,14 +24,45 @@ from jaxcnn.metrics import metric_sums, summarize
 WEIGHTS = ("raw", "ema")  # config.eval_weights: the trained params, or their moving average (ema_decay > 0)
 
 
+class Setup(NamedTuple):
+  """What training (train.Run) and inference (`Inference`) both build from a config and a run's checkpoints."""
+
+  strategy: Any  # parallel.Pmap or parallel.ShardMap
+  dataset: data.Dataset
+  input: data.InputPipeline
+  model: Any  # a flax Module
+
+
+def setup(config, checkpointer: checkpoint.Checkpointer, step: int | None = None, splits=None) -> Setup:
+  """The parallel strategy, dataset, input pipeline and model of `config`. Images are normalised with the statistics
+  kept in the checkpoint of `step` (default: the latest): a resumed run or an evaluation uses those the run started
+  with, not recomputed. `splits`: the only dataset splits to load where the checkpoint has those statistics (None:
+  all; without them they are computed from the training split, which is then loaded too)."""
+  strategy = parallel.strategy(config.parallelism)
+  trained_stats = (checkpointer.read_meta(step) or {}).get("data_stats")
+  dataset = data.load(config, splits if trained_stats else None)
+  input_pipeline = data.InputPipeline(config, dataset, trained_stats)
+  model = models.create(config.model, num_classes=dataset.num_classes, **config.get("model_options", {}))
+  return Setup(strategy, dataset, input_pipeline, model)
+
+
+def initial_weights(model, image_shape: tuple) -> dict:
+  """The entries of a fresh train state (train.create_train_state) that inference reads from a checkpoint: "step",
+  "params", their average "ema_params" (the params at the start) and "batch_stats"; for `jax.eval_shape`."""
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return {
+    "step": jnp.zeros((), jnp.int32),
+    "params": params,
+    "ema_params": params,
+    "batch_stats": variables.get("batch_stats", {}),
+  }
+
+
 def variable_shapes(model, image_shape: tuple) -> dict:
   """{"params", "batch_stats"} of `model` as ShapeDtypeStructs (nothing is computed or allocated)."""
-  shapes = jax.eval_shape(
-    functools.partial(model.init, train=False),
-    jax.random.PRNGKey(0),
-    jax.ShapeDtypeStruct((1, *image_shape), jnp.float32),
-  )
-  return {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}
+  shapes = jax.eval_shape(functools.partial(initial_weights, model, image_shape))
+  return {"params": shapes["params"], "batch_stats": shapes["batch_stats"]}
 
 
 def class_scores(apply_fn, variables: dict, images):
@@ -129,6 +161,24 @@ def run_steps(
 _EVAL_BATCH_ADVICE = "lower --config.eval_batch_size (the views evaluated at once)"
 
 
+def split_metrics(
+  strategy, step, variables, batches, label: str, prefix: str, watchdog=None, on_first_step=None, on_examples=None
+) -> dict:
+  """Loss, top-1/top-5 accuracy, example count and confusion matrix of `eval_step` over every batch of a split,
+  keys `{prefix}_...` (`metrics.summarize`). `label`, `watchdog` and `on_first_step` as for `run_steps`;
+  `on_examples(examples)` receives each step's per-example outputs, which are not kept. Training's validation
+  (train.Run.validate) and --mode=eval (`Inference.split_metrics`) both measure a split with this."""
+
+  def without_examples(output: dict) -> dict:
+    examples = output.pop("examples")
+    if on_examples is not None:
+      on_examples(examples)
+    return output
+
+  steps = run_steps(strategy, step, variables, batches, label, watchdog, on_first_step, without_examples)
+  return summarize(steps, prefix)
+
+
 def restore_variables(
   checkpointer: checkpoint.Checkpointer, config, model, image_shape: tuple, num_classes: int, step: int | None = None
 ) -> tuple[dict, int, dict]:
@@ -138,12 +188,8 @@ def restore_variables(
   dataset, class count or jaxcnn version is refused, as when training resumes.
   """
   weights = "ema_params" if config.eval_weights == "ema" else "params"
-  shapes = variable_shapes(model, image_shape)
-  template = {
-    "step": jax.ShapeDtypeStruct((), jnp.int32),
-    weights: shapes["params"],
-    "batch_stats": shapes["batch_stats"],
-  }
+  fields = ("step", weights, "batch_stats")
+  template = checkpoint.restore_template(functools.partial(initial_weights, model, image_shape), fields)
   restored, meta = checkpointer.restore_subtree(
     template, step, functools.partial(checkpoint.check_run_meta, config=config, num_classes=num_classes)
   )
@@ -156,20 +202,16 @@ class Inference:
   def __init__(self, config, workdir, step: int | None = None, splits: Collection[str] | None = None):
     """`splits`: the dataset splits this will evaluate (None: all). Images are normalised with the statistics
     the run trained with, kept in its checkpoints; a checkpoint without them (an imported one) has them
-    computed from the training split, as the run did."""
+    computed from the training split, as the run did (`setup`)."""
     if config.eval_weights not in WEIGHTS:
       raise ValueError(f"eval_weights must be 'raw' or 'ema', got {config.eval_weights!r}")
     if config.eval_weights == "ema" and not config.ema_decay:
       raise ValueError("eval_weights='ema' needs a run trained with ema_decay > 0")
     self.config = config
-    self.strategy = parallel.strategy(config.parallelism)
     self.checkpoint_dir = (pathlib.Path(workdir) / "checkpoints").absolute()
     checkpointer = checkpoint.Checkpointer(self.checkpoint_dir)
     try:
-      trained_stats = (checkpointer.read_meta(step) or {}).get("data_stats")
-      self.dataset = data.load(config, splits if trained_stats else None)
-      self.input = data.InputPipeline(config, self.dataset, trained_stats)
-      self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
+      self.strategy, self.dataset, self.input, self.model = setup(config, checkpointer, step, splits)
       self.variables, self.step, self.meta = restore_variables(
         checkpointer, config, self.model, self.input.image_shape, self.dataset.num_classes, step
       )
@@ -194,23 +236,13 @@ class Inference:
   def _probabilities_step(self):
     return compile_step(self.strategy, self.model, self.config, probabilities_step, "probabilities_step")
 
-  def evaluate(self, split: str, watchdog=None, on_first_step=None, on_examples=None) -> dict:
-    """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`; each
-    completed step is reported to `watchdog`, when given; `on_first_step()` runs once the first is dispatched;
-    `on_examples(examples)` receives each step's per-example outputs (`eval_step`), which are not kept."""
+  def split_metrics(self, split: str, watchdog=None, on_first_step=None, on_examples=None) -> dict:
+    """Loss, top-1/top-5 accuracy and the confusion matrix on every example of `split`, keys `eval_...`
+    (module-level `split_metrics`, whose arguments these are), with as many images per step as fit."""
     label = f"{split} eval step"
     batches = self._planned_batches(self._eval_step, self.dataset.split(split), label)
-
-    def on_output(output: dict) -> dict:
-      examples = output.pop("examples")
-      if on_examples is not None:
-        on_examples(examples)
-      return output
-
-    steps = run_steps(
-      self.strategy, self._eval_step, self._device_variables, batches, label, watchdog, on_first_step, on_output
-    )
-    return summarize(steps, "eval")
+    step, variables = self._eval_step, self._device_variables
+    return split_metrics(self.strategy, step, variables, batches, label, "eval", watchdog, on_first_step, on_examples)
 
   def probabilities(self, split: data.Split | data.FileSplit, watchdog=None) -> np.ndarray:
     """[examples, classes] class probabilities of a split's images (the views' average where the eval chain

@@ -38,11 +38,12 @@ flags.DEFINE_integer(
   lower_bound=1,
 )
 flags.DEFINE_bool(
-  "kernels",
+  "fast_forms",
   True,
-  "Compute the layers with jaxcnn.kernels' faster forms and add its XLA flags; "
-  "--nokernels runs the plain Flax layers with XLA's defaults, to compare.",
+  "Compute the layers with jaxcnn.fast_forms' faster forms and add its XLA flags; "
+  "--nofast_forms runs the plain Flax layers with XLA's defaults, to compare.",
 )
+flags.DEFINE_alias("kernels", "fast_forms")  # its earlier name: scripts that say --nokernels keep working
 flags.DEFINE_string("coordinator_address", None, "Multi-process: host:port of process 0's coordinator.")
 flags.DEFINE_integer("num_processes", None, "Multi-process: how many processes take part.", lower_bound=1)
 flags.DEFINE_integer("process_id", None, "Multi-process: this process's index in [0, num_processes).", lower_bound=0)
@@ -168,11 +169,11 @@ def main(argv):
   # `kill -USR1 PID` writes the Python stack of every thread to stderr and the process goes on: where a slow or
   # stuck run stands, without a debugger (the watchdog writes the same before it ends a run).
   faulthandler.register(signal.SIGUSR1, all_threads=True)
-  # Imported after flag parsing, so that --help stays fast; the kernels switch adds XLA flags, so it comes
+  # Imported after flag parsing, so that --help stays fast; the fast-forms switch adds XLA flags, so it comes
   # before anything starts a JAX backend.
-  from jaxcnn import kernels
+  from jaxcnn import fast_forms
 
-  print(kernels.enable() if FLAGS.kernels else kernels.disable(), flush=True)
+  print(fast_forms.enable() if FLAGS.fast_forms else fast_forms.disable(), flush=True)
   compile_cache.enable(FLAGS.compilation_cache_dir, FLAGS.compilation_cache_max_mb)
   from jaxcnn import evaluate, memory, parallel, summary, train
 

@@ -3,30 +3,27 @@
 The paper split its network over two GTX 580s: each GPU holds half of every layer's kernels, and "the
 GPUs communicate only in certain layers" — conv3 and the fully connected layers read both towers' maps,
 conv2, conv4 and conv5 only their own. `alexnet_grouped` computes the same function on one device with
-grouped convolutions; here each tower's weights live on their own device of a two-device mesh, and the
-towers exchange activations (an all-gather over the `tower` axis) exactly where the paper's GPUs did:
+grouped convolutions; here the parameters of `alexnet_grouped` (the same tree) are sharded along each
+layer's output channels over a two-device mesh with a `tower` axis, and each device runs the zoo's
+AlexNet as one tower on its half (`AlexNet.tower_axis`), which gathers the towers' maps exactly where the
+paper's GPUs exchanged them:
 
   conv1 -> LRN -> pool -> conv2 -> LRN -> pool | exchange | conv3 -> conv4 -> conv5 -> pool | exchange |
   fc6 | exchange | fc7 | exchange | fc8 (each tower computes half of every layer's outputs)
 
-The parameters are those of `alexnet_grouped` (the same tree), sharded along each layer's output
-channels, so a checkpoint of either runs on the other. Dropout is not applied here: this path computes
-the deterministic function (evaluation, and gradients for it), which is what shows the two equal.
+A checkpoint of either runs on the other. Dropout is not applied here: this path computes the
+deterministic function (evaluation, and gradients for it), which is what shows the two equal.
 """
 
 import functools
 
-import flax.linen as nn
 import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxcnn.models.alexnet import PAPER_INPUT
-from jaxcnn.models.layers import LocalResponseNorm, max_pool, use_small_stem
-from jaxcnn.models.lenet import pad_to
+from jaxcnn.models.alexnet import AlexNet
 
 TOWER = "tower"
-_CROSSING = {"conv3", "fc6", "fc7", "fc8"}  # layers that read both towers' activations
 
 
 def tower_mesh(devices=None) -> jax.sharding.Mesh:
@@ -48,35 +45,15 @@ def place(params, mesh: jax.sharding.Mesh):
 
 
 def _tower(params, images, small_input):
-  """One tower's share of the network; runs once per device inside shard_map."""
-
-  def conv(x, name, stride=1, padding=None):
-    kernel, bias = params[name]["kernel"], params[name]["bias"]
-    if name in _CROSSING:
-      x = jax.lax.all_gather(x, TOWER, axis=-1, tiled=True)  # the paper's inter-GPU exchange
-    size = kernel.shape[0]
-    pad = [(size // 2, size // 2)] * 2 if padding is None else padding
-    y = jax.lax.conv_general_dilated(x, kernel, (stride, stride), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return nn.relu(y + bias)
-
-  def dense(x, name):
-    x = jax.lax.all_gather(x, TOWER, axis=-1, tiled=True)
-    return x @ params[name]["kernel"] + params[name]["bias"]
-
-  if use_small_stem(small_input, images):
-    x = conv(images, "conv1")
-  else:
-    x = conv(pad_to(images, PAPER_INPUT), "conv1", stride=4, padding="VALID")
-  x = max_pool(LocalResponseNorm()(x), 3, 2)  # each tower normalises its own maps
-  x = max_pool(LocalResponseNorm()(conv(x, "conv2")), 3, 2)
-  x = conv(x, "conv3")
-  x = conv(x, "conv4")
-  x = max_pool(conv(x, "conv5"), 3, 2)
-  # fc6 reads both towers' maps in the grouped model's (H, W, C) flatten order: gather, then flatten.
-  x = jax.lax.all_gather(x, TOWER, axis=-1, tiled=True).reshape(x.shape[0], -1)
-  x = nn.relu(x @ params["fc6"]["kernel"] + params["fc6"]["bias"])
-  x = nn.relu(dense(x, "fc7"))
-  return dense(x, "fc8")
+  """One tower's logits (its half of the classes), from its half of the params; runs on each device."""
+  tower = AlexNet(
+    num_classes=params["fc8"]["bias"].shape[-1],
+    widths=tuple(params[f"conv{i}"]["bias"].shape[-1] for i in range(1, 6)),
+    fc_width=params["fc6"]["bias"].shape[-1],
+    small_input=small_input,
+    tower_axis=TOWER,
+  )
+  return tower.apply({"params": params}, images, train=False)
 
 
 def forward(params, images, mesh: jax.sharding.Mesh, small_input: bool | None = None):

@@ -30,16 +30,19 @@ AXIS = "batch"
 MAX_STEPS_IN_FLIGHT = 2
 
 
+def split_evenly(total: int, parts: int, what: str, into: str) -> int:
+  """`total // parts`; a ValueError "{what} {total} does not divide by {into}" where it does not (or `total` < 1).
+  The one check of a batch shared out (over processes, devices, micro-batches)."""
+  if total < 1 or total % parts:
+    raise ValueError(f"{what} {total} does not divide by {into}")
+  return total // parts
+
+
 def batch_layout(global_batch: int) -> tuple[int, int, int]:
   """(this process's share of the global batch, local device count, examples per device)."""
-  devices = jax.device_count()
-  if global_batch < 1 or global_batch % devices:
-    raise ValueError(
-      f"batch size {global_batch} does not divide by the {devices} devices "
-      f"({jax.process_count()} process(es) x {jax.local_device_count()} local device(s))"
-    )
-  local_devices = jax.local_device_count()
-  per_device = global_batch // devices
+  devices, local_devices = jax.device_count(), jax.local_device_count()
+  into = f"the {devices} devices ({jax.process_count()} process(es) x {local_devices} local device(s))"
+  per_device = split_evenly(global_batch, devices, "batch size", into)
   return per_device * local_devices, local_devices, per_device
 
 

@@ -26,7 +26,6 @@ from jaxcnn import (
   data,
   inference,
   memory,
-  models,
   optim,
   parallel,
   preemption,
@@ -124,50 +123,7 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
   `batch["learning_rate"]` (every example holds the step's rate, `Run.learning_rates`) is the step's learning rate:
   the compiled step then holds no schedule. Without it, the optimizer's schedule gives the rate.
   """
-  dtype = jnp.dtype(options.compute_dtype)
-  # One dropout key for every device; each example's mask comes from its index in the global batch, so that
-  # the device count does not change the masks (layers.Dropout).
-  step_rng = jax.random.fold_in(state.rng, state.step)
-  first_example = jax.lax.axis_index(parallel.AXIS) * batch["image"].shape[0]
-
-  def loss_fn(params, batch_stats, images, labels, micro_step):
-    # Collections a model does not use come back empty, so every model takes the same path.
-    with (
-      layers.cross_replica_batch_norm(parallel.AXIS),
-      layers.global_example_offset(first_example + micro_step * images.shape[0]),
-    ):
-      logits, updates = state.apply_fn(
-        {"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
-        images.astype(dtype),
-        train=True,
-        rngs={"dropout": step_rng},
-        mutable=["batch_stats", "aux_logits"],
-      )
-    loss = cross_entropy(logits, labels, options.label_smoothing)
-    for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
-      loss = loss + options.aux_loss_weight * cross_entropy(aux_logits, labels, options.label_smoothing)
-    return loss, (metric_sums(logits, labels), updates.get("batch_stats", batch_stats))
-
-  grad_fn = jax.grad(loss_fn, has_aux=True)
-  if options.grad_accum_steps == 1:
-    grads, (sums, batch_stats) = grad_fn(state.params, state.batch_stats, batch["image"], batch["label"], 0)
-  else:
-    # Micro-batches in sequence: the same mean gradient as the whole slice at a fraction of the memory.
-    k = options.grad_accum_steps
-    micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
-
-    def accumulate(carry, inputs):
-      grads_sum, sums_sum, batch_stats = carry
-      i, images, labels = inputs
-      grads, (sums, batch_stats) = grad_fn(state.params, batch_stats, images, labels, i)
-      return (jax.tree.map(jnp.add, grads_sum, grads), jax.tree.map(jnp.add, sums_sum, sums), batch_stats), None
-
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    zero_sums = {k_: jnp.zeros((), jnp.float32) for k_ in ("loss", "top1", "top5", "count")}
-    (grads, sums, batch_stats), _ = jax.lax.scan(
-      accumulate, (zeros, zero_sums, state.batch_stats), (jnp.arange(k), micro["image"], micro["label"])
-    )
-    grads = jax.tree.map(lambda g: g / k, grads)
+  grads, sums, batch_stats = _gradients(state, batch, options)
   grads = jax.lax.pmean(grads, parallel.AXIS)
   new_state = state.apply_gradients(
     grads=grads,
@@ -175,31 +131,87 @@ def train_step(state: TrainState, batch: dict, options: StepOptions = StepOption
     batch_stats=state.batch_stats if options.freeze_batch_stats else batch_stats,
   )
   if options.ema_decay:
-    new_state = new_state.replace(
-      ema_params=jax.tree.map(
-        lambda e, p: options.ema_decay * e + (1 - options.ema_decay) * p, state.ema_params, new_state.params
-      )
-    )
+    new_state = new_state.replace(ema_params=_moving_average(state.ema_params, new_state.params, options.ema_decay))
   sums = jax.lax.psum(sums, parallel.AXIS)
   if options.skip_nonfinite:
-    # Keep the previous weights and statistics (the step count still advances with the data).
-    finite = jnp.isfinite(optax.tree.norm(grads)) & jnp.isfinite(sums["loss"])
-    new_state = jax.tree.map(
-      lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step), state
-    ).replace(step=new_state.step)
-    sums = {k: jnp.where(finite, v, 0.0) for k, v in sums.items()} | {"skipped": 1.0 - finite}
+    new_state, sums = _unless_nonfinite(new_state, state, grads, sums)
   if "stop_requested" in batch:  # any process's stop request (preemption.StopRequests), agreed by every device
     sums["stop_requested"] = jax.lax.pmax(jnp.max(batch["stop_requested"]), parallel.AXIS)
   return new_state, sums
 
 
+def _gradients(state: TrainState, batch: dict, options: StepOptions):
+  """(gradient of the loss on this device's slice, its metric sums, the updated BatchNorm statistics), before any
+  reduction over the devices; with grad_accum_steps > 1, the slice's micro-batches in sequence (`jax.lax.scan`):
+  the same mean gradient as the whole slice at a fraction of the memory."""
+  # One dropout key for every device; each example's mask comes from its index in the global batch, so that
+  # the device count does not change the masks (layers.Dropout).
+  step_rng = jax.random.fold_in(state.rng, state.step)
+  first_example = jax.lax.axis_index(parallel.AXIS) * batch["image"].shape[0]
+  loss_fn = functools.partial(_loss, state.apply_fn, options, step_rng, first_example)
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  if options.grad_accum_steps == 1:
+    grads, (sums, batch_stats) = grad_fn(state.params, state.batch_stats, batch["image"], batch["label"], 0)
+    return grads, sums, batch_stats
+  k = options.grad_accum_steps
+  micro = jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:]), batch)
+
+  def accumulate(carry, inputs):
+    grads_sum, sums_sum, batch_stats = carry
+    i, images, labels = inputs
+    grads, (sums, batch_stats) = grad_fn(state.params, batch_stats, images, labels, i)
+    return (jax.tree.map(jnp.add, grads_sum, grads), jax.tree.map(jnp.add, sums_sum, sums), batch_stats), None
+
+  zeros = jax.tree.map(jnp.zeros_like, state.params)
+  zero_sums = {name: jnp.zeros((), jnp.float32) for name in ("loss", "top1", "top5", "count")}
+  (grads, sums, batch_stats), _ = jax.lax.scan(
+    accumulate, (zeros, zero_sums, state.batch_stats), (jnp.arange(k), micro["image"], micro["label"])
+  )
+  return jax.tree.map(lambda g: g / k, grads), sums, batch_stats
+
+
+def _loss(apply_fn, options: StepOptions, step_rng, first_example, params, batch_stats, images, labels, micro_step):
+  """(loss, (metric sums, updated BatchNorm statistics)) of one (micro-)batch: `micro_step` of those starting at
+  global example `first_example`, with the step's dropout key."""
+  dtype = jnp.dtype(options.compute_dtype)
+  # Collections a model does not use come back empty, so every model takes the same path.
+  with (
+    layers.cross_replica_batch_norm(parallel.AXIS),
+    layers.global_example_offset(first_example + micro_step * images.shape[0]),
+  ):
+    logits, updates = apply_fn(
+      {"params": _cast_floats(params, dtype), "batch_stats": batch_stats},
+      images.astype(dtype),
+      train=True,
+      rngs={"dropout": step_rng},
+      mutable=["batch_stats", "aux_logits"],
+    )
+  loss = cross_entropy(logits, labels, options.label_smoothing)
+  for aux_logits in jax.tree.leaves(updates.get("aux_logits", {})):
+    loss = loss + options.aux_loss_weight * cross_entropy(aux_logits, labels, options.label_smoothing)
+  return loss, (metric_sums(logits, labels), updates.get("batch_stats", batch_stats))
+
+
+def _moving_average(average, params, decay: float):
+  """The params' exponential moving average (config.ema_decay) after one more step."""
+  return jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, average, params)
+
+
+def _unless_nonfinite(new_state: TrainState, state: TrainState, grads, sums: dict):
+  """nan_policy="skip": (new_state, sums) where the gradient and loss are finite; otherwise the previous weights and
+  statistics with the step count advanced (it counts the data seen), zero sums, and `skipped` set to 1."""
+  finite = jnp.isfinite(optax.tree.norm(grads)) & jnp.isfinite(sums["loss"])
+  kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state.replace(step=state.step), state)
+  sums = {k: jnp.where(finite, v, 0.0) for k, v in sums.items()} | {"skipped": 1.0 - finite}
+  return kept.replace(step=new_state.step), sums
+
+
 class Run:
-  """Everything a training run derives from its config: data, model, optimizer, state, steps."""
+  """Everything a training run derives from its config: data, model, optimizer, a fresh or restored state, steps."""
 
   def __init__(self, config, workdir):
     self.config = config
     self.workdir = pathlib.Path(workdir)
-    self.strategy = parallel.strategy(config.parallelism)
     self.step_options = StepOptions.from_config(config)
     self.checkpointer = checkpoint.Checkpointer(
       self.workdir / "checkpoints",
@@ -207,29 +219,25 @@ class Run:
       config.checkpoint_keep_best,
       config.checkpoint_best_metric,
     )
-    self.dataset = data.load(config)
-    train_split = self.dataset.split("train")
     # A resumed run normalises with the statistics it started with (kept in its checkpoints), not recomputed.
-    self.input = data.InputPipeline(config, self.dataset, (self.checkpointer.read_meta() or {}).get("data_stats"))
+    self.strategy, self.dataset, self.input, self.model = inference.setup(config, self.checkpointer)
+    train_split = self.dataset.split("train")
     parallel.batch_layout(config.batch_size)  # fail early on a batch the devices cannot share
-    if config.batch_size % (jax.device_count() * config.grad_accum_steps):
-      raise ValueError(
-        f"batch_size {config.batch_size} does not split into {config.grad_accum_steps} micro-batches "
-        f"on each of {jax.device_count()} devices"
-      )
+    devices, accum = jax.device_count(), config.grad_accum_steps
+    parallel.split_evenly(
+      config.batch_size, devices * accum, "batch_size", f"{devices} devices x {accum} micro-batches (grad_accum_steps)"
+    )
     self.steps_per_epoch = data.num_batches(len(train_split), config.batch_size, drop_remainder=True)
     if self.steps_per_epoch == 0:
       raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_split)} training examples")
     stop_on_validation = config.stop_at_accuracy and config.stop_at_accuracy_split == "validation"
     if config.schedule == "plateau" or config.early_stopping_patience or stop_on_validation:
       self.dataset.split("validation")  # all three watch the validation split
-    self.model = models.create(config.model, num_classes=self.dataset.num_classes, **config.get("model_options", {}))
     self.schedule = optim.learning_rate_schedule(config, self.steps_per_epoch)
     self.learning_rates = optim.learning_rates(self.schedule)  # (first step, count) -> the steps' rates
-    tx = optim.create(
+    self._tx = optim.create(
       config, self.steps_per_epoch, functools.partial(transfer.parameter_groups, num_classes=self.dataset.num_classes)
     )
-    self._new_state = functools.partial(create_train_state, config, self.model, self.input.image_shape, tx)
     self._eval_step_called = False  # its first call compiles (or loads) it
     # Images per eval batch of each split; the memory plan (`plan_memory`) may lower the config's.
     self.eval_images = {name: self.input.eval_images_per_step(name) for name in self.eval_splits}
@@ -241,10 +249,9 @@ class Run:
     names = [name for name in ("validation", self.config.eval_split, *test) if name in self.dataset.splits]
     return list(dict.fromkeys(names))
 
-  @functools.cached_property
-  def state(self) -> TrainState:
-    """The train state: freshly initialised on first use, unless `restore` has set it."""
-    return self._new_state()
+  def new_state(self) -> TrainState:
+    """A freshly initialised train state, on the host."""
+    return create_train_state(self.config, self.model, self.input.image_shape, self._tx)
 
   @functools.cached_property
   def eval_step(self):
@@ -267,17 +274,17 @@ class Run:
     extra = {"stop_requested": ((local,), np.int32), "learning_rate": ((local,), np.float32)}
     return self.strategy.batch_spec(shapes | extra)
 
-  def plan_memory(self, train_step, device_state) -> list[str]:
+  def plan_memory(self, train_step, host_state, device_state) -> list[str]:
     """Compiles (or loads; runs nothing) the train step and each evaluated split's eval step for the run's shapes
     and checks them against the device's memory (memory.py): a train batch that does not fit stops the run here,
-    naming the batch that would; an eval batch that does not fit is made smaller. Returns the start lines."""
+    naming the batch that would; an eval batch that does not fit is made smaller. `host_state` is the state
+    `device_state` holds, on the host. Returns the start lines."""
     have = memory.capacity()
     with compile_cache.watch() as compilations:
       train_bytes = memory.step_bytes(train_step.prepare(device_state, self.train_batch_spec()))
     if not memory.fits(train_bytes, have):
       raise memory.OutOfMemoryError(self._train_batch_advice(train_step, device_state, train_bytes, have))
     lines = [f"train step: {compilations.describe()}"]
-    host_state = self.state
     eval_args = {"params": host_state.params, "batch_stats": host_state.batch_stats}
     resident = memory.tree_bytes(host_state) - memory.tree_bytes(eval_args)  # the optimizer state stays put
     variables = self.eval_variables(device_state)[""]
@@ -314,10 +321,10 @@ class Run:
       suggestions.append(f"--config.grad_accum_steps={k} keeps batch_size {config.batch_size}")
     return f"{line}: {' or '.join(suggestions)} (estimated)"
 
-  def evaluate(self, device_state, split: str, prefix: str, watchdog=None) -> dict:
-    """Metrics of the raw (and averaged) weights on the whole `split`, keys `{variant}{prefix}_...` (no confusion
-    matrix: `inference.Inference.evaluate` gives it). Each completed eval step is reported to `watchdog`
-    (jaxcnn.watchdog.Watchdog), when given."""
+  def validate(self, device_state, split: str, prefix: str, watchdog=None) -> dict:
+    """Metrics of the raw (and averaged) weights on the whole `split` during training (`inference.split_metrics`),
+    keys `{variant}{prefix}_...` (no confusion matrix: --mode=eval gives it). Each completed eval step is reported to
+    `watchdog` (jaxcnn.watchdog.Watchdog), when given."""
     results = {}
     for variant, variables in self.eval_variables(device_state).items():
       if watchdog is not None and not self._eval_step_called:
@@ -325,29 +332,18 @@ class Run:
       self._eval_step_called = True
       batches = self.input.eval_batches(split, self.eval_images[split])
       label = f"{variant}{split} eval step"
-      sums = inference.run_steps(
-        self.strategy, self.eval_step, variables, batches, label, watchdog, on_output=_without_examples
+      metrics = inference.split_metrics(
+        self.strategy, self.eval_step, variables, batches, label, variant + prefix, watchdog
       )
-      summary = summarize(sums, variant + prefix)
-      summary.pop(f"{variant}{prefix}_confusion")
-      results.update(summary)
+      metrics.pop(f"{variant}{prefix}_confusion")
+      results.update(metrics)
     return results
 
-  def restore(self, step: int | None = None) -> dict:
-    """Loads a checkpoint into self.state, refusing one of another model, dataset or jaxcnn version."""
+  def restore(self, step: int | None = None) -> tuple[TrainState, dict]:
+    """(state on the host, metadata) of a checkpoint (the latest by default), refusing one of another model,
+    dataset or jaxcnn version; restored into the shapes of `new_state`, which is never run."""
     check = functools.partial(checkpoint.check_run_meta, config=self.config, num_classes=self.dataset.num_classes)
-    if "state" in self.__dict__:
-      template = self.state
-    else:  # shapes only: a restored run never runs the model's initialisation
-      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      template = jax.tree.map(lambda x: x.update(sharding=device), jax.eval_shape(self._new_state))
-    self.state, meta = self.checkpointer.restore(template, step, check)
-    return meta
-
-
-def _without_examples(sums: dict) -> dict:
-  """An eval step's output without its per-example part (only --mode=eval's mistakes use it)."""
-  return {k: v for k, v in sums.items() if k != "examples"}
+    return self.checkpointer.restore(checkpoint.restore_template(self.new_state), step, check)
 
 
 # Config fields that do not enter the compiled train step (as the batch carries the learning rate: see train_step),
@@ -444,36 +440,10 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
   if reporting.is_reporter():
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
   run = Run(config, workdir)
-  start_epoch, batches_done, record, controls = _resume_or_initialise(run)
+  host_state, start_epoch, batches_done, record, controls = _resume_or_initialise(run)
   end_epoch = config.num_epochs if epochs_per_run is None else min(config.num_epochs, start_epoch + epochs_per_run)
-  if reporting.is_reporter():
-    print(
-      f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
-      f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
-      f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}",
-      flush=True,
-    )
-    num_params = sum(x.size for x in jax.tree.leaves(run.state.params))
-    options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
-    model_line = f"model: {config.model} ({num_params:,} parameters{'; ' + options if options else ''})"
-    lines = [*run.input.describe(), model_line, *optim.describe(config)]
-    print("\n".join(f"  {line}" for line in lines), flush=True)
-
-  p_train_step = compile_cache.SavedExecutable(
-    run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True),
-    "train_step",
-    train_step_key(config),
-    run.strategy.compiles_ahead_of_time,
-  )
-  state = run.strategy.put_state(run.state)
-  watchdog.expect_compile("compiling the train and eval steps")
-  plan = run.plan_memory(p_train_step, state)
-  if run.strategy.compiles_ahead_of_time:
-    watchdog.progress("the train and eval steps are ready")
-  else:  # the plan compiled nothing: the first train step compiles (parallel.Pmap.compiles_ahead_of_time)
-    watchdog.expect_compile("compiling the train step")
-  if reporting.is_reporter():
-    print("\n".join(f"  {line}" for line in plan), flush=True)
+  _print_start(run, host_state, start_epoch)
+  compiled_train_step, state = _prepare_steps(run, host_state, watchdog)
   metrics_log, tensorboard = reporting.MetricsLog(workdir), reporting.TensorBoard(workdir)
 
   def save(host_state, record: dict, epoch_done: int, batches: int = 0, metrics=None):
@@ -485,17 +455,17 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
   try:
     with preemption.StopRequests() as stop_requests:
       for epoch in range(start_epoch, end_epoch):
-        skip = batches_done if epoch == start_epoch else 0
         state, host_sums, seconds, stopped_at = _train_epoch(
           run,
-          p_train_step,
+          compiled_train_step,
           state,
           epoch,
-          skip,
+          batches_done if epoch == start_epoch else 0,
           stop_requests,
           watchdog,
           functools.partial(save, record=record, epoch_done=epoch),
-          tensorboard if epoch == start_epoch else None,
+          tensorboard,
+          first_of_invocation=epoch == start_epoch,
         )
         if stopped_at is not None and stopped_at < run.steps_per_epoch:
           _report_stop(stop_requests.signal_name, epoch * run.steps_per_epoch + stopped_at, epoch, stopped_at)
@@ -521,26 +491,66 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
   return record
 
 
-def _resume_or_initialise(run: Run) -> tuple[int, int, dict, dict]:
-  """Restores the latest checkpoint into `run.state`, or takes config.init_from's backbone for a new run.
+def _print_start(run: Run, host_state: TrainState, start_epoch: int) -> None:
+  """The run's first lines: what trains on what, how, and from which epoch; the input, model and optimizer."""
+  if not reporting.is_reporter():
+    return
+  config = run.config
+  print(
+    f"Training {config.model} on {config.dataset}: {len(run.dataset.split('train'))} train images, "
+    f"{run.steps_per_epoch} steps/epoch of {config.batch_size} on {jax.device_count()} device(s) "
+    f"({run.strategy.name}, {config.compute_dtype}), epochs {start_epoch + 1}..{config.num_epochs}",
+    flush=True,
+  )
+  num_params = sum(x.size for x in jax.tree.leaves(host_state.params))
+  options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
+  model_line = f"model: {config.model} ({num_params:,} parameters{'; ' + options if options else ''})"
+  lines = [*run.input.describe(), model_line, *optim.describe(config)]
+  print("\n".join(f"  {line}" for line in lines), flush=True)
 
-  Returns where training continues: (epoch, batches of it done, last epoch record, host-side controls).
-  A run that ended itself (early stopping, stop_at_accuracy) continues at num_epochs, i.e. not at all.
+
+def _prepare_steps(run: Run, host_state: TrainState, watchdog: Watchdog):
+  """(the compiled train step, the state on the devices): the train and eval steps compiled or loaded and fitted to
+  the device's memory (`Run.plan_memory`, whose lines this prints)."""
+  compiled_train_step = compile_cache.SavedExecutable(
+    run.strategy.compile(functools.partial(train_step, options=run.step_options), donate_state=True),
+    "train_step",
+    train_step_key(run.config),
+    run.strategy.compiles_ahead_of_time,
+  )
+  state = run.strategy.put_state(host_state)
+  watchdog.expect_compile("compiling the train and eval steps")
+  plan = run.plan_memory(compiled_train_step, host_state, state)
+  if run.strategy.compiles_ahead_of_time:
+    watchdog.progress("the train and eval steps are ready")
+  else:  # the plan compiled nothing: the first train step compiles (parallel.Pmap.compiles_ahead_of_time)
+    watchdog.expect_compile("compiling the train step")
+  if reporting.is_reporter():
+    print("\n".join(f"  {line}" for line in plan), flush=True)
+  return compiled_train_step, state
+
+
+def _resume_or_initialise(run: Run) -> tuple[TrainState, int, int, dict, dict]:
+  """The latest checkpoint's state, or a fresh one (with config.init_from's backbone) for a new run, on the host.
+
+  Returns it with where training continues: (state, epoch, batches of it done, last epoch record, host-side
+  controls). A run that ended itself (early stopping, stop_at_accuracy) continues at num_epochs, i.e. not at all.
   """
   config = run.config
   if run.checkpointer.latest_step() is None:
+    state = run.new_state()
     if config.init_from:
-      run.state = transfer.transfer_weights(run.state, config, run.dataset.num_classes)
+      state = transfer.transfer_weights(state, config, run.dataset.num_classes)
       logging.info("Backbone initialised from %s", config.init_from)
-    return 0, 0, {}, _controls(config, {})
-  meta = run.restore()
+    return state, 0, 0, {}, _controls(config, {})
+  state, meta = run.restore()
   epoch, batches_done, record = meta["epoch"], meta.get("batches_done", 0), meta["record"]
   if reporting.is_reporter():
-    step = int(run.state.step)
+    step = int(state.step)
     print(f"Resuming from step {step} (epoch {epoch + 1}, batch {batches_done}) in {run.workdir}", flush=True)
   if _ended_itself(record):
     epoch = config.num_epochs
-  return epoch, batches_done, record, _controls(config, meta.get("controls", {}))
+  return state, epoch, batches_done, record, _controls(config, meta.get("controls", {}))
 
 
 def _controls(config, saved: dict) -> dict:
@@ -559,14 +569,23 @@ def _controls(config, saved: dict) -> dict:
 
 
 def _train_epoch(
-  run: Run, p_train_step, state, epoch: int, skip: int, stop_requests, watchdog, save_mid_epoch, tensorboard=None
+  run: Run,
+  compiled_train_step,
+  state,
+  epoch: int,
+  skip: int,
+  stop_requests,
+  watchdog,
+  save_mid_epoch,
+  tensorboard,
+  first_of_invocation: bool,
 ):
   """Trains `epoch` from batch `skip` on; returns (state, per-step metric sums on the host, seconds, stopped_at).
 
   `stopped_at` is the epoch's batch (1-based) after which a stop request ended it, else None. Periodic
-  and stop checkpoints inside the epoch go through `save_mid_epoch(host_state, batches_done)`. With a
-  `tensorboard`, the first batch goes to `visualize.after_first_step` on the report thread: input_batch.png,
-  eval_views.png and their TensorBoard images (what the model sees, augmentation included).
+  and stop checkpoints inside the epoch go through `save_mid_epoch(host_state, batches_done)`. In the
+  `first_of_invocation` epoch, the first batch goes to `visualize.after_first_step` on the report thread:
+  input_batch.png, eval_views.png and their images in `tensorboard` (what the model sees, augmentation included).
 
   At most parallel.MAX_STEPS_IN_FLIGHT steps are in flight (see there why); each completed step is reported
   to the watchdog, and its agreed stop flag read: every process completes the same steps at the same
@@ -586,10 +605,10 @@ def _train_epoch(
         "stop_requested": stop_requests.flags(local),
         "learning_rate": np.full(local, rates[i - 1], np.float32),
       }
-      state, step_sums = p_train_step(state, strategy.put_batch(batch))
+      state, step_sums = compiled_train_step(state, strategy.put_batch(batch))
       step = epoch * run.steps_per_epoch + i
       new_sums = in_flight.push(step_sums, f"train step {step} (epoch {epoch + 1}, batch {i})")
-      if tensorboard is not None and i == skip + 1 and reporting.is_reporter():  # this invocation's first step
+      if first_of_invocation and i == skip + 1 and reporting.is_reporter():  # this invocation's first step
         reporting.import_pyplot_in_background()  # for plot_curves at the run's end
         reporting.in_background(visualize.after_first_step, run, batch, step, tensorboard)  # input_batch.png, ...
       periodic = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
@@ -642,9 +661,9 @@ def _end_epoch(run: Run, state, epoch: int, host_sums: list[dict], seconds: floa
     "epoch_seconds": seconds,
   }
   if "validation" in run.dataset.splits:
-    record.update(run.evaluate(state, "validation", "validation", watchdog=watchdog))
+    record.update(run.validate(state, "validation", "validation", watchdog=watchdog))
   if config.stop_at_accuracy_split == "test":  # time to accuracy (jaxcnn.bench): the test split every epoch
-    record.update(run.evaluate(state, "test", "test", watchdog=watchdog))
+    record.update(run.validate(state, "test", "test", watchdog=watchdog))
   if "plateau" in controls and controls["plateau"].update(record[config.plateau_metric]):
     factor = optim.lr_factor(host_state.opt_state) * config.plateau_factor
     host_state = host_state.replace(opt_state=optim.set_lr_factor(host_state.opt_state, factor))

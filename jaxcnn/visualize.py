@@ -1,5 +1,5 @@
 """What the model sees and what it learned, as PNG grids: a training batch, the eval views of one image, the most
-confident mistakes and the first convolution's kernels.
+confident mistakes and the first convolution's kernels; and the confusion matrix of an eval (CSV and PNG).
 
 Training writes WORKDIR/input_batch.png (the first training batch of the run, augmentation included, normalisation
 undone, each tile captioned with its class name), WORKDIR/eval_views.png (every view `eval_augment` makes of one
@@ -7,13 +7,14 @@ image: 1 for a centre crop, 10 for AlexNet's ten crops, 150 for VGG's multi-scal
 (parameters and multiply-adds, for `jaxcnn.compare`), the images also to TensorBoard: `after_first_step`, on the
 report thread (`reporting.in_background`) once the first step is dispatched, never on the step loop.
 `--mode=eval` writes mistakes_<split>.png (the most confident wrong predictions, kept by `ConfidentMistakes` as
-the eval runs) and filters.png (`first_conv_kernel`).
+the eval runs), filters.png (`first_conv_kernel`) and confusion_<split>.csv/.png (`write_confusion`).
 
 Every picture is a `Grid`: tiles (float [N, H, W, C] in [0, 1]) with a caption each. `Grid.mosaic()` lays them
 out in one array (what TensorBoard receives); `Grid.figure()` draws that array with matplotlib, each caption as
 a text above its tile.
 """
 
+import csv
 import dataclasses
 import json
 import math
@@ -258,3 +259,27 @@ def write_filters(restored, path) -> pathlib.Path | None:
   model that starts otherwise."""
   found = first_conv_kernel(restored.model, restored.variables["params"], restored.input.image_shape)
   return filter_grid(found[1], found[0]).save(path) if found else None
+
+
+def write_confusion(confusion: np.ndarray, class_names, stem: pathlib.Path) -> None:
+  """STEM.csv (counts, rows = true class) and STEM.png (row-normalised heat map)."""
+  with open(f"{stem}.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["true \\ predicted", *class_names])
+    for name, row in zip(class_names, confusion):
+      writer.writerow([name, *row.tolist()])
+  plt = reporting.pyplot()
+  rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+  size = min(4 + 0.45 * len(class_names), 30)
+  fig, ax = plt.subplots(figsize=(size, size))
+  ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+  if len(class_names) <= 30:
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+    ax.set_yticks(range(len(class_names)), class_names)
+    for (i, j), count in np.ndenumerate(confusion):
+      ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color="white" if rates[i, j] > 0.5 else "black")
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  fig.tight_layout()
+  fig.savefig(f"{stem}.png", dpi=100)
+  plt.close(fig)

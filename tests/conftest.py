@@ -5,6 +5,7 @@ import os
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import functools  # noqa: E402
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -51,6 +52,19 @@ def pytest_collection_modifyitems(config, items):
     )
 
 
+def pytest_terminal_summary(terminalreporter, config):
+  """With JAXCNN_SKIPPED_TO=FILE (set by .ci/run), the run's skipped tests, one `NODE_ID<tab>REASON` a line
+  (sorted; none: an empty file): CI compares them with .ci/expected_skips.txt."""
+  path = os.environ.get("JAXCNN_SKIPPED_TO")
+  if not path or hasattr(config, "workerinput"):
+    return
+  lines = set()
+  for report in terminalreporter.stats.get("skipped", []):
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    lines.add(f"{report.nodeid}\t{reason.removeprefix('Skipped: ')}")
+  pathlib.Path(path).write_text("".join(f"{line}\n" for line in sorted(lines)))
+
+
 def write_idx_dataset(directory: pathlib.Path, num_train: int, num_test: int, seed: int = 0, num_classes: int = 10):
   """A learnable tiny MNIST-format dataset: each class is a bright square at its own position."""
   rng = np.random.default_rng(seed)
@@ -79,12 +93,7 @@ TINY = {"validation_size": 60, "batch_size": 32, "eval_batch_size": 64}
 
 @pytest.fixture
 def tiny_config(tiny_data_dir):
-  config = configs.get("lenet5")
-  config.data_dir = str(tiny_data_dir)
-  config.update(TINY)
-  config.num_epochs = 2
-  config.learning_rate = 0.05
-  return config
+  return config_of(TINY, data_dir=str(tiny_data_dir), num_epochs=2, learning_rate=0.05)
 
 
 @pytest.fixture
@@ -95,21 +104,98 @@ def tiny_args(tiny_data_dir) -> list[str]:
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ERROR_LINE_BOUND = 300  # characters of a `jaxcnn: error:` line (jaxcnn/main.py ERROR_LINE_CHARACTERS)
-FORCED_DEVICE_COUNT = "--xla_force_host_platform_device_count=8"  # what this file adds to XLA_FLAGS above
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+FAKE_DEVICES = 8  # the device count this file forces in XLA_FLAGS above
 
 
-def run_module(module: str, *args: str, cwd=REPO, extra_env=None, timeout: float = 900):
-  """`python -m MODULE ARGS` as a user types it, in a fresh interpreter on this checkout: on the CPU with the
-  one device a user's machine shows (the test session's forced device count is left out of XLA_FLAGS), output
-  captured as text. Returns the CompletedProcess; the caller asserts on it."""
-  env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split() if flag != FORCED_DEVICE_COUNT)
+def jaxcnn_env(devices: int = 1, extra_env=None) -> dict[str, str]:
+  """The environment of a jaxcnn subprocess: this test run's, with this checkout first on PYTHONPATH, JAX on the
+  CPU, and `devices` CPU devices: 1 (the run's forced count left out of XLA_FLAGS, as on a user's machine) or
+  a forced count (FAKE_DEVICES keeps the run's 8); the user's other XLA flags are kept. `extra_env` last."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+  flags = [flag for flag in env.get("XLA_FLAGS", "").split() if not flag.startswith(f"{DEVICE_COUNT_FLAG}=")]
+  env["XLA_FLAGS"] = " ".join([*flags, *([f"{DEVICE_COUNT_FLAG}={devices}"] if devices > 1 else [])])
   env.update(extra_env or {})
-  result = subprocess.run(
-    [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout
-  )
+  return env
+
+
+def run_jaxcnn(
+  *args: str,
+  module: str = "jaxcnn.main",
+  code: str | None = None,
+  devices: int = 1,
+  extra_env=None,
+  prefix=(),
+  cwd=REPO,
+  timeout: float = 900,
+  background: bool = False,
+  stdout=subprocess.PIPE,
+  stderr=subprocess.PIPE,
+):
+  """The one way the tests start a jaxcnn process: `python -m MODULE ARGS` as a user types it (or `python -c CODE
+  ARGS`), in a fresh interpreter on this checkout, started through the command `prefix` when given (a cgroup),
+  in the environment of `jaxcnn_env(devices, extra_env)`, output as text.
+
+  In the foreground (the default) it waits up to `timeout` seconds and returns the CompletedProcess, the output
+  captured; the caller asserts on it. `background=True` returns the Popen at once, its output where `stdout` and
+  `stderr` say (a pipe, a file, DEVNULL, STDOUT), for the tests that signal or race a running process."""
+  command = [*prefix, sys.executable, *(["-c", code] if code is not None else ["-m", module]), *args]
+  options = dict(env=jaxcnn_env(devices, extra_env), cwd=cwd, stdout=stdout, stderr=stderr, text=True)
+  if background:
+    return subprocess.Popen(command, **options)
+  result = subprocess.run(command, timeout=timeout, **options)
   # Every run of the suite holds jaxcnn's errors to what a person reads at a glance.
-  errors = [line for line in result.stderr.splitlines() if line.startswith("jaxcnn") and ": error:" in line]
+  errors = [line for line in (result.stderr or "").splitlines() if line.startswith("jaxcnn") and ": error:" in line]
   long = [line for line in errors if len(line) > ERROR_LINE_BOUND]
   assert not long, f"error lines over {ERROR_LINE_BOUND} characters: {long}"
   return result
+
+
+def run_module(module: str, *args: str, **options):
+  """`run_jaxcnn(*args, module=module, **options)`: the form the tests that name the module first use."""
+  return run_jaxcnn(*args, module=module, **options)
+
+
+# Shared by the tests that build configs and train small models in process.
+
+
+def config_of(*updates: dict, name: str = "lenet5", **fields):
+  """The named config (`jaxcnn.configs`) with `updates` (dicts, in order) and then `fields` applied."""
+  config = configs.get(name)
+  for update in (*updates, fields):
+    config.update(update)
+  return config
+
+
+def train_steps(strategy, state, batches, options=None):
+  """`train.train_step` (donating nothing) over `batches` with a data-parallel `strategy` (`jaxcnn.parallel`):
+  (the state on the host, the last step's sums on the host)."""
+  from jaxcnn import train
+
+  step = strategy.compile(
+    functools.partial(train.train_step, options=options or train.StepOptions()), donate_state=False
+  )
+  device_state, sums = strategy.put_state(state), None
+  for batch in batches:
+    device_state, sums = step(device_state, strategy.put_batch(batch))
+  return strategy.to_host(device_state), None if sums is None else strategy.to_host(sums)
+
+
+def single_device_steps(state, batches, options=None):
+  """The reference the data-parallel strategies are held to: the same steps on one device, each on the whole
+  global batch. (the state on the host, the last step's sums on the host)."""
+  import flax.jax_utils
+  import jax
+
+  from jaxcnn import parallel, train
+
+  one = jax.devices()[:1]
+  step = jax.pmap(
+    functools.partial(train.train_step, options=options or train.StepOptions()), axis_name=parallel.AXIS, devices=one
+  )
+  device_state, sums = flax.jax_utils.replicate(state, devices=one), None
+  for batch in batches:
+    device_state, sums = step(device_state, jax.tree.map(lambda x: x[None], batch))
+  unreplicate = lambda tree: jax.tree.map(lambda x: np.asarray(x)[0], tree)  # noqa: E731
+  return unreplicate(device_state), None if sums is None else unreplicate(sums)

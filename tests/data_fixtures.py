@@ -1,5 +1,5 @@
-"""Tiny datasets in the formats users bring: CIFAR pickles and binaries, folders of image files, ImageNet as
-TFDS prepares it."""
+"""Tiny datasets in the formats users bring: IDX files, CIFAR pickles and binaries, folders of image files, TFDS
+datasets (ImageNet as TFDS prepares it, and small ones of any shape); and the pixels to fill them with."""
 
 import io
 import pathlib
@@ -9,9 +9,38 @@ import tarfile
 import numpy as np
 from PIL import Image
 
+from jaxcnn.data import idx
 
-def write_cifar_python(root: pathlib.Path, name: str = "cifar10", per_batch: int = 8, seed: int = 0) -> pathlib.Path:
-  """cifar-10-batches-py (5 train batches + test) or cifar-100-python (train + test), as pickles."""
+
+def gradient(height: int, width: int, rng=None) -> np.ndarray:
+  """uint8 [height, width, 3]: R grows with x squared, G with y squared, B constant: flips, offsets and lighting
+  are all readable from the pixels. (rng: unused, for `write_image_folder`'s pixels.)"""
+  y, x = np.mgrid[0:height, 0:width] / np.array([[[height - 1]], [[width - 1]]])
+  return np.stack([255 * x**2, 255 * y**2, np.full_like(x, 128)], axis=-1).round().astype(np.uint8)
+
+
+def smooth(height: int, width: int, rng) -> np.ndarray:
+  """uint8 [height, width, 3]: random colours blended bilinearly over 16 pixels, which resample like photographs
+  (unlike pixel noise)."""
+  small = Image.fromarray(rng.integers(0, 256, (height // 16 + 2, width // 16 + 2, 3), np.uint8))
+  return np.asarray(small.resize((width, height), Image.BILINEAR))
+
+
+def write_idx(directory: pathlib.Path, images: np.ndarray, labels: np.ndarray, test=None) -> pathlib.Path:
+  """train-* and t10k-* IDX files (gzipped, as distributed): uint8 images [N, 28, 28] and labels [N] for train,
+  and `test` ((images, labels)) for t10k, by default the same."""
+  directory.mkdir(parents=True, exist_ok=True)
+  for prefix, (split_images, split_labels) in (("train", (images, labels)), ("t10k", test or (images, labels))):
+    idx.write(directory / f"{prefix}-images-idx3-ubyte.gz", split_images)
+    idx.write(directory / f"{prefix}-labels-idx1-ubyte.gz", split_labels)
+  return directory
+
+
+def write_cifar_python(
+  root: pathlib.Path, name: str = "cifar10", per_batch: int = 8, seed: int = 0, image=None, class_names=None
+) -> pathlib.Path:
+  """cifar-10-batches-py (5 train batches + test) or cifar-100-python (train + test), as pickles: random images, or
+  every one `image` (uint8 [32, 32, 3]); class names `class_names`, else class0, class1, ..."""
   rng = np.random.default_rng(seed)
   ten = name == "cifar10"
   directory = root / ("cifar-10-batches-py" if ten else "cifar-100-python")
@@ -19,13 +48,13 @@ def write_cifar_python(root: pathlib.Path, name: str = "cifar10", per_batch: int
   files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if ten else ["train", "test"]
   key = b"labels" if ten else b"fine_labels"
   for f in files:
-    batch = {
-      b"data": rng.integers(0, 256, (per_batch, 3072), np.uint8),
-      key: rng.integers(0, 10 if ten else 100, per_batch).tolist(),
-    }
+    pixels = rng.integers(0, 256, (per_batch, 3072), np.uint8)
+    if image is not None:  # rows are the red plane, then green, then blue
+      pixels = np.tile(image.transpose(2, 0, 1).reshape(-1), (per_batch, 1))
+    batch = {b"data": pixels, key: rng.integers(0, 10 if ten else 100, per_batch).tolist()}
     (directory / f).write_bytes(pickle.dumps(batch, protocol=2))
   meta_key, meta_file = (b"label_names", "batches.meta") if ten else (b"fine_label_names", "meta")
-  names = [f"class{i}".encode() for i in range(10 if ten else 100)]
+  names = [n.encode() for n in class_names or [f"class{i}" for i in range(10 if ten else 100)]]
   (directory / meta_file).write_bytes(pickle.dumps({meta_key: names}, protocol=2))
   return directory
 
@@ -43,9 +72,9 @@ def write_cifar_binary(root: pathlib.Path, name: str = "cifar100", records: int 
   return directory
 
 
-def _image(mode: str, size, rng) -> Image.Image:
+def _image(mode: str, size, rng, pixels=None) -> Image.Image:
   height, width = size
-  rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8))
+  rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8) if pixels is None else pixels(*size, rng))
   if mode == "I;16":
     return Image.fromarray(rng.integers(0, 65536, (height, width)).astype(np.uint16))
   return rgb.convert(mode)
@@ -74,22 +103,59 @@ def write_image_folder(
   size=None,
   size_range=(30, 60),
   strays=("notes.txt",),
+  sizes=None,
+  pixels=None,
+  files=MIXED,
+  quality=75,
 ) -> pathlib.Path:
-  """root[/split]/class/*.{jpg,png,bmp} in every mode, random heights and widths in `size_range` (or `size`),
-  plus the stray non-image files `strays` in each class folder."""
+  """root[/split]/class/<i><name> for (name, Pillow mode, format) in `files` in turn (every mode and format the
+  folder source reads, by default), plus the stray non-image files `strays` in each class folder.
+
+  Sizes: `sizes` (one (height, width) per file of a class, per_class = len(sizes)), else `size`, else random
+  heights and widths in `size_range`. Pixels: `pixels(height, width, rng)` (e.g. `gradient`, `smooth`) in RGB, else
+  noise. JPEGs at `quality`."""
   rng = np.random.default_rng(seed)
+  per_class = len(sizes) if sizes else per_class
   for split in splits:
     base = root / split if split else root
     for name in classes:
       directory = base / name
       directory.mkdir(parents=True)
       for i in range(per_class):
-        file_name, mode, fmt = MIXED[i % len(MIXED)]
-        hw = size or (int(rng.integers(*size_range)), int(rng.integers(*size_range)))
-        _image(mode, hw, rng).save(directory / f"{i}{file_name}", fmt)
+        file_name, mode, fmt = files[i % len(files)]
+        hw = sizes[i] if sizes else size or (int(rng.integers(*size_range)), int(rng.integers(*size_range)))
+        _image(mode, hw, rng, pixels).save(directory / f"{i}{file_name}", fmt, quality=quality)
       for stray in strays:
         (directory / stray).write_text("not an image")
   return root
+
+
+def write_tfds(directory: pathlib.Path, class_name: str, image_shape, labels, examples, encoding_format=None):
+  """Prepares, offline, a TFDS dataset of `examples` ({split: [(uint8 image, label), ...]}) in directory: images
+  of `image_shape` (None where sizes vary) encoded as `encoding_format` (TFDS's default: PNG), labels a number of
+  classes or their names. Its name is class_name's (JaxcnnTinyPets -> jaxcnn_tiny_pets), once per process.
+  Imports TensorFlow."""
+  import tensorflow_datasets as tfds
+
+  classes = {"num_classes": labels} if isinstance(labels, int) else {"names": list(labels)}
+
+  def info(self):
+    image = tfds.features.Image(shape=tuple(image_shape), encoding_format=encoding_format)
+    features = tfds.features.FeaturesDict({"image": image, "label": tfds.features.ClassLabel(**classes)})
+    return tfds.core.DatasetInfo(builder=self, features=features)
+
+  def split_generators(self, dl_manager):
+    return {split: self._generate_examples(split) for split in examples}
+
+  def generate_examples(self, split):
+    for i, (image, label) in enumerate(examples[split]):
+      yield i, {"image": image, "label": label}
+
+  methods = {"VERSION": tfds.core.Version("1.0.0"), "_info": info}
+  methods.update(_split_generators=split_generators, _generate_examples=generate_examples)
+  builder = type(class_name, (tfds.core.GeneratorBasedBuilder,), methods)
+  builder(data_dir=str(directory)).download_and_prepare()
+  return directory
 
 
 def write_imagenet2012_tfds(root: pathlib.Path, num_classes=2, train_per_class=2, num_validation=4, seed=0):

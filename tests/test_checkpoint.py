@@ -3,27 +3,24 @@ device-count independence, NaN guard, eval from the workdir alone."""
 
 import json
 import logging
-import os
 import pathlib
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import ERROR_LINE_BOUND, FAKE_DEVICES, run_jaxcnn
 
 from jaxcnn import checkpoint, evaluate, inference, train
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
-
-def _cli(workdir, tiny_args, *extra, devices=8):
-  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  return [sys.executable, "-m", "jaxcnn.main", *tiny_args, f"--workdir={workdir}", *extra], env
+def _cli(workdir, tiny_args, *extra, **options):
+  """`python -m jaxcnn.main` on the tiny data in `workdir`, on 8 devices (`conftest.run_jaxcnn` takes `options`)."""
+  return run_jaxcnn(*tiny_args, f"--workdir={workdir}", *extra, **{"devices": FAKE_DEVICES, "timeout": 600, **options})
 
 
 def _latest_state(workdir: pathlib.Path):
@@ -60,20 +57,27 @@ def _wait_for_a_newer_checkpoint(checkpoints: pathlib.Path, proc, timeout=60):
 @pytest.mark.slow
 def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_args, tmp_path):
   plan = ["--config.num_epochs=25", "--config.checkpoint_every_steps=3", "--config.log_every_steps=1"]
-  command, env = _cli(tmp_path / "reference", tiny_args, *plan)
-  subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
-  reference, _ = _latest_state(tmp_path / "reference")
+  reference_run = _cli(tmp_path / "reference", tiny_args, *plan)
+  assert reference_run.returncode == 0, reference_run.stderr[-3000:]
+  reference, reference_meta = _latest_state(tmp_path / "reference")
+  final_step = int(reference["step"])
+  assert reference_meta["epoch"] == 25 and final_step == 25 * 7  # 7 steps per epoch
   rng = np.random.default_rng(0)
   for trial in range(2):  # two random kill points: a third cost ~50 s of a suite near its 15-minute budget
     workdir = tmp_path / f"trial{trial}"
-    command, env = _cli(workdir, tiny_args, *plan)
-    proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _cli(workdir, tiny_args, *plan, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(workdir / "metrics.jsonl", proc)
     _wait_for_a_newer_checkpoint(workdir / "checkpoints", proc)
     time.sleep(rng.uniform(0.0, 2.0))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    subprocess.run(command, env=env, cwd=REPO, check=True, capture_output=True, timeout=600)
+    # The kill landed mid-run: the process died of it, and what it left is a checkpoint before the end.
+    assert proc.returncode == -signal.SIGKILL, f"the run ended ({proc.returncode}) before the kill"
+    killed_at = int(_latest_state(workdir)[0]["step"])
+    assert 0 < killed_at < final_step, killed_at
+    restarted = _cli(workdir, tiny_args, *plan)
+    assert restarted.returncode == 0, restarted.stderr[-3000:]
+    assert f"Resuming from step {killed_at} " in restarted.stdout, restarted.stdout[-3000:]
     resumed, meta = _latest_state(workdir)
     assert meta["epoch"] == 25
     for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference), strict=True):
@@ -82,8 +86,8 @@ def test_sigkill_at_a_random_step_then_restart_ends_bitwise_equal(tiny_args, tmp
 
 @pytest.mark.slow
 def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(tiny_args, tmp_path):
-  command, env = _cli(tmp_path, tiny_args, "--config.num_epochs=400", "--config.log_every_steps=1")
-  proc = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  plan = ["--config.num_epochs=400", "--config.log_every_steps=1"]
+  proc = _cli(tmp_path, tiny_args, *plan, background=True, stderr=subprocess.STDOUT)
   _wait_for(tmp_path / "metrics.jsonl", proc)
   time.sleep(0.5)
   proc.send_signal(signal.SIGTERM)
@@ -106,9 +110,9 @@ def test_truncated_latest_checkpoint_is_skipped_with_a_warning(tiny_config, tmp_
       data_file.write_bytes(data_file.read_bytes()[:50])  # a save cut short by a full disk
   run = train.Run(tiny_config, tmp_path)
   with caplog.at_level(logging.WARNING):
-    meta = run.restore()
+    state, meta = run.restore()
   run.checkpointer.close()
-  assert meta["epoch"] == 1 and int(run.state.step) == 7
+  assert meta["epoch"] == 1 and int(state.step) == 7
   assert any("14" in r.getMessage() and "damaged" in r.getMessage() for r in caplog.records)
 
 
@@ -136,9 +140,7 @@ def test_eight_device_checkpoint_evaluates_the_same_on_one_device(tiny_config, t
   stored = json.loads((tmp_path / "config.json").read_text())
   del stored["step_timeout_seconds"], stored["first_step_timeout_seconds"]
   (tmp_path / "config.json").write_text(json.dumps(stored))
-  command = [sys.executable, "-m", "jaxcnn.main", f"--workdir={tmp_path}", "--mode=eval"]
-  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-  result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+  result = run_jaxcnn(f"--workdir={tmp_path}", "--mode=eval", devices=1, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   on_one = json.loads((tmp_path / "eval_results.json").read_text())
   assert on_one["num_examples"] == on_eight["num_examples"] == 203
@@ -269,12 +271,9 @@ def small_filesystem(tmp_path):
 
 @pytest.mark.slow
 def test_a_full_disk_keeps_the_last_checkpoint_and_the_same_command_resumes(small_filesystem, tiny_args):
-  from conftest import ERROR_LINE_BOUND
-  from test_cli import run_cli
-
   workdir = small_filesystem / "run"
   command = [f"--workdir={workdir}", *tiny_args, "--config.num_epochs=3", "--config.checkpoint_keep_best=0"]
-  full = run_cli(*command)
+  full = run_jaxcnn(*command, devices=FAKE_DEVICES)
   # One short line at the end names the cause and what to do (Orbax's threads print tracebacks of their own above).
   assert full.returncode == 1 and full.stderr.count("jaxcnn: error:") == 1, full.stderr
   line = full.stderr.splitlines()[-1]
@@ -283,7 +282,7 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_the_same_command_resumes(smal
   kept = int(re.search(r"the last complete one, step (\d+), is kept", line).group(1))
   assert kept > 0 and "RESOURCE_EXHAUSTED" in full.stderr  # the whole message is in the log above the line
   subprocess.run(["mount", "-o", "remount,size=20m", str(small_filesystem)], check=True)
-  resumed = run_cli(*command)
+  resumed = run_jaxcnn(*command, devices=FAKE_DEVICES)
   assert resumed.returncode == 0, resumed.stderr
   assert f"Resuming from step {kept} " in resumed.stdout, resumed.stdout
   assert json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 3

@@ -1,29 +1,16 @@
 """The command line as a user runs it: real subprocesses, one-line errors and non-zero exits."""
 
 import json
-import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import ERROR_LINE_BOUND
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ERROR_LINE_BOUND, FAKE_DEVICES, REPO, run_jaxcnn
 
 
-def run_cli(*args, extra_env=None, prefix=()):
-  """`python -m jaxcnn.main ARGS` in a subprocess, started through the command `prefix` when given."""
-  env = {**os.environ, "PYTHONPATH": REPO, **(extra_env or {})}
-  return subprocess.run(
-    [*prefix, sys.executable, "-m", "jaxcnn.main", *args],
-    capture_output=True,
-    text=True,
-    env=env,
-    timeout=300,
-    cwd=REPO,
-  )
+def run_cli(*args, **options):
+  """`python -m jaxcnn.main ARGS` on the test run's 8 fake devices (`conftest.run_jaxcnn` takes `options`)."""
+  return run_jaxcnn(*args, **{"devices": FAKE_DEVICES, "timeout": 300, **options})
 
 
 def assert_one_line_error(result, *fragments):
@@ -59,12 +46,7 @@ def test_missing_data_dir_is_refused(tmp_path):
 
 
 def test_batch_not_divisible_by_devices_is_refused(tmp_path, tiny_args):
-  result = run_cli(
-    f"--workdir={tmp_path}",
-    *tiny_args,
-    "--config.batch_size=30",
-    extra_env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
-  )
+  result = run_cli(f"--workdir={tmp_path}", *tiny_args, "--config.batch_size=30", devices=8)
   assert_one_line_error(result, "batch size 30 does not divide by the 8 devices")
 
 
@@ -119,9 +101,9 @@ def test_train_then_eval_through_the_command_line(tmp_path, tiny_args):
   assert result.returncode == 0, result.stderr
   assert "Resuming from step" in result.stdout and "epoch   2" in result.stdout
   assert "train step: loaded from the compilation cache" in result.stdout
-  # The start says what will happen: kernels, data, model, optimizer, schedule, where the step came from.
+  # The start says what will happen: fast forms, data, model, optimizer, schedule, where the step came from.
   for fragment in (
-    "kernels: ",
+    "fast forms: ",
     "data: fashion_mnist",
     "train augmentation: ",
     "model: lenet5 (61,706 parameters; activation=relu, pooling=max)",

@@ -6,10 +6,9 @@ import os
 import pathlib
 import pwd
 import shutil
-import subprocess
-import sys
 
 import pytest
+from conftest import run_jaxcnn
 
 from jaxcnn import compile_cache
 
@@ -73,13 +72,7 @@ def saved_step_in_subprocess(cache: pathlib.Path, strategy: str = "pmap", learni
 
 
 def compile_in_subprocess(cache_value: str, script: str = COMPILE_TRAIN_STEP, *args: str) -> dict:
-  env = {
-    **os.environ,
-    "PYTHONPATH": str(REPO),
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    compile_cache.ENV: cache_value,
-  }
-  result = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=300)
+  result = run_jaxcnn(*args, code=script, devices=2, extra_env={compile_cache.ENV: cache_value}, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return {**json.loads(result.stdout.splitlines()[-1]), "stderr": result.stderr}
 
@@ -298,8 +291,8 @@ def test_the_bound_comes_from_the_flag_the_environment_or_the_default(monkeypatc
 
 
 def enable_in_subprocess(cache: pathlib.Path, max_mb: str) -> dict:
-  env = {**os.environ, "PYTHONPATH": str(REPO), compile_cache.ENV: str(cache), compile_cache.MAX_MB_ENV: max_mb}
-  result = subprocess.run([sys.executable, "-c", ENABLE_ONLY], env=env, capture_output=True, text=True, timeout=120)
+  extra_env = {compile_cache.ENV: str(cache), compile_cache.MAX_MB_ENV: max_mb}
+  result = run_jaxcnn(code=ENABLE_ONLY, extra_env=extra_env, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.splitlines()[-1])
 
@@ -433,7 +426,7 @@ def lowered_train_step(config, workdir, rate_in_batch: bool = True) -> str:
     batch.pop("learning_rate")
   count, sharding = jax.local_device_count(), run.strategy._sharding  # as Pmap.put_state places the state
   state = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct((count, *x.shape), x.dtype, sharding=sharding), jax.eval_shape(run._new_state)
+    lambda x: jax.ShapeDtypeStruct((count, *x.shape), x.dtype, sharding=sharding), jax.eval_shape(run.new_state)
   )
   return step.lower(state, batch).as_text()
 
@@ -482,14 +475,12 @@ def test_config_fields_left_out_of_the_train_steps_key_do_not_change_the_step(ti
 
 @pytest.mark.slow
 def test_a_second_run_with_another_num_epochs_loads_the_saved_train_step(tmp_path, tiny_args):
-  from conftest import run_module
-
   cache = tmp_path / "cache"  # this test's own
   common = [*tiny_args, "--config.validation_size=0", f"--compilation_cache_dir={cache}"]
-  first = run_module("jaxcnn.main", *common, f"--workdir={tmp_path / 'one'}", "--config.num_epochs=1")
+  first = run_jaxcnn(*common, f"--workdir={tmp_path / 'one'}", "--config.num_epochs=1")
   assert first.returncode == 0, first.stderr[-3000:]
   assert f"  train step: compiled (compilation cache {cache})" in first.stdout, first.stdout
-  second = run_module("jaxcnn.main", *common, f"--workdir={tmp_path / 'two'}", "--config.num_epochs=3")
+  second = run_jaxcnn(*common, f"--workdir={tmp_path / 'two'}", "--config.num_epochs=3")
   assert second.returncode == 0, second.stderr[-3000:]
   loaded = f"  train step: loaded from the compilation cache {cache} (a saved executable: not traced or compiled)"
   assert loaded in second.stdout, second.stdout

@@ -7,7 +7,9 @@ a small batch) must be enough, since models on 224-pixel inputs switch to their 
 themselves. One epoch of 3 steps over 8 devices, then validation.
 """
 
+import datetime
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -80,8 +82,35 @@ def test_experiment_docstring_opens_with_its_command_and_says_what_it_gave(name)
   opening = "\n".join(doc.splitlines()[:8])
   assert f"python -m jaxcnn.main --config={name} --workdir=workdirs/{name}\n" in opening
   assert "--mode=eval" in opening
-  for what in ("Hardware:", "20", "%"):  # the machine, the date, the result
-    assert what in doc
+  flat = " ".join(doc.split())
+  # The machine and the day it was measured on: "Hardware: <a CPU or GPU machine>, ... (YYYY-MM-DD)".
+  hardware = re.search(r"Hardware: (?P<machine>.+?) \((?P<date>\d{4}-\d{2}-\d{2})\)", flat)
+  assert hardware, f"no 'Hardware: ... (YYYY-MM-DD)' in {name}'s docstring"
+  assert re.search(r"\b(CPU|GPU|NVIDIA|TPU)\b", hardware["machine"]), hardware["machine"]
+  assert datetime.date(2025, 1, 1) <= datetime.date.fromisoformat(hardware["date"]) <= datetime.date.today()
+  # The result: accuracies as percentages with two decimals, above chance (10 classes; 5 for the transfer
+  # study) and at most 100; the headline figure of the first line is the one the Result states.
+  figures = [float(f) for f in re.findall(r"(?<![\d.])(\d{1,3}\.\d{2})%", flat)]
+  assert figures and all(0 < f <= 100 for f in figures), figures
+  assert max(figures) > 100 / (5 if "transfer" in name else 10) * 2, figures
+  headline = re.findall(r"(\d{1,3}\.\d{2})% test top-1|: (\d{1,3}\.\d{2})%", doc.splitlines()[0])
+  result = re.search(r"Results?: (.*?)(?: Recipe:|$)", flat)
+  for figure in (f for pair in headline for f in pair if f):
+    assert result and f"{figure}%" in result[1], f"the first line's {figure}% is not in the Result: {result}"
+
+
+@pytest.mark.parametrize(
+  "name",
+  [n for n in EXPERIMENTS if re.search(r"[\d,]+ parameters", " ".join(configs.module_of(n).__doc__.split()))],
+)
+def test_experiment_docstring_states_its_models_parameter_count(name):
+  """The first "N parameters" of the docstring is the count of the model the config builds on its dataset."""
+  config = configs.get(name)
+  stated = int(re.search(r"([\d,]+) parameters", " ".join(configs.module_of(name).__doc__.split()))[1].replace(",", ""))
+  model = models.create(config.model, num_classes=len(config.classes or range(10)), **config.model_options)
+  images = jax.ShapeDtypeStruct((1, *INPUT_SHAPES[config.dataset]), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), images)
+  assert sum(math.prod(p.shape) for p in jax.tree.leaves(variables["params"])) == stated
 
 
 @pytest.mark.parametrize("name", [n for n in EXPERIMENTS if "transfer" not in n])

@@ -180,6 +180,32 @@ def test_tf_free_file_loader_makes_the_in_memory_loaders_batches(rgb_split, rgb_
     assert difference.max() <= 1.01 and difference.mean() < 0.6
 
 
+@pytest.mark.parametrize(
+  "source_hw,window,out_hw",
+  [
+    ((37, 53), (0, 0, 37, 53), (20, 31)),  # downscaled, by other factors along each axis
+    ((23, 17), (0, 0, 23, 17), (40, 29)),  # upscaled
+    ((30, 41), (3, 5, 24, 20), (9, 33)),  # a window inside the image: shrunk along one axis, stretched along the other
+    ((26, 26), (-4, 6, 30, 25), (17, 12)),  # a window past the edges: zeros outside the image
+  ],
+)
+def test_the_hosts_and_the_devices_bilinear_resizes_agree(source_hw, window, out_hw):
+  """`folder.cut_image` (Pillow, files on the host) and `jax_ops.view` (in-memory images on the device) are two
+  implementations of one resize: half-pixel centres, no antialiasing. They agree within Pillow's 8-bit rounding."""
+  from PIL import Image
+
+  from jaxcnn.data import folder, jax_ops
+
+  rng = np.random.default_rng(sum(source_hw) + sum(out_hw))
+  for _ in range(3):
+    image = rng.integers(0, 256, (*source_hw, 3), np.uint8)
+    on_host = folder.cut_image(Image.fromarray(image), np.array([window]), out_hw)[0].astype(np.float32)
+    on_device = np.asarray(jax_ops.view(image, np.array(window, np.int32), False, out_hw))
+    assert on_host.shape == on_device.shape == (*out_hw, 3)
+    difference = np.abs(on_host - on_device)  # Pillow keeps 8 bits (rounding down, within float32 noise)
+    assert difference.max() <= 1.01 and difference.mean() < 0.6, (difference.max(), difference.mean())
+
+
 def test_tf_free_file_loader_evaluates_every_view_of_every_file_once(rgb_split, rgb_files):
   chain = augment.Chain("ten_crop(24)", train=False)
   kwargs = dict(global_batch=40, mean=MEAN, std=STD, augment_chain=chain, pipeline="jax")

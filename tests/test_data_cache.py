@@ -6,6 +6,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from data_fixtures import smooth, write_image_folder
 from PIL import Image
 
 from jaxcnn import configs, data
@@ -16,13 +17,11 @@ KW = dict(global_batch=4, seed=3, mean=np.zeros(3, np.float32), std=np.full(3, 1
 
 
 def _jpeg_folder(root: pathlib.Path, sizes, seed=0) -> pathlib.Path:
-  """Smooth RGB JPEGs (they resample like photographs, unlike pixel noise), one size per file, two classes."""
-  rng = np.random.default_rng(seed)
-  for k, (h, w) in enumerate(sizes):
-    (root / f"c{k % 2}").mkdir(parents=True, exist_ok=True)
-    small = Image.fromarray(rng.integers(0, 256, (h // 16 + 2, w // 16 + 2, 3), np.uint8))
-    small.resize((w, h), Image.BILINEAR).save(root / f"c{k % 2}" / f"{k}.jpg", quality=90)
-  return root
+  """Smooth RGB JPEGs (`smooth`: they resample like photographs), of `sizes` in each of two classes."""
+  files = [(".jpg", "RGB", "JPEG")]
+  return write_image_folder(
+    root, ("c0", "c1"), ("",), seed=seed, sizes=sizes, pixels=smooth, files=files, quality=90, strays=()
+  )
 
 
 def _config(root, cache_dir="auto", augment_spec="alexnet"):
@@ -86,7 +85,7 @@ def test_heads_of_the_paper_chains():
 
 def test_cached_epochs_equal_uncached_bitwise_where_the_head_is_exact(tmp_path):
   # Shorter side 37 = the head's resize: the head only crops, so no pixel is resampled on either path.
-  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(10)]))
+  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(5)]))
   rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
   for epoch in (0, 1):  # epoch 0 fills the rows it reads, epoch 1 reads them (and fills the rest)
     uncached, cached = _epoch(split, epoch), _epoch(split, epoch, rows)
@@ -100,7 +99,7 @@ def test_cached_epoch_within_tolerance_where_the_head_resamples(tmp_path):
   # Sources of 60-90 px: the head resizes to 37 and the tail crops, against one resize of a window of the
   # source (rounded to whole source pixels: up to half a pixel apart). Smooth images differ by a few units.
   rng = np.random.default_rng(1)
-  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(60, 90, 2)) for _ in range(8)]))
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(60, 90, 2)) for _ in range(4)]))
   rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
   for a, b in zip(_epoch(split, 0), _epoch(split, 0, rows)):
     difference = np.abs(a - b)
@@ -109,7 +108,7 @@ def test_cached_epoch_within_tolerance_where_the_head_resamples(tmp_path):
 
 def test_resume_from_the_cache_decodes_nothing_and_is_bitwise(tmp_path, counted_decodes):
   rng = np.random.default_rng(2)
-  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(40, 70, 2)) for _ in range(16)]))
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(40, 70, 2)) for _ in range(8)]))
   rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
   pack.fill(rows, workers=2)
   whole = _epoch(split, 1, rows)
@@ -127,7 +126,7 @@ def test_resume_from_the_cache_decodes_nothing_and_is_bitwise(tmp_path, counted_
 
 
 def test_changed_and_added_files_are_seen(tmp_path):
-  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(8)])
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(4)])
   split = _split(root)
   first = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
   pack.fill(first)
@@ -153,7 +152,7 @@ def test_changed_and_added_files_are_seen(tmp_path):
 
 
 def test_an_unwritable_cache_warns_and_reads_the_files(tmp_path, caplog):
-  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(8)])
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(4)])
   blocker = tmp_path / "a_file"
   blocker.write_text("")  # a directory under a regular file cannot be made, even by root
   pipeline = data.InputPipeline(_config(root, blocker / "cache"), data.load(_config(root)))
@@ -175,7 +174,7 @@ def test_an_unwritable_cache_warns_and_reads_the_files(tmp_path, caplog):
 
 
 def test_the_start_line_states_place_and_disk_use(tmp_path):
-  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(8)])
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(4)])
   pipeline = data.InputPipeline(_config(root, tmp_path / "c"), data.load(_config(root)))
   line = pipeline.describe()[-1]
   rows = pipeline.row_cache()

@@ -2,78 +2,39 @@
 
 import json
 import pathlib
-import pickle
 
 import numpy as np
 import pytest
-from data_fixtures import write_image_folder
-from PIL import Image
+from data_fixtures import gradient, write_cifar_python, write_idx, write_image_folder, write_tfds
 
 from jaxcnn import configs, data
-from jaxcnn.data import augment, idx, pipeline, tf_ops
+from jaxcnn.data import augment, pipeline, tf_ops
 
-
-def _gradient(height: int, width: int) -> np.ndarray:
-  """R grows with x squared, G with y squared, B constant: flips, offsets and lighting are all readable."""
-  y, x = np.mgrid[0:height, 0:width] / np.array([[[height - 1]], [[width - 1]]])
-  return np.stack([255 * x**2, 255 * y**2, np.full_like(x, 128)], axis=-1).round().astype(np.uint8)
+# JPEG and PNG in turn, without stray files.
+_JPEG_AND_PNG = [(".jpg", "RGB", "JPEG"), (".png", "RGB", "PNG")]
+_CIFAR_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def _write_folder(root, sizes, classes=("cat", "dog"), splits=("train", "test")):
-  for split in splits:
-    for c in classes:
-      (root / split / c).mkdir(parents=True)
-      for i, (h, w) in enumerate(sizes):
-        fmt, ext = ("PNG", "png") if i % 2 else ("JPEG", "jpg")
-        Image.fromarray(_gradient(h, w)).save(root / split / c / f"{i}.{ext}", fmt, quality=95)
-  return root
+  """Gradient images (`gradient`) of `sizes` in every class of every split."""
+  return write_image_folder(
+    root, classes, splits, sizes=sizes, pixels=gradient, files=_JPEG_AND_PNG, quality=95, strays=()
+  )
 
 
-def _write_cifar(root, n_per_batch=8, image=None):
-  directory = root / "cifar-10-batches-py"
-  directory.mkdir(parents=True)
-  pixels = (_gradient(32, 32) if image is None else image).transpose(2, 0, 1).reshape(-1)
-  for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-    batch = {b"data": np.tile(pixels, (n_per_batch, 1)), b"labels": [i % 10 for i in range(n_per_batch)]}
-    (directory / f).write_bytes(pickle.dumps(batch, protocol=2))
-  names = [n.encode() for n in ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")]
-  (directory / "batches.meta").write_bytes(pickle.dumps({b"label_names": names}, protocol=2))
-  return root
+def _write_cifar(root, image=None):
+  return write_cifar_python(root, image=gradient(32, 32) if image is None else image, class_names=_CIFAR_NAMES).parent
 
 
 def _write_idx(root, n=48):
-  root.mkdir(parents=True, exist_ok=True)
-  for prefix in ("train", "t10k"):
-    idx.write(root / f"{prefix}-images-idx3-ubyte.gz", np.tile(_gradient(28, 28)[..., 0], (n, 1, 1)))
-    idx.write(root / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-  return root
+  return write_idx(root, np.tile(gradient(28, 28)[..., 0], (n, 1, 1)), np.arange(n) % 10)
 
 
 def _tfds_gradients(directory):
-  tfds = data.tf_import.tensorflow_datasets()
-
-  class JaxcnnTinyGradients(tfds.core.GeneratorBasedBuilder):
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-      return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict(
-          {
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-            "label": tfds.features.ClassLabel(names=["cat", "dog"]),
-          }
-        ),
-      )
-
-    def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(32), "test": self._generate_examples(8)}
-
-    def _generate_examples(self, n):
-      for i in range(n):
-        yield i, {"image": _gradient(40 + i % 7, 50 + i % 5), "label": i % 2}
-
-  JaxcnnTinyGradients(data_dir=str(directory)).download_and_prepare()
+  examples = {
+    split: [(gradient(40 + i % 7, 50 + i % 5), i % 2) for i in range(n)] for split, n in (("train", 32), ("test", 8))
+  }
+  write_tfds(directory, "JaxcnnTinyGradients", (None, None, 3), ("cat", "dog"), examples, encoding_format="png")
   (directory / "stats.json").write_text(json.dumps({"mean": [0.5] * 3, "std": [0.3] * 3}))
   return directory
 
@@ -97,7 +58,7 @@ def _source(kind, tmp_path):
     return (
       _config("alexnet", "cifar10", _write_cifar(tmp_path), image_size=64),
       "resize_short(73)|center_crop(73)|random_crop(64)|flip_lr|pca_lighting(0.1, 'dataset')",
-      ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+      _CIFAR_NAMES,
     )
   if kind == "idx":
     return (

@@ -9,10 +9,11 @@ import sys
 import jax
 import numpy as np
 import pytest
-from data_fixtures import write_cifar_binary, write_cifar_python, write_image_folder
+from data_fixtures import MIXED, write_cifar_binary, write_cifar_python, write_image_folder, write_tfds
 from PIL import Image
 
 from jaxcnn import configs, data, inference, models, optim, parallel, train
+from jaxcnn.data import cache, folder, host, images, stats, tf_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,10 +91,18 @@ def test_image_folder_reads_every_format_and_mode(tmp_path):
 
 def test_image_folder_carves_a_seeded_validation_fraction(tmp_path):
   root = write_image_folder(tmp_path, classes=("a", "b", "c"), splits=("",), per_class=10)
-  config = _config("image_folder", root, validation_fraction=0.2)
+  config = _config("image_folder", root, validation_fraction=0.2, validation_size=5, image_size=24)
   first, second = data.load(config), data.load(config)
   assert len(first.split("train")) == 24 and len(first.split("validation")) == 6
   np.testing.assert_array_equal(first.split("validation").paths, second.split("validation").paths)
+  # The fraction overrides the size, and the start line says so.
+  line = "validation: 6 of the 30 training images, carved with a fixed seed (validation_fraction=0.2, which "
+  assert first.validation == line + "overrides validation_size=5)"
+  assert data.InputPipeline(config, first).describe()[1] == first.validation
+  assert data.load(_config("image_folder", root, validation_size=5)).validation.endswith("(validation_size=5)")
+  config.update(validation_size="auto")
+  assert data.load(config).validation.endswith("(validation_fraction=0.2)")
+  assert data.load(_config("image_folder", root)).validation == "validation: none (validation_size=0)"
 
 
 def test_image_folder_train_batches_from_jpeg_with_alexnet_preset(tmp_path):
@@ -106,6 +115,36 @@ def test_image_folder_train_batches_from_jpeg_with_alexnet_preset(tmp_path):
   assert batch["image"].shape == (16, 48, 48, 3) and np.isfinite(batch["image"]).all()
   views = next(iter(pipeline.eval_batches("train")))
   assert views["image"].shape == (16, 10, 48, 48, 3) and views["mask"].all()
+
+
+def test_every_reader_of_image_files_decodes_them_alike(tmp_path):
+  """Statistics, the host loader, the decode-once cache, tf.data's Pillow fallback and predict all read a file
+  through `folder.decode_rgb`: the same pixels, whatever the mode."""
+  root = write_image_folder(tmp_path, classes=("a",), splits=("",), per_class=len(MIXED), size=(20, 24))
+  paths = sorted(str(p) for p in (root / "a").iterdir() if p.suffix != ".txt")
+  window = np.array([[0, 0, 20, 24]])
+  for path in paths:
+    pixels = folder.decode_rgb(path)
+    assert pixels.shape == (20, 24, 3) and pixels.dtype == np.uint8, path
+    with open(path, "rb") as f:
+      np.testing.assert_array_equal(tf_ops._pil_decode(f.read()), pixels, err_msg=path)
+    np.testing.assert_array_equal(stats._read_rgb(path), pixels, err_msg=path)
+    np.testing.assert_array_equal(host.cut_views(path, window, (20, 24))[0], pixels, err_msg=path)
+    np.testing.assert_array_equal(cache.head_row(path, window[0], (20, 24), (20, 24)), pixels, err_msg=path)
+    np.testing.assert_array_equal(images.read_resized([path], (20, 24, 3))[0], pixels, err_msg=path)
+    with Image.open(path) as image:
+      if image.mode == "I;16":  # scaled to 8 bits as TensorFlow's decoders scale it, not clipped at 255
+        np.testing.assert_allclose(pixels[..., 0], np.asarray(image, np.float64) / 257, atol=1)
+      elif image.mode in ("RGB", "L", "P", "RGBA"):  # alpha dropped, not blended
+        np.testing.assert_array_equal(pixels, np.asarray(image.convert("RGB")), err_msg=path)
+      if image.mode in ("RGB", "L"):  # predict for a greyscale model: Pillow's own RGB-to-grey weights
+        grey = np.asarray(image.convert("L"))
+        np.testing.assert_array_equal(images.read_resized([path], (20, 24, 1))[0, ..., 0], grey, err_msg=path)
+  bad = root / "a" / "bad.jpg"
+  bad.write_bytes(b"not an image")
+  assert str(folder.undecodable([paths[0], str(bad)], OSError("failed"))).startswith(f"{bad}: cannot decode image")
+  with pytest.raises(ValueError, match=f"{bad}: cannot read image"):
+    images.read_resized([bad], (20, 24, 3))
 
 
 def _truncate(path):
@@ -183,58 +222,19 @@ def test_synthetic_data_of_any_shape():
   assert batch["image"].shape == (16, 12, 20, 5)
 
 
-def _tiny_tfds_builders():
-  """Two small TFDS datasets prepared offline: fixed-shape digits (held in memory) and JPEG pets (streamed)."""
-  tfds = data.tf_import.tensorflow_datasets()
-
-  class JaxcnnTinyDigits(tfds.core.GeneratorBasedBuilder):
-    VERSION = tfds.core.Version("1.0.0")
-
-    def _info(self):
-      return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict(
-          {"image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=10)}
-        ),
-      )
-
-    def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(24), "test": self._generate_examples(8)}
-
-    def _generate_examples(self, n):
-      rng = np.random.default_rng(n)
-      for i in range(n):
-        yield i, {"image": rng.integers(0, 256, (28, 28, 1), np.uint8), "label": i % 10}
-
-  class JaxcnnTinyPets(JaxcnnTinyDigits):
-    def _info(self):
-      return tfds.core.DatasetInfo(
-        builder=self,
-        features=tfds.features.FeaturesDict(
-          {
-            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(names=["cat", "dog"]),
-          }
-        ),
-      )
-
-    def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(40)}
-
-    def _generate_examples(self, n):
-      rng = np.random.default_rng(n)
-      for i in range(n):
-        size = (int(rng.integers(40, 70)), int(rng.integers(40, 70)), 3)
-        yield i, {"image": rng.integers(0, 256, size, np.uint8), "label": i % 2}
-
-  return JaxcnnTinyDigits, JaxcnnTinyPets
-
-
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
+  """Two small TFDS datasets prepared offline: fixed-shape digits (held in memory) and JPEG pets (streamed)."""
   directory = tmp_path_factory.mktemp("tfds")
-  for builder in _tiny_tfds_builders():
-    builder(data_dir=str(directory)).download_and_prepare()
+  digits = {
+    split: [(rng.integers(0, 256, (28, 28, 1), np.uint8), i % 10) for i in range(n)]
+    for split, n in (("train", 24), ("test", 8))
+    for rng in [np.random.default_rng(n)]
+  }
+  write_tfds(directory, "JaxcnnTinyDigits", (28, 28, 1), 10, digits)
+  rng = np.random.default_rng(40)
+  pets = {"train": [(rng.integers(0, 256, (*rng.integers(40, 70, 2).tolist(), 3), np.uint8), i % 2) for i in range(40)]}
+  write_tfds(directory, "JaxcnnTinyPets", (None, None, 3), ("cat", "dog"), pets, encoding_format="jpeg")
   return directory
 
 

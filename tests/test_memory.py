@@ -6,15 +6,14 @@ becomes one line. Limits are real: a memory cgroup around the subprocess, or a C
 import contextlib
 import pathlib
 import re
-import subprocess
-import sys
 import uuid
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_cli import assert_one_line_error, run_cli
+from conftest import FAKE_DEVICES, run_jaxcnn
+from test_cli import assert_one_line_error
 
 from jaxcnn import data, inference, memory, parallel, train
 from jaxcnn.data import augment
@@ -55,8 +54,12 @@ def rgb_split_of():
 
 def test_a_run_states_its_plan_and_its_first_step_uses_the_step_the_plan_compiled(tmp_path, tiny_args):
   cache = tmp_path / "cache"  # this test's own: every executable in it was written by this run
-  result = run_cli(
-    *tiny_args, f"--workdir={tmp_path / 'run'}", f"--compilation_cache_dir={cache}", "--config.num_epochs=1"
+  result = run_jaxcnn(
+    *tiny_args,
+    f"--workdir={tmp_path / 'run'}",
+    f"--compilation_cache_dir={cache}",
+    "--config.num_epochs=1",
+    devices=FAKE_DEVICES,
   )
   assert result.returncode == 0, result.stderr
   out = result.stdout
@@ -76,7 +79,7 @@ def test_a_run_states_its_plan_and_its_first_step_uses_the_step_the_plan_compile
 
 def test_xla_memory_analysis_grows_with_the_batch_and_fits_decides_on_it(tiny_config):
   run = train.Run(tiny_config, "/tmp/unused-workdir")
-  state = run.strategy.put_state(run.state)
+  state = run.strategy.put_state(run.new_state())
   step = run.strategy.compile(train.train_step, donate_state=True)
   small, large = (memory.step_bytes(step.lower(state, run.train_batch_spec(n)).compile()) for n in (4, 64))
   assert 0 < small < large
@@ -92,7 +95,7 @@ def test_xla_memory_analysis_grows_with_the_batch_and_fits_decides_on_it(tiny_co
 def test_an_eval_batch_that_does_not_fit_is_made_smaller_and_gives_the_same_results(tiny_config):
   tiny_config.eval_batch_size = 200  # the test split's 203 images in 2 steps of 200 (25 per device)
   run = train.Run(tiny_config, "/tmp/unused-workdir")
-  state = run.strategy.put_state(run.state)
+  state = run.strategy.put_state(run.new_state())
   variables = run.eval_variables(state)[""]
   split = run.dataset.split("test")
   bytes_at = lambda n: memory.step_bytes(
@@ -161,7 +164,7 @@ def test_a_train_batch_that_does_not_fit_stops_before_any_step_naming_one_that_d
     f"--workdir={tmp_path / 'run'}",
   ]
   with memory_cgroup(limit) as prefix:
-    result = run_cli(*args, prefix=prefix, extra_env={"XLA_FLAGS": ""})  # one device: one copy of the weights
+    result = run_jaxcnn(*args, prefix=prefix, devices=1)  # one device: one copy of the weights
   assert_one_line_error(result, "the train step needs ", "at batch_size 512", "the memory this process can use is ")
   error = next(line for line in result.stderr.splitlines() if line.startswith("jaxcnn: error:"))
   suggested = int(re.search(r"--config\.batch_size=(\d+) fits", error).group(1))
@@ -177,7 +180,7 @@ def test_capacity_is_the_cgroup_limit_inside_one():
   limit = 2 * 2**30
   code = "from jaxcnn import memory; print(memory.capacity().bytes, memory._resident_bytes())"
   with memory_cgroup(limit) as prefix:
-    result = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = run_jaxcnn(code=code, prefix=prefix, timeout=120)
   assert result.returncode == 0, result.stderr
   capacity, resident = map(int, result.stdout.split())
   assert resident < capacity <= limit

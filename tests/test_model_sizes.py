@@ -18,7 +18,7 @@ for DEEP. BACKWARD adds the sizes where a family's path changes; VGG-11 stands f
 their pools and head. Models of more than 100 weight layers are traced only (TRACED_ONLY): their blocks are
 resnet50's and resnet20's repeated on the same maps, their forward passes took 13-21 s to compile,
 resnet1202's forward and backward over 10 minutes and 15 GB (tests/test_models.py), and its trace alone
-takes 5 s a size. The fast forms of jaxcnn.kernels, which the entry points install, compute backward at
+takes 5 s a size. The fast forms (jaxcnn.fast_forms), which the entry points install, compute backward at
 three tight sizes.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcnn import kernels, models
+from jaxcnn import fast_forms, models
 from jaxcnn.models import googlenet, layers
 
 BATCH, CLASSES = 2, 3
@@ -126,16 +126,16 @@ def test_every_model_at_every_size(name, height, width, check):
 
 
 @pytest.fixture
-def fast_forms():
-  kernels.enable(add_xla_flags=False)  # XLA's flags are read when its backend starts: not here
+def fast_forms_on():
+  fast_forms.enable(add_xla_flags=False)  # XLA's flags are read when its backend starts: not here
   yield
-  kernels.disable()
+  fast_forms.disable()
 
 
 # The fast forms' own paths at tight sizes: max-pools over odd maps, with and without padding (strided slices),
 # average pools over odd maps, fc6 as a matrix product on the stretched 7x7 map.
 @pytest.mark.parametrize("name,height,width", [("vgg11", 64, 64), ("alexnet", 15, 15), ("simple_cnn", 5, 7)])
-def test_the_fast_forms_at_tight_sizes(name, height, width, fast_forms):
+def test_the_fast_forms_at_tight_sizes(name, height, width, fast_forms_on):
   check_model(name, height, width, "backward")
 
 

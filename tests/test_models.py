@@ -14,7 +14,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxcnn import models, summary
+from jaxcnn import models, parallel, summary, train
+from jaxcnn.configs import default
 from jaxcnn.models import layers
 
 IMAGENET, IMAGENET_227, CIFAR, MNIST = (224, 224, 3), (227, 227, 3), (32, 32, 3), (28, 28, 1)
@@ -365,43 +366,35 @@ def release_compiled():
 
 @pytest.mark.parametrize("name", [forward_backward_param(n) for n in sorted(EXPECTED_NAMES)])
 def test_forward_and_backward_on_8_devices(name, release_compiled):
+  """The project's train step over the 8 devices: a finite loss, and a finite gradient for nearly every
+  parameter, averaged over the devices; the models that are not compiled are traced to their shapes."""
   devices = jax.device_count()
   assert devices == 8
-  images = jnp.asarray(np.random.default_rng(0).normal(size=(devices, 2, *MNIST)), jnp.float32)
-  labels = jnp.arange(2 * devices, dtype=jnp.int32).reshape(devices, 2) % 10
-  if name in COMPILED:
-    model, variables = init(name)
-  else:
-    model = models.create(name, num_classes=10)
-    variables = shapes(name, MNIST, 10)
-
-  def step(variables, images, labels):
-    def loss_fn(params):
-      logits, state = model.apply(
-        {**variables, "params": params},
-        images,
-        train=True,
-        rngs={"dropout": jax.random.PRNGKey(0)},
-        mutable=["batch_stats", "aux_logits"],
-      )
-      losses = [
-        optax.softmax_cross_entropy_with_integer_labels(x, labels).mean()
-        for x in [logits, *jax.tree.leaves(state.get("aux_logits", {}))]
-      ]
-      return sum(losses), state
-
-    (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
-    return jax.lax.pmean(loss, "batch"), jax.lax.pmean(grads, "batch"), state
-
-  pmapped = jax.pmap(step, axis_name="batch", in_axes=(None, 0, 0))
+  rng = np.random.default_rng(0)
+  batch = {
+    "image": rng.normal(size=(2 * devices, *MNIST)).astype(np.float32),
+    "label": np.arange(2 * devices, dtype=np.int32) % 10,
+  }
+  config = default.get_config()
+  # Momentum 0: the optimizer's trace is then the step's gradient, which the test reads.
+  tx = optax.sgd(0.01, momentum=0.0)
+  strategy = parallel.ShardMap()
+  step = strategy.compile(
+    functools.partial(train.train_step, options=train.StepOptions.from_config(config)), donate_state=False
+  )
   if name not in COMPILED:
-    loss, grads, _ = jax.eval_shape(pmapped, variables, images, labels)
-    assert loss.shape == (devices,)
-    assert jax.tree.map(lambda g: g.shape[1:], grads) == jax.tree.map(lambda p: p.shape, variables["params"])
+    model = models.create(name, num_classes=10)
+    state = jax.eval_shape(lambda: train.create_train_state(config, model, MNIST, tx))
+    new_state, sums = jax.eval_shape(step, state, batch)
+    assert sums["loss"].shape == ()
+    grads = new_state.opt_state[0].trace
+    assert jax.tree.map(lambda g: g.shape, grads) == jax.tree.map(lambda p: p.shape, state.params)
     return
-  loss, grads, state = pmapped(variables, images, labels)
-  assert np.isfinite(float(loss[0]))
-  norms = [float(jnp.linalg.norm(g[0])) for g in jax.tree.leaves(grads)]
+  model, variables = init(name)
+  state = train.create_train_state(config, model, MNIST, tx, variables=variables)
+  new_state, sums = strategy.to_host(step(strategy.put_state(state), strategy.put_batch(batch)))
+  assert np.isfinite(sums["loss"] / sums["count"])
+  norms = [float(np.linalg.norm(g)) for g in jax.tree.leaves(new_state.opt_state[0].trace)]
   assert all(np.isfinite(norms)) and sum(n > 0 for n in norms) >= 0.9 * len(norms)
   if "batch_stats" in variables:  # BatchNorm statistics move in training
-    assert not np.allclose(jax.tree.leaves(state["batch_stats"])[0][0], jax.tree.leaves(variables["batch_stats"])[0])
+    assert not np.allclose(jax.tree.leaves(new_state.batch_stats)[0], jax.tree.leaves(variables["batch_stats"])[0])

@@ -1,13 +1,11 @@
 """Two real processes on this machine, joined through jax.distributed over localhost (gloo on CPU)."""
 
 import json
-import os
 import pathlib
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import flax.jax_utils
@@ -17,7 +15,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from conftest import write_idx_dataset
+from conftest import run_jaxcnn, write_idx_dataset
 
 from jaxcnn import parallel, train, watchdog
 from jaxcnn.models import layers
@@ -34,12 +32,6 @@ def _free_port() -> int:
 def _launch(
   args, devices: int, log: pathlib.Path, process_id=None, port=None, num_processes=2, heartbeat_timeout=20, env=None
 ):
-  env = {
-    **os.environ,
-    "PYTHONPATH": str(REPO),
-    "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-    **(env or {}),
-  }
   if process_id is not None:
     args = [
       *args,
@@ -48,8 +40,8 @@ def _launch(
       f"--process_id={process_id}",
       f"--heartbeat_timeout={heartbeat_timeout}",
     ]
-  return subprocess.Popen(
-    [sys.executable, "-m", "jaxcnn.main", *args], env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT
+  return run_jaxcnn(
+    *args, devices=devices, extra_env=env, background=True, stdout=log.open("w"), stderr=subprocess.STDOUT
   )
 
 
@@ -142,7 +134,7 @@ def _when_process_1_is(phase: str, matches, timeout: float = 240):
 
   def reached(procs, tmp_path):
     log, deadline = tmp_path / "p1.log", time.time() + timeout
-    while "kernels:" not in log.read_text():  # main.py registers the SIGUSR1 dump before this line
+    while "fast forms:" not in log.read_text():  # main.py registers the SIGUSR1 dump before this line
       assert procs[1].poll() is None and time.time() < deadline, log.read_text()[-3000:]
       time.sleep(0.05)
     while not matches(_main_thread_stack(procs[1], log)):
@@ -214,7 +206,7 @@ PHASES = {
     "compiling", lambda stack: re.search(r"jax/_src/compiler\.py(.|\n)*in _train_epoch", stack)
   ),
   "saving": _saving,
-  "evaluating": _when_process_1_is("evaluating", lambda stack: re.search(r"train\.py\", line \d+ in evaluate", stack)),
+  "evaluating": _when_process_1_is("evaluating", lambda stack: re.search(r"train\.py\", line \d+ in validate", stack)),
 }
 
 

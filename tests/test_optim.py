@@ -1,15 +1,14 @@
 """The learning rate passed into the train step (computed on the host, once per epoch) gives the same floats as
 optax's schedule inside the step, for every schedule kind; the optimizer state keeps its structure."""
 
-import functools
-
 import flax.linen as nn
 import jax
 import numpy as np
 import optax
 import pytest
+from conftest import config_of, train_steps
 
-from jaxcnn import configs, optim, parallel, train
+from jaxcnn import optim, parallel, train
 from jaxcnn.models import layers
 
 STEPS_PER_EPOCH = 4
@@ -28,11 +27,8 @@ SCHEDULES = {
 }
 
 
-def _config(**overrides):
-  config = configs.get("lenet5")
-  config.update(dict(num_epochs=3, learning_rate=0.3, batch_size=32, warmup_epochs=0.0, nesterov=True))
-  config.update(overrides)
-  return config
+# The recipe every schedule above changes.
+BASE = dict(num_epochs=3, learning_rate=0.3, batch_size=32, warmup_epochs=0.0, nesterov=True)
 
 
 class TinyBatchNormNet(nn.Module):
@@ -59,20 +55,15 @@ def _groups(params):
 
 
 def _train(config, tx, batches, rates=None):
-  strategy = parallel.ShardMap()
   state = train.create_train_state(config, TinyBatchNormNet(), (8, 8, 1), tx)
-  step = strategy.compile(functools.partial(train.train_step, options=train.StepOptions()), donate_state=False)
-  device_state = strategy.put_state(state)
-  for i, batch in enumerate(batches):
-    if rates is not None:
-      batch = {**batch, "learning_rate": np.full(len(batch["label"]), rates[i], np.float32)}
-    device_state, _ = step(device_state, strategy.put_batch(batch))
-  return strategy.to_host(device_state)
+  if rates is not None:  # each step's rate rides in its batch, one per example
+    batches = [{**b, "learning_rate": np.full(len(b["label"]), rate, np.float32)} for b, rate in zip(batches, rates)]
+  return train_steps(parallel.ShardMap(), state, batches)[0]
 
 
 @pytest.mark.parametrize("name", SCHEDULES)
 def test_rates_from_the_host_give_the_same_updates_as_optax_schedule_in_the_step(name, monkeypatch):
-  config = _config(**SCHEDULES[name])
+  config = config_of(BASE, **SCHEDULES[name])
   steps = 3 * STEPS_PER_EPOCH
   batches = _toy_batches(steps)
   ours = optim.create(config, STEPS_PER_EPOCH, _groups)

@@ -1,30 +1,23 @@
 """The papers' training recipes: schedules at their boundary steps, the plateau rule, EMA, accumulation, precision,
 and the two data-parallel strategies against a single device."""
 
-import functools
-
-import flax.jax_utils
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import config_of, single_device_steps, train_steps
 
-from jaxcnn import configs, optim, parallel, train
+from jaxcnn import optim, parallel, train
 from jaxcnn.models import layers
 
-
-def _config(**overrides):
-  config = configs.get("lenet5")
-  # The default job's half-epoch warm-up and Nesterov momentum off: each test states its own recipe.
-  config.warmup_epochs, config.nesterov = 0.0, False
-  config.update(overrides)
-  return config
+# The default job's half-epoch warm-up and Nesterov momentum off: each test states its own recipe.
+RECIPE_BASE = {"warmup_epochs": 0.0, "nesterov": False}
 
 
 def test_step_schedule_divides_at_the_configured_epochs():
-  config = _config(schedule="step", learning_rate=0.1, lr_boundaries_epochs=(30, 60), num_epochs=90)
+  config = config_of(RECIPE_BASE, schedule="step", learning_rate=0.1, lr_boundaries_epochs=(30, 60), num_epochs=90)
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=100)
   assert float(schedule(2999)) == pytest.approx(0.1)
   assert float(schedule(3000)) == pytest.approx(0.01)
@@ -34,7 +27,8 @@ def test_step_schedule_divides_at_the_configured_epochs():
 
 def test_resnet_cifar_schedule_with_constant_warmup():
   """ResNet-110 (He et al. Sec. 4.2): 0.01 until ~400 iterations, then 0.1, /10 at 32k and 48k."""
-  config = _config(
+  config = config_of(
+    RECIPE_BASE,
     schedule="step",
     learning_rate=0.1,
     lr_boundaries_steps=(32000, 48000),
@@ -50,7 +44,9 @@ def test_resnet_cifar_schedule_with_constant_warmup():
 
 
 def test_googlenet_schedule_loses_4_percent_every_8_epochs():
-  config = _config(schedule="exponential", learning_rate=0.01, lr_decay_factor=0.96, lr_decay_every_epochs=8)
+  config = config_of(
+    RECIPE_BASE, schedule="exponential", learning_rate=0.01, lr_decay_factor=0.96, lr_decay_every_epochs=8
+  )
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=10)
   assert [float(schedule(s)) for s in (0, 79, 80, 159, 160)] == pytest.approx(
     [0.01, 0.01, 0.0096, 0.0096, 0.01 * 0.96**2]
@@ -58,8 +54,14 @@ def test_googlenet_schedule_loses_4_percent_every_8_epochs():
 
 
 def test_linear_warmup_then_cosine_and_batch_scaling():
-  config = _config(
-    schedule="cosine", learning_rate=0.1, warmup_epochs=1, num_epochs=11, batch_size=512, lr_reference_batch_size=256
+  config = config_of(
+    RECIPE_BASE,
+    schedule="cosine",
+    learning_rate=0.1,
+    warmup_epochs=1,
+    num_epochs=11,
+    batch_size=512,
+    lr_reference_batch_size=256,
   )
   schedule = optim.learning_rate_schedule(config, steps_per_epoch=10)
   assert float(schedule(0)) == pytest.approx(0.0)
@@ -81,7 +83,7 @@ def test_reduce_on_plateau_divides_after_the_patience_and_stops_after_max_reduct
 
 
 def test_lr_factor_scales_the_updates_and_is_stored_in_the_optimizer_state():
-  config = _config(schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0)
+  config = config_of(RECIPE_BASE, schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0)
   tx = optim.create(config, steps_per_epoch=1)
   params = {"w": jnp.ones(3)}
   opt_state = optim.set_lr_factor(tx.init(params), 0.1)
@@ -90,7 +92,9 @@ def test_lr_factor_scales_the_updates_and_is_stored_in_the_optimizer_state():
   assert optim.lr_factor(opt_state) == pytest.approx(0.1)
   # With parameter groups (fine-tuning), every group's chain carries a factor: all of them move together.
   grouped = optim.create(
-    _config(schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0, backbone_lr_multiplier=0.5),
+    config_of(
+      RECIPE_BASE, schedule="constant", learning_rate=1.0, momentum=0.0, weight_decay=0.0, backbone_lr_multiplier=0.5
+    ),
     1,
     lambda p: {"w": "backbone", "v": "head"},
   )
@@ -105,14 +109,17 @@ def test_lr_factor_scales_the_updates_and_is_stored_in_the_optimizer_state():
 def test_coupled_and_decoupled_weight_decay_and_the_bias_exemption():
   params = {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.full((2,), 2.0)}
   zero_grads = jax.tree.map(jnp.zeros_like, params)
-  coupled = optim.create(_config(schedule="constant", learning_rate=0.1, momentum=0.9, weight_decay=0.5), 1)
+  coupled = optim.create(
+    config_of(RECIPE_BASE, schedule="constant", learning_rate=0.1, momentum=0.9, weight_decay=0.5), 1
+  )
   state = coupled.init(params)
   updates, state = coupled.update(zero_grads, state, params)
   np.testing.assert_allclose(updates["kernel"], -0.1 * 0.5 * 2.0)  # v = wd*w; update = -lr*v
   updates, _ = coupled.update(zero_grads, state, params)
   np.testing.assert_allclose(updates["kernel"], -0.1 * (0.9 * 1.0 + 1.0))  # the decay went into momentum
   decoupled = optim.create(
-    _config(
+    config_of(
+      RECIPE_BASE,
       schedule="constant",
       learning_rate=0.1,
       momentum=0.9,
@@ -133,8 +140,13 @@ def test_adamw_matches_optax_adamw():
   params = {"w": jnp.linspace(-1, 1, 6).reshape(2, 3)}
   grads = {"w": jnp.linspace(0.5, -0.5, 6).reshape(2, 3)}
   ours = optim.create(
-    _config(
-      optimizer="adamw", schedule="constant", learning_rate=1e-3, weight_decay=0.01, weight_decay_mode="decoupled"
+    config_of(
+      RECIPE_BASE,
+      optimizer="adamw",
+      schedule="constant",
+      learning_rate=1e-3,
+      weight_decay=0.01,
+      weight_decay_mode="decoupled",
     ),
     1,
   )
@@ -181,35 +193,17 @@ def _toy_batches(steps, global_batch=32, seed=0):
   ]
 
 
-def _run(strategy, state, batches, options=train.StepOptions()):
-  step = strategy.compile(functools.partial(train.train_step, options=options), donate_state=False)
-  device_state = strategy.put_state(state)
-  for batch in batches:
-    device_state, _ = step(device_state, strategy.put_batch(batch))
-  return strategy.to_host(device_state)
-
-
-def _single_device(state, batches, options=train.StepOptions()):
-  step = jax.pmap(
-    functools.partial(train.train_step, options=options), axis_name=parallel.AXIS, devices=jax.devices()[:1]
-  )
-  device_state = flax.jax_utils.replicate(state, devices=jax.devices()[:1])
-  for batch in batches:
-    device_state, _ = step(device_state, jax.tree.map(lambda x: x[None], batch))
-  return jax.tree.map(lambda x: np.asarray(x)[0], device_state)
-
-
 def _assert_trees_close(a, b, atol):
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
 
 
 def test_pmap_shard_map_and_one_device_agree_after_3_steps_batchnorm_included():
-  config = _config(schedule="constant", learning_rate=0.1)
+  config = config_of(RECIPE_BASE, schedule="constant", learning_rate=0.1)
   state, batches = _toy_state(config), _toy_batches(3)
-  by_pmap = _run(parallel.Pmap(), state, batches)
-  by_shard_map = _run(parallel.ShardMap(), state, batches)
-  reference = _single_device(state, batches)
+  by_pmap, _ = train_steps(parallel.Pmap(), state, batches)
+  by_shard_map, _ = train_steps(parallel.ShardMap(), state, batches)
+  reference, _ = single_device_steps(state, batches)
   for result in (by_pmap, by_shard_map):
     _assert_trees_close(result.params, reference.params, atol=1e-5)
     _assert_trees_close(result.batch_stats, reference.batch_stats, atol=1e-5)
@@ -218,22 +212,22 @@ def test_pmap_shard_map_and_one_device_agree_after_3_steps_batchnorm_included():
 
 
 def test_gradient_accumulation_equals_one_larger_batch():
-  config = _config(schedule="constant", learning_rate=0.1)
+  config = config_of(RECIPE_BASE, schedule="constant", learning_rate=0.1)
   # Without BatchNorm: micro-batches would see their own batch statistics, by design.
   state, batches = _toy_state(config, TinyLinearNet()), _toy_batches(2, global_batch=64)
-  once = _run(parallel.Pmap(), state, batches)
-  accumulated = _run(parallel.Pmap(), state, batches, train.StepOptions(grad_accum_steps=4))
+  once, _ = train_steps(parallel.Pmap(), state, batches)
+  accumulated, _ = train_steps(parallel.Pmap(), state, batches, train.StepOptions(grad_accum_steps=4))
   _assert_trees_close(accumulated.params, once.params, atol=1e-6)
 
 
 def test_ema_weights_equal_the_closed_form_average():
-  config = _config(schedule="constant", learning_rate=0.1, ema_decay=0.9)
+  config = config_of(RECIPE_BASE, schedule="constant", learning_rate=0.1, ema_decay=0.9)
   state, batches = _toy_state(config), _toy_batches(1)
   trajectory = [state.params]
   options = train.StepOptions(ema_decay=0.9)
   for k in range(1, 4):
-    trajectory.append(_run(parallel.Pmap(), state, batches * k, options).params)
-  final = _run(parallel.Pmap(), state, batches * 3, options)
+    trajectory.append(train_steps(parallel.Pmap(), state, batches * k, options)[0].params)
+  final, _ = train_steps(parallel.Pmap(), state, batches * 3, options)
   # e_k = d*e_{k-1} + (1-d)*p_k with e_0 = p_0: e_3 = d^3 p_0 + sum_k (1-d) d^(3-k) p_k.
   expected = jax.tree.map(lambda p0, p1, p2, p3: 0.9**3 * p0 + 0.1 * (0.9**2 * p1 + 0.9 * p2 + p3), *trajectory)
   _assert_trees_close(final.ema_params, expected, atol=1e-6)

@@ -21,7 +21,7 @@ import shlex
 
 import numpy as np
 import pytest
-from conftest import REPO, run_module, write_idx_dataset
+from conftest import REPO, run_jaxcnn, write_idx_dataset
 from data_fixtures import (
   write_cifar_python,
   write_image_folder,
@@ -196,7 +196,7 @@ def localise(command: str, tmp_path: pathlib.Path, places: dict, **overrides) ->
 def run_readme(command: str, tmp_path: pathlib.Path, places: dict | None = None, **overrides):
   """Runs a README command (see `localise`) from tmp_path; asserts exit code 0. Returns the CompletedProcess."""
   module, args = localise(command, tmp_path, places or {}, **overrides)
-  result = run_module(module, *args, cwd=tmp_path)
+  result = run_jaxcnn(*args, module=module, cwd=tmp_path)
   assert result.returncode == 0, (
     f"{command}\n  ran as: python -m {module} {shlex.join(args)}\n  exit {result.returncode}; last lines:\n"
     + "\n".join((result.stdout + result.stderr).splitlines()[-25:])
@@ -266,7 +266,7 @@ def evaluate(tmp_path: pathlib.Path, workdir: pathlib.Path, sizes: dict[str, int
   """`python -m jaxcnn.main --workdir=W --mode=eval` (the README's form: the config stored in the workdir), then
   `assert_evaluated` on the split that config names (`eval_split`: "test", or "validation" for the papers' ImageNet
   protocol), whose fixture has `sizes[split]` images."""
-  result = run_module("jaxcnn.main", f"--workdir={workdir}", "--mode=eval", cwd=tmp_path)
+  result = run_jaxcnn(f"--workdir={workdir}", "--mode=eval", cwd=tmp_path)
   assert result.returncode == 0, "\n".join((result.stdout + result.stderr).splitlines()[-25:])
   split = json.loads((workdir / "config.json").read_text())["eval_split"]
   return assert_evaluated(workdir, split, sizes[split])
@@ -307,20 +307,22 @@ def default_job(tmp_path_factory, fmnist_dir):
   return tmp_path / "tmp/lenet5", result
 
 
+# What a LeNet-5 run on the Fashion-MNIST files says of itself (`assert_trained`).
+LENET5_ON_FMNIST = dict(
+  dataset="fashion_mnist",
+  splits=counts(FMNIST_TRAIN, FMNIST_TEST),
+  input_shape="28x28x1",
+  model="lenet5",
+  num_classes=10,
+  params=61_706,
+)
+
+
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_the_default_job_trains_then_evaluates(default_job, fmnist_dir):
   workdir, result = default_job
-  assert_trained(
-    result,
-    workdir,
-    dataset="fashion_mnist",
-    splits=counts(FMNIST_TRAIN, FMNIST_TEST),
-    input_shape="28x28x1",
-    model="lenet5",
-    num_classes=10,
-    params=61_706,
-  )
+  assert_trained(result, workdir, **LENET5_ON_FMNIST)
   assert len((workdir / "metrics.jsonl").read_text().splitlines()) == 10  # lenet5's 10 epochs
   # From the directory the training ran in, so that /tmp/lenet5 is the same workdir; --config=lenet5 (no stored
   # config) needs the data_dir the user's default place stands for.
@@ -364,16 +366,7 @@ def test_predict_ranks_the_classes_of_image_files(default_job, tmp_path):
 def test_the_step_schedule_divides_the_rate_at_its_epochs(tmp_path, fmnist_dir):
   result = run_readme(STEP_SCHEDULE, tmp_path, data_dir=fmnist_dir)  # 300 images: one step of 256 per epoch
   workdir = tmp_path / "tmp/run"
-  assert_trained(
-    result,
-    workdir,
-    dataset="fashion_mnist",
-    splits=counts(FMNIST_TRAIN, FMNIST_TEST),
-    input_shape="28x28x1",
-    model="lenet5",
-    num_classes=10,
-    params=61_706,
-  )
+  assert_trained(result, workdir, **LENET5_ON_FMNIST)
   assert "step" in start_line(result.stdout, "learning rate"), start_line(result.stdout, "learning rate")
   rates = [json.loads(line)["learning_rate"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert len(rates) == 10, rates

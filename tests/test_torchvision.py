@@ -13,14 +13,13 @@ import json
 import logging
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import ml_collections
 import numpy as np
 import optax
 import pytest
+from conftest import FAKE_DEVICES, run_jaxcnn
 
 from jaxcnn import checkpoint, configs, evaluate, inference, models, torchvision_weights, train, transfer
 
@@ -216,31 +215,22 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
     "  return config\n"
   )
   workdir = tmp_path / "imported"
-  env = {**os.environ, "PYTHONPATH": str(REPO)}
-  command = [
-    sys.executable,
-    "-m",
-    "jaxcnn.torchvision_weights",
-    "--arch=resnet18",
-    f"--pth={pth}",
-    f"--workdir={workdir}",
-    f"--config={config_file}",
-  ]
-  result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+  command = ["--arch=resnet18", f"--pth={pth}", f"--workdir={workdir}", f"--config={config_file}"]
+  result = run_jaxcnn(*command, module="jaxcnn.torchvision_weights", devices=FAKE_DEVICES, timeout=300)
   assert result.returncode == 0, result.stderr
   assert "jaxcnn resnet18 (10 classes" in result.stdout
 
   config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))  # what --mode=eval reads
   assert config.model == "resnet18" and "stride_in_3x3" not in config.model_options  # basic blocks: no such option
   run = train.Run(config, workdir)
-  meta = run.restore()
+  state, meta = run.restore()
   run.checkpointer.close()
   assert meta["imported_from"]["torchvision"] == "resnet18" and meta["epoch"] == 0
   images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
   with torch.no_grad():
     expected = reference(images).numpy()
-  logits = run.state.apply_fn(
-    {"params": run.state.params, "batch_stats": run.state.batch_stats},
+  logits = state.apply_fn(
+    {"params": state.params, "batch_stats": state.batch_stats},
     images.numpy().transpose(0, 2, 3, 1),
     train=False,
   )
@@ -253,12 +243,12 @@ def test_command_writes_a_checkpoint_that_evaluates_and_seeds_transfer(tmp_path)
   transfer_config = config.copy_and_resolve_references()
   transfer_config.update(init_from=str(workdir), classes=(0, 1, 2))
   fresh = train.Run(transfer_config, tmp_path / "transfer")
-  moved = transfer.transfer_weights(fresh.state, transfer_config, num_classes=3)
+  moved = transfer.transfer_weights(fresh.new_state(), transfer_config, num_classes=3)
   fresh.checkpointer.close()
   np.testing.assert_array_equal(np.asarray(moved.params["conv1"]["kernel"]), params["conv1"]["kernel"])
   assert moved.params["fc"]["kernel"].shape == (512, 3)  # a new head for the new classes
 
-  again = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+  again = run_jaxcnn(*command, module="jaxcnn.torchvision_weights", devices=FAKE_DEVICES, timeout=300)
   assert again.returncode != 0 and "already holds checkpoints" in again.stderr
 
 

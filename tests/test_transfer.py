@@ -6,8 +6,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 import pytest
+from conftest import config_of, train_steps
 
-from jaxcnn import configs, optim, parallel, train, transfer
+from jaxcnn import optim, parallel, train, transfer
 from jaxcnn.models import layers
 
 
@@ -48,25 +49,15 @@ def _batches(steps, num_classes, seed):
   ]
 
 
-def _train(state, batches, options):
-  strategy = parallel.Pmap()
-  step = strategy.compile(functools.partial(train.train_step, options=options), donate_state=False)
-  device_state = strategy.put_state(state)
-  for batch in batches:
-    device_state, _ = step(device_state, strategy.put_batch(batch))
-  return strategy.to_host(device_state)
-
-
 @pytest.mark.parametrize("freeze", [True, False])
 def test_frozen_backbone_keeps_params_and_statistics_while_the_head_learns(freeze):
-  config = configs.get("lenet5")
-  config.update(
+  config = config_of(
     schedule="constant", learning_rate=0.1, freeze_backbone=freeze, backbone_lr_multiplier=1.0 if freeze else 0.1
   )
   groups = functools.partial(transfer.parameter_groups, num_classes=3)
   state = train.create_train_state(config, BatchNormNet(3), (8, 8, 1), optim.create(config, 10, groups))
   state = state.replace(batch_stats=jax.tree.map(lambda x: x + 0.5, state.batch_stats))  # "pretrained" stats
-  trained = _train(state, _batches(3, 3, 0), train.StepOptions.from_config(config))
+  trained, _ = train_steps(parallel.Pmap(), state, _batches(3, 3, 0), train.StepOptions.from_config(config))
   same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
   assert not same(trained.params["classifier"], state.params["classifier"])  # the head learns
   assert same(trained.params["conv"], state.params["conv"]) == freeze
@@ -74,31 +65,58 @@ def test_frozen_backbone_keeps_params_and_statistics_while_the_head_learns(freez
   assert same(trained.batch_stats, state.batch_stats) == freeze
 
 
+BACKBONE, HEAD = ("c1", "c3", "c5", "f6"), "output"  # LeNet-5's layers: the head is its class outputs
+
+
 @pytest.mark.slow
-def test_transfer_from_a_run_on_other_classes(tiny_config, tmp_path):
+def test_transfer_from_a_run_on_other_classes(tiny_config, tmp_path, monkeypatch):
   tiny_config.classes = (0, 1, 2, 3, 4)
   tiny_config.num_epochs = 2
   # Plain cross-entropy at lr 0.05 without warm-up (the default job's half-epoch warm-up is a quarter of this
   # tiny run): two epochs on 5 tiny classes learn enough for the bound.
   tiny_config.update(label_smoothing=0.0, learning_rate=0.05, nesterov=False, warmup_epochs=0.0)
   train.train_and_evaluate(tiny_config, tmp_path / "source")
-  source, _ = train.Run(tiny_config, tmp_path / "source").checkpointer.restore(
-    train.Run(tiny_config, tmp_path / "source").state
+  source_run = train.Run(tiny_config, tmp_path / "source")
+  source, _ = source_run.restore()
+  source_run.checkpointer.close()
+
+  starts = []  # the state each new run starts from: what transfer_weights made of its fresh state
+  transfer_weights = transfer.transfer_weights
+  monkeypatch.setattr(
+    transfer, "transfer_weights", lambda *a, **k: starts.append(transfer_weights(*a, **k)) or starts[-1]
   )
+
+  def leaves(params, names):
+    return [np.asarray(leaf) for name in names for leaf in jax.tree.leaves(params[name])]
+
+  def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+  def trained_from_the_source(workdir) -> tuple[dict, object, object]:
+    """(the run's record, its start, its end): the backbone started as the source's, the head as a new one."""
+    record = train.train_and_evaluate(tiny_config, workdir)
+    run = train.Run(tiny_config, workdir)
+    end, _ = run.restore()
+    run.checkpointer.close()
+    start = starts[-1]
+    assert same(leaves(start.params, BACKBONE), leaves(source.params, BACKBONE))
+    assert start.params[HEAD]["kernel"].shape == (84, len(tiny_config.classes))  # the new classes' outputs
+    assert not same(leaves(start.params, [HEAD]), leaves(source.params, [HEAD]))  # initialised, not the source's
+    assert not same(leaves(end.params, [HEAD]), leaves(start.params, [HEAD]))  # the head learned
+    assert record["epoch"] == 2 and record["validation_top1_accuracy"] > 0.4  # 5 classes: chance is 0.2
+    return record, start, end
 
   tiny_config.classes = (5, 6, 7, 8, 9)
   tiny_config.init_from = str(tmp_path / "source")
   tiny_config.freeze_backbone = True
-  record = train.train_and_evaluate(tiny_config, tmp_path / "frozen")
-  run = train.Run(tiny_config, tmp_path / "frozen")
-  run.restore()
-  for name in ("c1", "c3", "c5", "f6"):
-    for a, b in zip(jax.tree.leaves(run.state.params[name]), jax.tree.leaves(source.params[name])):
-      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert record["validation_top1_accuracy"] > 0.4  # the new head learned the new classes on frozen features
+  _, _, frozen = trained_from_the_source(tmp_path / "frozen")
+  assert same(leaves(frozen.params, BACKBONE), leaves(source.params, BACKBONE))  # frozen: not one bit moved
 
   tiny_config.freeze_backbone, tiny_config.backbone_lr_multiplier = False, 0.1  # fine-tune everything
-  assert train.train_and_evaluate(tiny_config, tmp_path / "finetune")["epoch"] == 2
+  _, start, finetuned = trained_from_the_source(tmp_path / "finetune")
+  for name in BACKBONE:  # every backbone layer moved, at a tenth of the head's rate
+    assert not same(leaves(finetuned.params, [name]), leaves(start.params, [name])), name
+  assert len(starts) == 2
 
   tiny_config.init_from = str(tmp_path / "nowhere")
   with pytest.raises(FileNotFoundError):

@@ -1,19 +1,16 @@
 """The progress watchdog in a real subprocess: a stalled main thread, signals while stuck."""
 
 import os
-import pathlib
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
+from conftest import FAKE_DEVICES, run_jaxcnn
 
 from jaxcnn import watchdog
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 # A "run" whose third step never completes: the main thread sleeps where a stuck collective would wait.
 STALLED_RUN = textwrap.dedent("""
@@ -34,14 +31,7 @@ STALLED_RUN = textwrap.dedent("""
 
 
 def _start(step_timeout: float) -> subprocess.Popen:
-  env = {**os.environ, "PYTHONPATH": str(REPO)}
-  return subprocess.Popen(
-    [sys.executable, "-c", STALLED_RUN, str(step_timeout)],
-    env=env,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
+  return run_jaxcnn(str(step_timeout), code=STALLED_RUN, background=True, stderr=subprocess.STDOUT)
 
 
 def _wait_for_progress(proc: subprocess.Popen) -> None:
@@ -98,12 +88,8 @@ def test_a_training_run_stuck_writing_its_workdir_ends_with_the_watchdog(tiny_ar
   workdir = tmp_path / "run"
   workdir.mkdir()
   os.mkfifo(workdir / "metrics.jsonl")
-  result = subprocess.run(
-    [sys.executable, "-m", "jaxcnn.main", *tiny_args, f"--workdir={workdir}", "--config.step_timeout_seconds=10"],
-    env={**os.environ, "PYTHONPATH": str(REPO)},
-    capture_output=True,
-    text=True,
-    timeout=300,
+  result = run_jaxcnn(
+    *tiny_args, f"--workdir={workdir}", "--config.step_timeout_seconds=10", devices=FAKE_DEVICES, timeout=300
   )
   assert result.returncode == watchdog.EXIT_CODE, result.stderr[-3000:]
   assert "stacks of all threads" in result.stderr

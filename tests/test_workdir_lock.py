@@ -5,11 +5,11 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
-from test_cli import REPO, assert_one_line_error, run_cli
+from conftest import FAKE_DEVICES, run_jaxcnn
+from test_cli import assert_one_line_error, run_cli
 
 from jaxcnn import workdir_lock
 
@@ -68,14 +68,7 @@ def _final_record(workdir) -> dict:
 def test_a_second_launch_on_a_busy_workdir_exits_at_once_and_the_first_run_is_unharmed(tmp_path, tiny_args):
   args = [*tiny_args, "--config.num_epochs=3"]
   workdir = tmp_path / "run"
-  env = {**os.environ, "PYTHONPATH": REPO}
-  first = subprocess.Popen(
-    [sys.executable, "-m", "jaxcnn.main", f"--workdir={workdir}", *args],
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-    env=env,
-  )
+  first = run_jaxcnn(f"--workdir={workdir}", *args, devices=FAKE_DEVICES, background=True)
   lock_file = workdir / workdir_lock.LOCK_NAME
   deadline = time.monotonic() + 300
   while not (lock_file.exists() and lock_file.read_text()) and first.poll() is None and time.monotonic() < deadline:

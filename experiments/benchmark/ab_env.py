@@ -11,9 +11,9 @@ among the bench arguments, the median jaxcnn/PyTorch ratio (taken side by side, 
 
 A variant is NAME=[VAR=VALUE[;VAR=VALUE...]]; everything after `--` goes to jaxcnn.bench.
 
-`--each_xla_flag` A/Bs the XLA flags jaxcnn.kernels adds for this interpreter's jaxlib
-(jaxcnn/kernels/xla_flags.py) instead: all of them ("table", what training gets), none (XLA's defaults),
-and each one left out, with the kernels' layer forms on in every variant. Run it with each Python
+`--each_xla_flag` A/Bs the XLA flags jaxcnn.fast_forms adds for this interpreter's jaxlib
+(jaxcnn/xla_flags.py) instead: all of them ("table", what training gets), none (XLA's defaults),
+and each one left out, with the fast layer forms on in every variant. Run it with each Python
 environment's interpreter to measure each jaxlib version:
 
   /path/to/venv/bin/python experiments/benchmark/ab_env.py --each_xla_flag --rounds=3 \\
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import jaxlib  # noqa: E402
 
-from jaxcnn.kernels import xla_flags  # noqa: E402
+from jaxcnn import xla_flags  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict, list[str]]:
@@ -45,15 +45,15 @@ def parse_variant(text: str) -> tuple[str, dict, list[str]]:
 
 
 def xla_flag_variants() -> list[tuple[str, dict, list[str]]]:
-  """This jaxlib's flags from jaxcnn.kernels' table: all, none and each left out, set in XLA_FLAGS for a bench
-  that adds none itself (--nokernels_xla_flags) and keeps its fast layer forms."""
+  """This jaxlib's flags from jaxcnn.fast_forms' table: all, none and each left out, set in XLA_FLAGS for a bench
+  that adds none itself (--nofast_forms_xla_flags) and keeps its fast layer forms."""
   table = xla_flags.flags_for(jaxlib.__version__)
   subsets = [("table", table), ("none", ())]
   subsets += [
     (f"without_{xla_flags.flag_name(left_out)}", tuple(flag for flag in table if flag != left_out))
     for left_out in table
   ]
-  return [(name, {"XLA_FLAGS": " ".join(subset)}, ["--nokernels_xla_flags"]) for name, subset in subsets]
+  return [(name, {"XLA_FLAGS": " ".join(subset)}, ["--nofast_forms_xla_flags"]) for name, subset in subsets]
 
 
 def describe(variant: tuple[str, dict, list[str]]) -> str:
@@ -64,7 +64,7 @@ def describe(variant: tuple[str, dict, list[str]]) -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--variant", action="append", default=[], help="NAME=[VAR=VALUE;...]")
-  parser.add_argument("--each_xla_flag", action="store_true", help="A/B jaxcnn.kernels' XLA flags for this jaxlib.")
+  parser.add_argument("--each_xla_flag", action="store_true", help="A/B jaxcnn.fast_forms' XLA flags for this jaxlib.")
   parser.add_argument("--rounds", type=int, default=3)
   args, bench_args = parser.parse_known_args()
   bench_args = [a for a in bench_args if a != "--"]

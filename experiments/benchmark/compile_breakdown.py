@@ -23,9 +23,9 @@ flags.DEFINE_bool("compile", True, "Also compile the train step (the longest par
 
 def main(argv):
   del argv
-  from jaxcnn import kernels
+  from jaxcnn import fast_forms
 
-  kernels.enable()
+  fast_forms.enable()
   from jaxcnn import models, optim, parallel, train
   from jaxcnn.bench import step as bench_step
 

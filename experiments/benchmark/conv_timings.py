@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
-from jaxcnn.kernels import xla_flags  # noqa: E402
+from jaxcnn import xla_flags  # noqa: E402
 
 xla_flags.apply()
 

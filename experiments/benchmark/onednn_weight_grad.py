@@ -6,7 +6,7 @@ convolutions use, has a direct weight-gradient kernel for NHWC. `onednn_weight_g
 handler; this script builds it, checks it against XLA's values, and times:
 
   --mode=layers  the weight gradients of ResNet-20's 3x3 convolutions alone, XLA against oneDNN;
-  --mode=step    a model's train step (`jaxcnn.bench`'s) with jaxcnn.kernels on, its float32 3x3 convolutions
+  --mode=step    a model's train step (`jaxcnn.bench`'s) with jaxcnn.fast_forms on, its float32 3x3 convolutions
                  of more than 8 input channels keeping XLA's forward and input gradient, their weight
                  gradients XLA's or oneDNN's: both steps compiled in this process, timed in turns (median
                  images/s and CPU milliseconds per step), and their first steps' results compared.
@@ -31,16 +31,16 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from jaxcnn import kernels  # noqa: E402
+from jaxcnn import fast_forms  # noqa: E402
 
-print(kernels.enable(), flush=True)
+print(fast_forms.enable(), flush=True)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax import lax  # noqa: E402
 
-from jaxcnn.kernels import conv  # noqa: E402
+from jaxcnn.fast_forms import conv  # noqa: E402
 from jaxcnn.models import layers  # noqa: E402
 
 SOURCE = pathlib.Path(__file__).with_suffix(".cc")
@@ -94,7 +94,7 @@ conv_with_onednn_weight_grad.defvjp(_forward, _backward)
 
 
 def conv_form(lhs, rhs, window_strides, padding, *args, **kwargs):
-  """jaxcnn.kernels' convolution, except float32 3x3 ones of more than 8 input channels (XLA's form there,
+  """jaxcnn.fast_forms' convolution, except float32 3x3 ones of more than 8 input channels (XLA's form there,
   behind the same barrier) take oneDNN's weight gradient."""
   call = inspect.signature(conv.conv_general_dilated).bind(lhs, rhs, window_strides, padding, *args, **kwargs)
   call.apply_defaults()
@@ -156,7 +156,7 @@ def step_mode(model: str, steps: int, rounds: int) -> None:
   jax.config.update("jax_num_cpu_devices", 1)
   config = step.bench_config(model, 128, "float32", "pmap", 0, "fashion_mnist")
   runners = {"XLA": step.JaxStep(config, "step")}
-  layers.use_fast_forms({**kernels.FORMS, "conv_general_dilated": conv_form})
+  layers.use_fast_forms({**fast_forms.FORMS, "conv_general_dilated": conv_form})
   runners["oneDNN"] = step.JaxStep(config, "step")
   for runner in runners.values():
     runner.run(1)

@@ -31,7 +31,7 @@ def main(_):
   run = train.Run(config, "/tmp/step_losses_run")
   strategy = run.strategy
   step = strategy.compile(functools.partial(train.train_step, options=run.step_options), donate_state=True)
-  state, losses = strategy.put_state(run.state), []
+  state, losses = strategy.put_state(run.new_state()), []
   for epoch in range(FLAGS.epochs):
     for batch in run.input.train_batches(epoch):
       state, sums = step(state, strategy.put_batch(batch))

@@ -95,17 +95,20 @@ flags.DEFINE_list("model_options", [], "Model builder options as KEY=VALUE (e.g.
 flags.DEFINE_bool("pytorch_compile", True, "With --compare=pytorch: a torch.compile column beside eager.")
 flags.DEFINE_bool("tf32", True, "float32 on a GPU: TF32 matmuls and convolutions on both sides, else on neither.")
 flags.DEFINE_bool(
-  "kernels",
+  "fast_forms",
   True,
-  "jaxcnn.kernels' faster layer forms and XLA flags, as training uses them; "
-  "--nokernels measures the plain layers with XLA's defaults.",
+  "jaxcnn.fast_forms' faster layer forms and XLA flags, as training uses them; "
+  "--nofast_forms measures the plain layers with XLA's defaults.",
 )
 flags.DEFINE_bool(
-  "kernels_xla_flags",
+  "fast_forms_xla_flags",
   True,
-  "With --kernels: add the kernels' XLA flags for this jaxlib; "
-  "--nokernels_xla_flags keeps XLA_FLAGS as given (A/B runs of single flags).",
+  "With --fast_forms: add the fast forms' XLA flags for this jaxlib; "
+  "--nofast_forms_xla_flags keeps XLA_FLAGS as given (A/B runs of single flags).",
 )
+# Their earlier names: scripts that say --nokernels or --nokernels_xla_flags keep working.
+flags.DEFINE_alias("kernels", "fast_forms")
+flags.DEFINE_alias("kernels_xla_flags", "fast_forms_xla_flags")
 flags.DEFINE_string(
   "compilation_cache_dir", None, "JAX's persistent compilation cache (see jaxcnn.compile_cache); empty = off."
 )
@@ -166,8 +169,8 @@ def worker_spec(model: str, side: str, image_shape=None) -> dict:
     "threads": FLAGS.threads,
     "warmup": FLAGS.warmup,
     "tf32": FLAGS.tf32,
-    "kernels": FLAGS.kernels,
-    "kernels_xla_flags": FLAGS.kernels_xla_flags,
+    "fast_forms": FLAGS.fast_forms,
+    "fast_forms_xla_flags": FLAGS.fast_forms_xla_flags,
     "compilation_cache_dir": FLAGS.compilation_cache_dir,
     "image_shape": image_shape,
     "serve": "steps",

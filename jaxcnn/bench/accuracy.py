@@ -16,7 +16,7 @@ rounds, PyTorch first in even ones); each side's time is the median of its round
 
 `--jaxcnn_side=run` (default) runs the project's one training loop, `jaxcnn.train.train_and_evaluate`, in
 the worker process (checkpoints, metrics.jsonl, TensorBoard and the curves PNG included, in a temporary
-workdir, with `--kernels` as given), with `stop_at_accuracy=--target` and `stop_at_accuracy_split="test"`:
+workdir, with `--fast_forms` as given), with `stop_at_accuracy=--target` and `stop_at_accuracy_split="test"`:
 the loop evaluates the test split after every epoch and ends the run at the first epoch that reaches the
 target. Each epoch's record is passed on as soon as the loop writes it to metrics.jsonl. `--jaxcnn_side=job`
 times the real job instead, as README command 1 (launch/quickstart.sh) runs it after its install check:
@@ -174,9 +174,9 @@ def write_twin_inputs(config, directory: pathlib.Path) -> dict:
 def jaxcnn_until(spec: dict, emit) -> None:
   """Trains spec's config with `train.train_and_evaluate`, stopping at the target; emit(epoch, test accuracy)
   for each epoch's record as the loop writes it to metrics.jsonl."""
-  from jaxcnn import compile_cache, kernels
+  from jaxcnn import compile_cache, fast_forms
 
-  print(kernels.enable() if spec["kernels"] else kernels.disable(), file=sys.stderr, flush=True)
+  print(fast_forms.enable() if spec["fast_forms"] else fast_forms.disable(), file=sys.stderr, flush=True)
   compile_cache.enable(spec["compilation_cache_dir"])
   from jaxcnn import train
 
@@ -211,7 +211,7 @@ def jaxcnn_job_until(spec: dict, emit) -> None:
   flags = [f"--config={spec['config']}"] + [f"--config.{k}={v}" for k, v in spec["overrides"].items()]
   if spec["compilation_cache_dir"] is not None:
     flags.append(f"--compilation_cache_dir={spec['compilation_cache_dir']}")
-  flags.append("--kernels" if spec["kernels"] else "--nokernels")
+  flags.append("--fast_forms" if spec["fast_forms"] else "--nofast_forms")
   with tempfile.TemporaryDirectory() as workdir:
     for mode in ("train", "eval"):
       subprocess.run(
@@ -333,7 +333,7 @@ def main(flags, name: str, overrides: dict, twin_overrides: dict) -> None:
     "overrides": overrides,
     "target": flags.target,
     "threads": flags.threads,
-    "kernels": flags.kernels,
+    "fast_forms": flags.fast_forms,
     "compilation_cache_dir": flags.compilation_cache_dir,
   }
   changes = ",".join(f"{k}={v}" for k, v in twin_overrides.items())

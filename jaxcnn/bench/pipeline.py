@@ -33,7 +33,7 @@ import numpy as np
 from absl import app, flags
 from PIL import Image
 
-from jaxcnn import compile_cache, configs, data, kernels
+from jaxcnn import compile_cache, configs, data, fast_forms
 from jaxcnn.bench import step as bench_step
 
 FLAGS = flags.FLAGS
@@ -152,10 +152,10 @@ def main_folder(config) -> None:
 def main(argv):
   del argv
   if _CONFIG is not None and FLAGS["config"].present:
-    print(kernels.enable(), flush=True)
+    print(fast_forms.enable(), flush=True)
     compile_cache.enable()
     return main_folder(_CONFIG.value)
-  print(kernels.enable(), flush=True)  # before the backend starts, as training and jaxcnn.bench do
+  print(fast_forms.enable(), flush=True)  # before the backend starts, as training and jaxcnn.bench do
   compile_cache.enable()
   batch, steps = FLAGS.batch_size, FLAGS.batches
   # tf.data where TensorFlow is installed; the TF-free loader ("jax") always.

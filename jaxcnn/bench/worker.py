@@ -99,9 +99,12 @@ def select_devices(count: int) -> None:
 
 def jax_side(spec: dict):
   """jaxcnn's compiled train step, and what the controller prints and checks about it."""
-  from jaxcnn import compile_cache, kernels
+  from jaxcnn import compile_cache, fast_forms
 
-  kernels_line = kernels.enable(add_xla_flags=spec["kernels_xla_flags"]) if spec["kernels"] else kernels.disable()
+  if spec["fast_forms"]:
+    forms_line = fast_forms.enable(add_xla_flags=spec["fast_forms_xla_flags"])
+  else:
+    forms_line = fast_forms.disable()
   if spec["devices"]:
     select_devices(spec["devices"])
   compile_cache.enable(spec["compilation_cache_dir"])
@@ -124,7 +127,7 @@ def jax_side(spec: dict):
   devices = jax.local_devices()
   peak = step.peak_flops(devices[0], spec["precision"])
   info = {
-    "description": f"jaxcnn, JAX {jax.__version__}; {kernels_line}",
+    "description": f"jaxcnn, JAX {jax.__version__}; {forms_line}",
     "params": runner.params,
     "macs": runner.macs,
     "devices": jax.device_count(),

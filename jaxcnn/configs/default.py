@@ -11,9 +11,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = "fashion_mnist"
   c.data_dir = ""  # "" = $JAXCNN_DATA_DIR, then Debian's /usr/share/datasets/<dataset>, then TFDS.
   # "auto": the dataset's own validation split, else 10% of train (at most 5,000 images) carved with a fixed
-  # seed; a number carves that many; 0 = no validation.
+  # seed; a number carves that many; 0 = no validation. Ignored when validation_fraction > 0.
   c.validation_size = ml_collections.FieldReference("auto", field_type=object)
-  c.validation_fraction = 0.0  # > 0: carve this fraction instead (datasets with their own validation split keep it)
+  # In [0, 1): > 0 carves this fraction of train and overrides validation_size, whatever its value (a config's
+  # validation_size=5000 and a command line's validation_fraction=0.2 give 20%); the start line names the setting
+  # used. Datasets with their own validation split keep it.
+  c.validation_fraction = 0.0
   c.pipeline = "auto"  # tfdata | jax (TF-free) | auto (jax for in-memory data, or files without TensorFlow)
   # Image folders: the train chain's deterministic head decoded once into uint8 rows (jaxcnn/data/cache.py) at
   # "auto" ($JAXCNN_CACHE_DIR/data, else ~/.cache/jaxcnn/data), a directory, or "" (off); pipeline auto or jax.

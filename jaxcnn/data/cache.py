@@ -127,21 +127,22 @@ def key_of(paths, head_spec: str) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def head_row(path: str, window, out_hw: tuple) -> np.ndarray:
+def head_row(path: str, window, out_hw: tuple, source_hw: tuple) -> np.ndarray:
   """uint8 [h, w, 3]: the file's head window resized to out_hw, as host.cut_views cuts it; a JPEG whose window
-  is at least twice the output is decoded at a reduced scale first (DCT scaling, Pillow's draft)."""
+  is at least twice the output is decoded at a reduced scale first (DCT scaling, `folder.decode_rgb`'s draft).
+  source_hw: the file's (height, width), as its header gives it (`FileSplit.sizes`)."""
   top, left, height, width = (int(v) for v in window)
   out_h, out_w = out_hw
-  with Image.open(path) as opened:
-    if opened.format == "JPEG" and opened.mode in ("RGB", "L") and height >= 2 * out_h and width >= 2 * out_w:
-      src_w, src_h = opened.size
-      opened.draft(opened.mode, (math.ceil(src_w * out_w / width), math.ceil(src_h * out_h / height)))
-      fy, fx = opened.size[1] / src_h, opened.size[0] / src_w
-      if (fy, fx) != (1.0, 1.0):
-        top, left = round(top * fy), round(left * fx)
-        height, width = max(round(height * fy), 1), max(round(width * fx), 1)
-    image = folder.rgb(opened)
-  return folder.cut_image(image, np.array([[top, left, height, width]]), out_hw)[0]
+  src_h, src_w = (int(v) for v in source_hw)
+  draft = None
+  if height >= 2 * out_h and width >= 2 * out_w:
+    draft = (math.ceil(src_w * out_w / width), math.ceil(src_h * out_h / height))
+  pixels = folder.decode_rgb(path, draft)
+  fy, fx = pixels.shape[0] / src_h, pixels.shape[1] / src_w
+  if (fy, fx) != (1.0, 1.0):
+    top, left = round(top * fy), round(left * fx)
+    height, width = max(round(height * fy), 1), max(round(width * fx), 1)
+  return folder.cut_image(Image.fromarray(pixels), np.array([[top, left, height, width]]), out_hw)[0]
 
 
 class RowCache:
@@ -222,7 +223,7 @@ class RowCache:
 
   def fill(self, i: int) -> np.ndarray:
     """Decodes row i's file, stores its head and returns it (a file that fails to decode raises)."""
-    pixels = head_row(self.paths[i], self.windows[i], tuple(self.shapes[i]))
+    pixels = head_row(self.paths[i], self.windows[i], tuple(self.shapes[i]), tuple(self.split.sizes[i]))
     self.decodes += 1
     if self.data.mode != "r":
       self.data[self.offsets[i] : self.offsets[i + 1]] = pixels.reshape(-1)

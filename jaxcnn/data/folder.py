@@ -9,6 +9,7 @@ header is read once here (size and format), so unreadable files are found before
 
 import collections
 import concurrent.futures
+import io
 import os
 import pathlib
 
@@ -98,27 +99,44 @@ def scan(root: pathlib.Path, *, skip_bad_images: bool, threads: int = 16):
     raise FileNotFoundError(f"{dirs['train']}: no class sub-folders (expected one folder of images per class)")
   listed, ignored = {}, 0
   for split, directory in dirs.items():
-    classes = [p.name for p in _class_dirs(directory)]
-    unknown = sorted(set(classes) - set(class_names))
-    if unknown:
-      raise ValueError(f"{directory}: class folder(s) {', '.join(unknown)} are not in {dirs['train']}")
-    paths, labels = [], []
-    for label, name in enumerate(class_names):
-      if not (directory / name).is_dir():
-        continue
-      files, stray = _class_files(directory / name)
-      ignored += stray
-      if not files:
-        raise ValueError(f"{directory / name}: empty class folder (no .jpg/.jpeg/.png/.bmp files)")
-      paths += files
-      labels += [label] * len(files)
-    listed[split] = (paths, labels)
+    listed[split], stray = _list_split(directory, class_names, dirs["train"])
+    ignored += stray
   if ignored:
     logging.warning("%s: ignored %d file(s) that are not JPEG, PNG or BMP images", root, ignored)
+  headers = _read_headers([p for paths, _ in listed.values() for p in paths], threads)
+  bad = _bad_files(root, headers, skip_bad_images)
+  splits = {
+    split: _kept(dirs[split], paths, labels, headers, bad, class_names) for split, (paths, labels) in listed.items()
+  }
+  return splits, tuple(class_names), len(bad)
 
-  all_paths = [p for paths, _ in listed.values() for p in paths]
+
+def _list_split(directory: pathlib.Path, class_names: list[str], train_dir: pathlib.Path):
+  """((image paths, labels) of one split folder, the number of other files ignored)."""
+  unknown = sorted({p.name for p in _class_dirs(directory)} - set(class_names))
+  if unknown:
+    raise ValueError(f"{directory}: class folder(s) {', '.join(unknown)} are not in {train_dir}")
+  paths, labels, ignored = [], [], 0
+  for label, name in enumerate(class_names):
+    if not (directory / name).is_dir():
+      continue
+    files, stray = _class_files(directory / name)
+    ignored += stray
+    if not files:
+      raise ValueError(f"{directory / name}: empty class folder (no .jpg/.jpeg/.png/.bmp files)")
+    paths += files
+    labels += [label] * len(files)
+  return (paths, labels), ignored
+
+
+def _read_headers(paths: list[str], threads: int) -> dict:
+  """{path: `_header(path)`}, read on `threads` threads."""
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    headers = dict(zip(all_paths, pool.map(_header, all_paths, chunksize=64)))
+    return dict(zip(paths, pool.map(_header, paths, chunksize=64)))
+
+
+def _bad_files(root: pathlib.Path, headers: dict, skip_bad_images: bool) -> dict:
+  """{path: why it is unreadable}; raises naming the first unless skip_bad_images (then a warning counts them)."""
   bad = {p: h for p, h in headers.items() if isinstance(h, str)}
   if bad and not skip_bad_images:
     path, reason = next(iter(bad.items()))
@@ -129,39 +147,50 @@ def scan(root: pathlib.Path, *, skip_bad_images: bool, threads: int = 16):
     )
   if bad:
     logging.warning("%s: skipped %d unreadable image(s), e.g. %s (%s)", root, len(bad), *next(iter(bad.items())))
-  splits = {}
-  for split, (paths, labels) in listed.items():
-    keep = [i for i, p in enumerate(paths) if p not in bad]
-    if not keep:
-      raise ValueError(f"{dirs[split]}: no readable images")
-    per_class = collections.Counter(labels[i] for i in keep)
-    empty = [class_names[c] for c in set(labels) if per_class[c] == 0]
-    if empty:
-      raise ValueError(f"{dirs[split]}: class folder(s) {', '.join(empty)} have no readable images")
-    kept = [paths[i] for i in keep]
-    splits[split] = (
-      np.array(kept, dtype=object),
-      np.array([labels[i] for i in keep], np.int32),
-      np.array([headers[p][:2] for p in kept], np.int32).reshape(-1, 2),
-      np.array([headers[p][2] for p in kept], bool),
-    )
-  return splits, tuple(class_names), len(bad)
+  return bad
 
 
-def rgb(image: Image.Image) -> Image.Image:
-  """An opened image as 8-bit RGB, as TensorFlow's decoders give it: 16-bit greyscale scaled to 0..255
-  (Pillow's own conversion would clip it)."""
-  if image.mode.startswith("I"):
-    image = image.point(lambda v: v / 257).convert("L")
-  return image.convert("RGB")
+def _kept(directory: pathlib.Path, paths, labels, headers: dict, bad: dict, class_names: list[str]):
+  """(paths, labels, sizes [N, 2], use_pil [N]) of a split's readable files; raises where a class has none."""
+  keep = [i for i, p in enumerate(paths) if p not in bad]
+  if not keep:
+    raise ValueError(f"{directory}: no readable images")
+  per_class = collections.Counter(labels[i] for i in keep)
+  empty = [class_names[c] for c in set(labels) if per_class[c] == 0]
+  if empty:
+    raise ValueError(f"{directory}: class folder(s) {', '.join(empty)} have no readable images")
+  kept = [paths[i] for i in keep]
+  return (
+    np.array(kept, dtype=object),
+    np.array([labels[i] for i in keep], np.int32),
+    np.array([headers[p][:2] for p in kept], np.int32).reshape(-1, 2),
+    np.array([headers[p][2] for p in kept], bool),
+  )
+
+
+def decode_rgb(source, draft: tuple[int, int] | None = None) -> np.ndarray:
+  """uint8 [H, W, 3] of an image file (a path, or its bytes) through Pillow, in any mode made 8-bit RGB as
+  TensorFlow's decoders make it: 16-bit greyscale scaled to 0..255, alpha dropped (not blended), palettes, grey
+  and CMYK converted by Pillow; no EXIF rotation (TensorFlow applies none either).
+
+  draft: (width, height) the caller needs at least; a YCbCr or greyscale JPEG is then decoded at the smallest
+  DCT scale (1/2, 1/4, 1/8) that still covers it (Pillow's draft), so the result may be smaller than the file.
+  Pillow's errors (OSError, SyntaxError, ValueError) reach the caller, which names the file as it needs to.
+  """
+  with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+    # Only the modes whose scaled decoding the callers were built and checked on; CMYK decodes whole.
+    if draft is not None and image.format == "JPEG" and image.mode in ("RGB", "L"):
+      image.draft(image.mode, tuple(draft))
+    if image.mode.startswith("I"):  # Pillow's own conversion would clip 16-bit values at 255
+      image = image.point(lambda v: v / 257).convert("L")
+    return np.asarray(image.convert("RGB"))
 
 
 def undecodable(paths, error) -> BadImageError:
   """The error for a batch that failed to decode, naming the first of its files Pillow cannot decode either."""
   for path in paths:
     try:
-      with Image.open(path) as image:
-        image.load()
+      decode_rgb(path)
     except (OSError, SyntaxError, ValueError) as e:
       return BadImageError(f"{path}: cannot decode image ({e})")
   first_line = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__

@@ -69,9 +69,7 @@ def _decoders() -> concurrent.futures.ThreadPoolExecutor:
 
 def cut_views(path: str, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
   """uint8 [views, h, w, 3]: each (top, left, height, width) window of the image file, resized to out_hw."""
-  with Image.open(path) as opened:
-    image = folder.rgb(opened)
-  return folder.cut_image(image, windows, out_hw)
+  return folder.cut_image(Image.fromarray(folder.decode_rgb(path)), windows, out_hw)
 
 
 def _decoded_views(split, indices, windows, cut) -> Iterator[np.ndarray]:

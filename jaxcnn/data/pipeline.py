@@ -29,6 +29,7 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
+from jaxcnn import parallel
 from jaxcnn.data import augment, cache, folder, host, recipe, stats, tf_import, tf_ops, tfds_stream
 from jaxcnn.data.sources import Dataset, FileSplit, Split, TfdsSplit
 
@@ -38,9 +39,7 @@ PIPELINES = ("auto", "tfdata", "jax")
 def local_batch_size(global_batch: int) -> int:
   """This process's share of a global batch."""
   processes = jax.process_count()
-  if global_batch < 1 or global_batch % processes:
-    raise ValueError(f"batch size {global_batch} does not divide by the {processes} processes")
-  return global_batch // processes
+  return parallel.split_evenly(global_batch, processes, "batch size", f"the {processes} processes")
 
 
 def channel_stats(split: Split) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +69,7 @@ def shard(
   """[steps, local_batch]: process `process_index`'s columns of each global batch of `order`."""
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
-  if global_batch % process_count:
-    raise ValueError(f"batch size {global_batch} does not divide by {process_count} processes")
-  local_batch = global_batch // process_count
+  local_batch = parallel.split_evenly(global_batch, process_count, "batch size", f"{process_count} processes")
   start = process_index * local_batch
   return order.reshape(-1, global_batch)[:, start : start + local_batch]
 
@@ -307,6 +304,8 @@ class InputPipeline:
       f"data: {dataset.name}{where}: {counts} images; {dataset.num_classes} classes",
       f"input: {'x'.join(map(str, self.image_shape))} (source: {source})",
     ]
+    if dataset.validation:
+      lines.insert(1, dataset.validation)
     for kind, spec, chain in (
       ("train", config.train_augment, self.train_chain),
       ("eval", config.eval_augment, self.eval_chain),

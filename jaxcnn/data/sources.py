@@ -80,6 +80,7 @@ class Dataset:
   splits: dict[str, Split | FileSplit | TfdsSplit]
   class_names: tuple[str, ...]
   root: pathlib.Path | None = None  # where the files are: the default home of the dataset's statistics
+  validation: str = ""  # where the validation split comes from and which setting chose it, for the start line
 
   @property
   def num_classes(self) -> int:
@@ -264,18 +265,20 @@ def _carve_validation(train, size: int):
   return train.subset(np.sort(order[:-size])), train.subset(np.sort(order[-size:]))
 
 
-def _validation_size(config, num_train: int) -> int:
-  """How many training images to hold out: validation_fraction, else validation_size ("auto": 10%, at most 5,000)."""
+def _validation_size(config, num_train: int) -> tuple[int, str]:
+  """(how many training images to hold out, the setting that says so): validation_fraction when > 0 (it overrides
+  validation_size), else validation_size ("auto": 10%, at most 5,000)."""
   size, fraction = config.validation_size, config.validation_fraction
   if not 0 <= fraction < 1:
     raise ValueError(f"validation_fraction must be in [0, 1), got {fraction}")
   if fraction:
-    return round(fraction * num_train)
+    overridden = "" if size == "auto" else f", which overrides validation_size={size!r}"
+    return round(fraction * num_train), f"validation_fraction={fraction:g}{overridden}"
   if size == "auto":
-    return min(AUTO_VALIDATION_MAX, round(AUTO_VALIDATION_FRACTION * num_train))
+    return min(AUTO_VALIDATION_MAX, round(AUTO_VALIDATION_FRACTION * num_train)), "validation_size='auto'"
   if isinstance(size, bool) or not isinstance(size, int) or size < 0:
     raise ValueError(f"validation_size must be 'auto' or a number of images >= 0, got {size!r}")
-  return size
+  return size, f"validation_size={size}"
 
 
 def _keep_classes(name: str, splits: dict, class_names: tuple, classes: tuple) -> tuple[dict, tuple]:
@@ -330,10 +333,16 @@ def load(config, needed: Collection[str] | None = None) -> Dataset:
       )
   if config.classes:
     splits, class_names = _keep_classes(name, splits, class_names, tuple(config.classes))
+  validation = ""
   if "train" in splits:
-    size = _validation_size(config, len(splits["train"]))
+    num_train = len(splits["train"])
+    size, setting = _validation_size(config, num_train)
     if "validation" in splits:
       logging.info("%s has its own validation split; validation_size/fraction are not used", name)
+      validation = "validation: the dataset's own split (validation_size and validation_fraction are not used)"
     elif size:
       splits["train"], splits["validation"] = _carve_validation(splits["train"], size)
-  return Dataset(name, splits, class_names, root)
+      validation = f"validation: {size:,} of the {num_train:,} training images, carved with a fixed seed ({setting})"
+    else:
+      validation = f"validation: none ({setting})"
+  return Dataset(name, splits, class_names, root, validation)

@@ -15,7 +15,6 @@ import pathlib
 
 import numpy as np
 from absl import app, flags, logging
-from PIL import Image
 
 from jaxcnn.data import folder
 from jaxcnn.data.sources import Dataset, FileSplit, Split
@@ -55,9 +54,7 @@ class _Moments:
 
 def _read_rgb(path: str) -> np.ndarray:
   try:
-    with Image.open(path) as image:
-      image.draft("RGB", (256, 256))  # JPEG: decode at reduced size, enough for colour statistics
-      return np.asarray(folder.rgb(image))
+    return folder.decode_rgb(path, draft=(256, 256))  # JPEG: decoded at reduced size, enough for colour statistics
   except (OSError, SyntaxError, ValueError) as e:
     raise folder.BadImageError(f"{path}: cannot decode image ({e})") from None
 

@@ -4,9 +4,7 @@ Mirrors jax_ops.py. A JPEG whose single view lies inside the image is decoded on
 window (`tf.image.decode_and_crop_jpeg`): AlexNet-style crops then skip most of the decoding work.
 """
 
-import numpy as np
-
-from jaxcnn.data import tf_import
+from jaxcnn.data import folder, tf_import
 
 
 def _crop_with_zeros(image, window):
@@ -42,13 +40,8 @@ def views_of_image(image, plan, out_hw):
 
 
 def _pil_decode(data):
-  """RGB uint8 through Pillow, for the files TensorFlow decodes wrongly (palette BMP)."""
-  import io
-
-  from PIL import Image
-
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert("RGB"))
+  """RGB uint8 through Pillow (`folder.decode_rgb`), for the files TensorFlow decodes wrongly (palette BMP)."""
+  return folder.decode_rgb(bytes(data))
 
 
 def decode(data, use_pil):

@@ -23,8 +23,23 @@ def batches(
 ) -> Iterator[dict]:
   """This process's [local_batch, ...] batches: training (seed given: shuffled, whole batches, from batch
   `start_batch` on, the earlier ones read but not decoded) or evaluation (padded, masked)."""
+  tf = tf_import.tensorflow()
+  train, process = seed is not None, jax.process_index()
+  ds, sizes = _encoded_examples(split, seed, epoch, process)
+  ds, steps = (
+    _train_order(ds, sizes, local_batch, seed, epoch, process) if train else _eval_padding(ds, sizes, local_batch)
+  )
+  # Positions number the examples before the skip: each keeps its augmentation draw on resumption.
+  ds = ds.take(steps * local_batch).enumerate().skip(start_batch * local_batch)
+  ds = ds.map(_augmenter(chain, mean, std, seed, epoch, process), tf.data.AUTOTUNE).batch(local_batch)
+  ds = (ds.map(_without_mask) if train else ds).prefetch(tf.data.AUTOTUNE)
+  return ds.as_numpy_iterator()
+
+
+def _encoded_examples(split: TfdsSplit, seed: int | None, epoch: int, process: int):
+  """(this process's share of the split as {"data": encoded image, "label", "mask": True}, every share's size);
+  its files in a (seed, epoch, process) order when training."""
   tf, tfds = tf_import.tensorflow(), tf_import.tensorflow_datasets()
-  process = jax.process_index()
   shards = tfds.even_splits(split.split, n=jax.process_count())
   sizes = [split.builder.info.splits[s].num_examples for s in shards]
   image_key = next(k for k, f in split.builder.info.features.items() if isinstance(f, tfds.features.Image))
@@ -38,29 +53,38 @@ def batches(
     read_config=read_config,
     decoders={image_key: tfds.decode.SkipDecoding()},
   )
-  ds = ds.map(lambda ex: {"data": ex[image_key], "label": tf.cast(ex["label"], tf.int32), "mask": True})
-  if train:
-    # Every process takes the same number of steps, set by the smallest share.
-    steps = min(sizes) // local_batch
-    if steps == 0:
-      raise ValueError(f"a process's batch of {local_batch} is larger than its {min(sizes)} training examples")
-    ds = ds.shuffle(SHUFFLE_BUFFER, seed=int(np.random.default_rng([seed, epoch, process, 1]).integers(2**31)))
-  else:
-    steps = -(-max(sizes) // local_batch)
-    ds = ds.concatenate(ds.take(1).map(lambda ex: {**ex, "mask": False}).repeat())
-  # Positions number the examples before the skip: each keeps its augmentation draw on resumption.
-  ds = ds.take(steps * local_batch).enumerate().skip(start_batch * local_batch)
+  return ds.map(lambda ex: {"data": ex[image_key], "label": tf.cast(ex["label"], tf.int32), "mask": True}), sizes
+
+
+def _train_order(ds, sizes: list[int], local_batch: int, seed: int, epoch: int, process: int):
+  """(ds shuffled with a (seed, epoch, process) seed, steps): every process takes the same number of steps, set by
+  the smallest share."""
+  steps = min(sizes) // local_batch
+  if steps == 0:
+    raise ValueError(f"a process's batch of {local_batch} is larger than its {min(sizes)} training examples")
+  return ds.shuffle(SHUFFLE_BUFFER, seed=int(np.random.default_rng([seed, epoch, process, 1]).integers(2**31))), steps
+
+
+def _eval_padding(ds, sizes: list[int], local_batch: int):
+  """(ds followed by masked copies of its first example, steps): enough steps for the largest share."""
+  steps = -(-max(sizes) // local_batch)
+  return ds.concatenate(ds.take(1).map(lambda ex: {**ex, "mask": False}).repeat()), steps
+
+
+def _augmenter(chain, mean, std, seed: int | None, epoch: int, process: int):
+  """example(position, {"data", "label", "mask"}) -> {"image", "label", "mask"}: the encoded image decoded, cut
+  and augmented by its plan row, drawn from (seed, epoch, process, position)."""
+  tf = tf_import.tensorflow()
   out_hw = chain.output_size((None, None))
   views = chain.num_views or 1
   mean, std = tf.constant(np.float32(mean)), tf.constant(np.float32(std))
   photometric_types = [tf.float32] * len(chain.photometric_ops)
+  not_pil = tf.constant(False)  # TFDS re-encoded every image in a format TensorFlow reads
 
   def plan_row(position, height, width):
     rng = np.random.default_rng([seed or 0, epoch, process, int(position)])
     plan = chain.plan(rng, [height], [width])
     return (plan.windows[0], plan.flips[0], *(p[0] for p in plan.photometric))
-
-  not_pil = tf.constant(False)  # TFDS re-encoded every image in a format TensorFlow reads
 
   def example(position, ex):
     data = ex["data"]
@@ -80,9 +104,8 @@ def batches(
     image = tf_ops.finish_example(tf_ops.views_of_file(data, not_pil, row, out_hw, views), row, chain, mean, std)
     return {"image": image, "label": ex["label"], "mask": ex["mask"]}
 
-  def without_mask(batch):
-    return {k: v for k, v in batch.items() if k != "mask"}
+  return example
 
-  ds = ds.map(example, tf.data.AUTOTUNE).batch(local_batch)
-  ds = (ds.map(without_mask) if train else ds).prefetch(tf.data.AUTOTUNE)
-  return ds.as_numpy_iterator()
+
+def _without_mask(batch):
+  return {k: v for k, v in batch.items() if k != "mask"}

@@ -27,6 +27,7 @@ and used 0.1: `hidden_bias=0.1` reproduces that.
 from collections.abc import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from jaxcnn.models.layers import (
@@ -36,35 +37,43 @@ from jaxcnn.models.layers import (
   dropout,
   kernel_init,
   max_pool,
+  pad_to,
   smallest_side,
   stem_smallest_side,
   use_small_stem,
 )
-from jaxcnn.models.lenet import pad_to
 from jaxcnn.models.registry import register
 
 PAPER_INPUT = 227
 
 
 class AlexNet(nn.Module):
-  """AlexNet; `widths` are conv1..conv5's filter counts, `groups` applies to conv2, conv4 and conv5.
+  """AlexNet; `widths` are conv1..conv5's filter counts, `groups` applies to conv2, conv4 and conv5, and
+  `fc_width` is fc6's and fc7's units.
 
   `small_input` (None = automatic below 64 pixels) replaces conv1's 11x11/4 by a 5x5/1 'SAME' conv, so
   a 28x28 image keeps the paper's three pooling stages (28 -> 13 -> 6 -> 2) instead of vanishing.
   `conv1_padding` None centres the image in a 227 field for conv1 (the paper); an int pads every side
   by that many zeros instead (torchvision's 2). `initializer` "normal" is Section 5's N(0, 0.01^2);
   "he" with `hidden_bias=0` trains the small-input stem, which the paper's does not (layers.KERNEL_INITS).
+
+  `tower_axis` names a device axis over which the network is split into towers, as the paper split it over
+  two GPUs (Section 3.2; jaxcnn.model_parallel): the module is then one tower, without groups, `widths`,
+  `fc_width` and `num_classes` its share of each layer, and it gathers the towers' maps where the GPUs
+  communicated.
   """
 
   num_classes: int
   widths: Sequence[int] = (96, 256, 384, 384, 256)
   groups: int = 1
+  fc_width: int = 4096
   lrn: bool = True
   dropout_rate: float = 0.5
   hidden_bias: float = 1.0
   initializer: str = "normal"
   small_input: bool | None = None
   conv1_padding: int | None = None
+  tower_axis: str | None = None
 
   @nn.nowrap
   def smallest_input(self) -> int:
@@ -97,6 +106,10 @@ class AlexNet(nn.Module):
       )(x)
       return nn.relu(x)
 
+    def across_towers(x):
+      # "The GPUs communicate only in certain layers" (Section 3.2): conv3 and the FC layers read every tower's maps.
+      return x if self.tower_axis is None else jax.lax.all_gather(x, self.tower_axis, axis=-1, tiled=True)
+
     def normalize(x):
       if not self.lrn:
         return x
@@ -111,13 +124,13 @@ class AlexNet(nn.Module):
       x = conv(images, 1, 11, stride=4, padding=self.conv1_padding)
     x = max_pool(normalize(x), 3, 2)
     x = max_pool(normalize(conv(x, 2, 5, groups=self.groups, bias=hidden_bias)), 3, 2)
-    x = conv(x, 3, 3)
+    x = conv(across_towers(x), 3, 3)
     x = conv(x, 4, 3, groups=self.groups, bias=hidden_bias)
     x = max_pool(conv(x, 5, 3, groups=self.groups, bias=hidden_bias), 3, 2)
-    x = x.reshape(x.shape[0], -1)
+    x = across_towers(x).reshape(x.shape[0], -1)  # gathered first: fc6's rows follow both towers' (H, W, C) order
     for name in ("fc6", "fc7"):
-      x = nn.relu(nn.Dense(4096, kernel_init=weights, bias_init=hidden_bias, name=name)(x))
-      x = dropout(self.dropout_rate, train)(x)
+      x = nn.relu(nn.Dense(self.fc_width, kernel_init=weights, bias_init=hidden_bias, name=name)(x))
+      x = across_towers(dropout(self.dropout_rate, train)(x))
     return nn.Dense(self.num_classes, kernel_init=weights, name="fc8")(x)
 
 

@@ -1,7 +1,7 @@
 """Layers the papers use that Flax does not ship, and conventions shared by the model families.
 
 Conv, max_pool, avg_pool and LocalResponseNorm are the plain layers (Flax's, and the LRN formula with
-automatic differentiation); `jaxcnn.kernels.enable()` swaps in faster forms of them (`use_fast_forms`).
+automatic differentiation); `jaxcnn.fast_forms.enable()` swaps in faster forms of them (`use_fast_forms`).
 """
 
 import contextlib
@@ -51,6 +51,15 @@ def stem_smallest_side(small_input: bool | None, small: int, imagenet: int) -> i
   return small if small_input else imagenet
 
 
+def pad_to(images: jnp.ndarray, size: int) -> jnp.ndarray:
+  """Centres NHWC images smaller than size x size in a zero field of that size."""
+  height, width = images.shape[1:3]
+  pad_h, pad_w = max(size - height, 0), max(size - width, 0)
+  if not (pad_h or pad_w):
+    return images
+  return jnp.pad(images, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+
+
 def check_input_size(model: nn.Module, images: jnp.ndarray) -> None:
   """A one-line ValueError naming `model` (its registry name, which `create` gives it) when `images` have a side
   below its `smallest_input()`."""
@@ -80,8 +89,8 @@ def kernel_init(name: str) -> nn.initializers.Initializer:
   return KERNEL_INITS[name]
 
 
-# Faster forms of the layers below, by name, installed by `jaxcnn.kernels.enable()` (timm's named switch,
-# `set_fused_attn`, for Flax). Each computes its plain layer's function (tests/test_kernels.py) with the
+# Faster forms of the layers below, by name, installed by `jaxcnn.fast_forms.enable()` (timm's named switch,
+# `set_fused_attn`, for Flax). Each computes its plain layer's function (tests/test_fast_forms.py) with the
 # plain layer's arguments; they are looked up when a model is traced. Empty: every layer is the plain one.
 FAST_FORM_NAMES = ("conv_general_dilated", "max_pool", "avg_pool", "local_response_norm")
 _FAST_FORMS: dict[str, Callable] = {}

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcnn.models.layers import Conv, avg_pool, check_input_size, max_pool, smallest_side
+from jaxcnn.models.layers import Conv, avg_pool, check_input_size, max_pool, pad_to, smallest_side
 from jaxcnn.models.registry import register
 
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
@@ -25,15 +25,6 @@ def smallest_input() -> int:
   """C1, S2, C3, S4 and C5 (5x5 convs and 2x2/2 subsampling without padding) need the 32x32 field, which
   centring gives any image: LeNet-5 takes every size."""
   return smallest_side([(5, 1, "VALID"), (2, 2, "VALID"), (5, 1, "VALID"), (2, 2, "VALID"), (5, 1, "VALID")], FIELD)
-
-
-def pad_to(images: jnp.ndarray, size: int) -> jnp.ndarray:
-  """Centres NHWC images smaller than size x size in a zero field of that size."""
-  height, width = images.shape[1:3]
-  pad_h, pad_w = max(size - height, 0), max(size - width, 0)
-  if not (pad_h or pad_w):
-    return images
-  return jnp.pad(images, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
 
 
 class LeNet5(nn.Module):

@@ -1,4 +1,4 @@
-"""jaxcnn.kernels against the plain layers: each fast form's values and gradients (float32 and bfloat16), the
+"""jaxcnn.fast_forms against the plain layers: each fast form's values and gradients (float32 and bfloat16), the
 models built with the switch on against the same models with it off, the forms actually in the traced
 train steps, and the per-jaxlib XLA flag table.
 
@@ -12,8 +12,6 @@ of the largest element; bfloat16, 8 mantissa bits: 2e-2).
 import functools
 import os
 import pathlib
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -22,9 +20,10 @@ import jaxlib
 import numpy as np
 import optax
 import pytest
+from conftest import run_jaxcnn
 
-from jaxcnn import kernels, models
-from jaxcnn.kernels import conv, lrn, pool, xla_flags
+from jaxcnn import fast_forms, models, xla_flags
+from jaxcnn.fast_forms import conv, lrn, pool
 from jaxcnn.models import layers
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -52,7 +51,7 @@ def assert_same_values_and_gradients(ours, plain, *args, dtype=jnp.float32):
 
 
 def convolutions(x, w, padding, strides=(1, 1)):
-  """(kernels' convolution, XLA's), both taking (x, w)."""
+  """(the fast form's convolution, XLA's), both taking (x, w)."""
   numbers = jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
   options = {"window_strides": strides, "padding": padding, "dimension_numbers": numbers}
   return functools.partial(conv.conv_general_dilated, **options), functools.partial(
@@ -230,16 +229,16 @@ def test_forms_that_apply_on_the_cpu_only_are_the_plain_layers_elsewhere(monkeyp
 
 @pytest.fixture
 def switch(monkeypatch):
-  """Sets the kernels switch (on: enable(), off: disable()); XLA_FLAGS and the plain layers come back after."""
+  """Sets the fast-forms switch (on: enable(), off: disable()); XLA_FLAGS and the plain layers come back after."""
   monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
-  yield lambda on: kernels.enable() if on else kernels.disable()
-  kernels.disable()
+  yield lambda on: fast_forms.enable() if on else fast_forms.disable()
+  fast_forms.disable()
 
 
 def test_enable_installs_every_form_and_disable_restores_the_plain_layers(switch):
-  assert switch(True).startswith("kernels: on (XLA_FLAGS for jaxlib ")
+  assert switch(True).startswith("fast forms: on (XLA_FLAGS for jaxlib ")
   assert set(layers._FAST_FORMS) == set(layers.FAST_FORM_NAMES)
-  assert switch(False) == "kernels: off (plain layers, no XLA flags added)"
+  assert switch(False) == "fast forms: off (plain layers, no XLA flags added)"
   assert not layers._FAST_FORMS
   with pytest.raises(ValueError, match="unknown layer form"):
     layers.use_fast_forms({"max_pool2d": pool.max_pool})
@@ -284,7 +283,7 @@ def train_step_outputs(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_a_model_with_the_kernels_on_computes_what_it_computes_with_them_off(name, switch):
+def test_a_model_with_the_fast_forms_on_computes_what_it_computes_with_them_off(name, switch):
   model, step = train_step_outputs(name)
   _, image_shape = MODELS[name]
   images = jax.random.normal(jax.random.PRNGKey(0), (4, *image_shape))
@@ -354,21 +353,12 @@ def test_the_table_covers_the_installed_jaxlib():
 
 
 def run_main(*args, xla_flags_env: str):
-  env = {**os.environ, "PYTHONPATH": str(REPO), "XLA_FLAGS": xla_flags_env}
-  result = subprocess.run(
-    [sys.executable, "-m", "jaxcnn.main", "--mode=summary", "--config=lenet5", *args],
-    check=False,
-    capture_output=True,
-    text=True,
-    env=env,
-    cwd=REPO,
-    timeout=300,
-  )
+  result = run_jaxcnn("--mode=summary", "--config=lenet5", *args, extra_env={"XLA_FLAGS": xla_flags_env}, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return result.stdout.splitlines()[0]
 
 
-def test_the_command_line_switches_the_kernels_and_keeps_the_users_flags():
-  assert run_main("--nokernels", xla_flags_env="") == "kernels: off (plain layers, no XLA flags added)"
+def test_the_command_line_switches_the_fast_forms_and_keeps_the_users_flags():
+  assert run_main("--nofast_forms", xla_flags_env="") == "fast forms: off (plain layers, no XLA flags added)"
   line = run_main(xla_flags_env="--xla_cpu_experimental_ynn_fusion_type=")
-  assert line.startswith("kernels: on (XLA_FLAGS for jaxlib ") and "kept yours: --xla_cpu_experimental_ynn" in line
+  assert line.startswith("fast forms: on (XLA_FLAGS for jaxlib ") and "kept yours: --xla_cpu_experimental_ynn" in line

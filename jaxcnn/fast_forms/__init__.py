@@ -14,12 +14,13 @@ before JAX starts a backend.
   avg_pool               pool.py: the sum of the tiles' elements                     every backend
   local_response_norm    lrn.py: a written-out gradient                              every backend
 
-Each form computes its plain layer's function, values and gradients (tests/test_kernels.py); the max-pool's
+Each form computes its plain layer's function, values and gradients (tests/test_fast_forms.py); the max-pool's
 gradient at ties inside a window is shared among them (pool.py). The forms are looked up when a model is
 traced: switch before the first jit of a step.
 """
 
-from jaxcnn.kernels import conv, lrn, pool, xla_flags
+from jaxcnn import xla_flags
+from jaxcnn.fast_forms import conv, lrn, pool
 from jaxcnn.models import layers
 
 FORMS = {
@@ -35,11 +36,11 @@ def enable(add_xla_flags: bool = True) -> str:
   never over the user's own; call before JAX's first use of a device. Returns a one-line description."""
   layers.use_fast_forms(FORMS)
   flags = str(xla_flags.apply()) if add_xla_flags else "no XLA flags added"
-  return f"kernels: on ({flags})"
+  return f"fast forms: on ({flags})"
 
 
 def disable() -> str:
   """Restores the plain layers (XLA flags already added stay: XLA read them when its backend started).
   Returns a one-line description."""
   layers.use_fast_forms({})
-  return "kernels: off (plain layers, no XLA flags added)"
+  return "fast forms: off (plain layers, no XLA flags added)"

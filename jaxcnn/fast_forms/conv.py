@@ -1,6 +1,6 @@
 """`lax.conv_general_dilated` computed on the CPU in the forms XLA:CPU runs fastest.
 
-Each form computes the same function as XLA's convolution, values and gradients (tests/test_kernels.py);
+Each form computes the same function as XLA's convolution, values and gradients (tests/test_fast_forms.py);
 they differ in how the work is laid out. The causes below were found by profiling the compiled train steps
 and reading their optimised HLO; the measured effects are in BUILD_NOTES.md, "Speed on the CPU".
 """

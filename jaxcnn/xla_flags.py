@@ -15,7 +15,7 @@ layout transposes; XLA's own (Eigen) convolutions run them faster, while YNNPACK
 than XLA's own, which split each into a windowed reduction.
 
 `--xla_disable_hlo_passes=cse_barrier_expander` keeps optimization barriers until fusion, where XLA
-otherwise drops them first thing: `jaxcnn.kernels.conv` places one on each convolution's input (see there),
+otherwise drops them first thing: `jaxcnn.fast_forms.conv` places one on each convolution's input (see there),
 and JAX's own barriers (`jax.checkpoint`) then keep their documented meaning on the CPU too.
 """
 
