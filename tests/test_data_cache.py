@@ -6,10 +6,11 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import config_of
 from data_fixtures import smooth, write_image_folder
 from PIL import Image
 
-from jaxcnn import configs, data
+from jaxcnn import data
 from jaxcnn.data import augment, cache, pack
 
 # Pixel units: mean 0, std 1/255 leaves each batch on the 0..255 scale.
@@ -25,8 +26,7 @@ def _jpeg_folder(root: pathlib.Path, sizes, seed=0) -> pathlib.Path:
 
 
 def _config(root, cache_dir="auto", augment_spec="alexnet"):
-  config = configs.get("lenet5")
-  config.update(
+  return config_of(
     dataset="image_folder",
     data_dir=str(root),
     validation_size=0,
@@ -36,7 +36,6 @@ def _config(root, cache_dir="auto", augment_spec="alexnet"):
     pipeline="jax",
     data_cache=str(cache_dir),
   )
-  return config
 
 
 def _split(root):

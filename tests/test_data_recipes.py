@@ -5,9 +5,10 @@ import pathlib
 
 import numpy as np
 import pytest
+from conftest import config_of
 from data_fixtures import gradient, write_cifar_python, write_idx, write_image_folder, write_tfds
 
-from jaxcnn import configs, data
+from jaxcnn import data
 from jaxcnn.data import augment, pipeline, tf_ops
 
 # JPEG and PNG in turn, without stray files.
@@ -40,9 +41,8 @@ def _tfds_gradients(directory):
 
 
 def _config(name, dataset, data_dir, **overrides):
-  config = configs.get(name)
-  config.update({"dataset": dataset, "data_dir": str(data_dir), "batch_size": 16, "eval_batch_size": 8, **overrides})
-  return config
+  base = dict(dataset=dataset, data_dir=str(data_dir), batch_size=16, eval_batch_size=8)
+  return config_of(base, overrides, name=name)
 
 
 def _source(kind, tmp_path):

@@ -9,21 +9,19 @@ import sys
 import jax
 import numpy as np
 import pytest
+from conftest import config_of
 from data_fixtures import MIXED, write_cifar_binary, write_cifar_python, write_image_folder, write_tfds
 from PIL import Image
 
-from jaxcnn import configs, data, inference, models, optim, parallel, train
+from jaxcnn import data, inference, models, optim, parallel, train
 from jaxcnn.data import cache, folder, host, images, stats, tf_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(dataset, data_dir="", **overrides):
-  config = configs.get("lenet5")
-  config.dataset, config.data_dir, config.validation_size = dataset, str(data_dir), 0
-  config.batch_size, config.eval_batch_size = 16, 16
-  config.update(overrides)
-  return config
+  base = dict(dataset=dataset, data_dir=str(data_dir), validation_size=0, batch_size=16, eval_batch_size=16)
+  return config_of(base, overrides)
 
 
 def test_cifar10_pickles(tmp_path):

@@ -204,25 +204,45 @@ def start_sides(model: str) -> tuple[dict, dict]:
 
 
 def measure(model: str) -> Record:
+  """One model's row: both sides built and warmed up, timed in ABBA turns, compared where the work is equal."""
   load_before = os.getloadavg()[0]
   workers, infos = start_sides(model)
   ours = infos["jaxcnn"]
   try:
     steps = FLAGS.steps or max(2, math.ceil(FLAGS.seconds / ours["warmup_seconds_per_step"]))
-    order = list(workers)
-    runs = {side: [] for side in order}
-    peak = None
-    for repeat in range(FLAGS.repeats):  # ABBA: the order reverses every other repeat
-      for side in order if repeat % 2 == 0 else order[::-1]:
-        result = workers[side].run(steps, SETTLE_SECONDS)
-        runs[side].append(steps * FLAGS.batch_size / result["seconds"])
-        peak = result["peak_memory_bytes"] if side == "jaxcnn" else peak
+    runs, peak = timed_turns(workers, steps)
   finally:
     for process in workers.values():
       process.close()
-  rate = statistics.median(runs["jaxcnn"])
+  record = jaxcnn_record(model, ours, runs["jaxcnn"], steps, peak, load_before)
+  if "pytorch" in workers:
+    record = with_pytorch(record, infos, runs)
+  if "pytorch" in workers and FLAGS.precision == "float32" and FLAGS.mode == "step":
+    record = self_check(record, steps)
+  if FLAGS.compare and "pytorch" not in workers:
+    record.no_ratio_because = f"PyTorch eager failed: {infos['errors']['pytorch']}"
+  record.pytorch_compiled_error = infos["errors"].get("pytorch_compiled")
+  return record
+
+
+def timed_turns(workers: dict, steps: int) -> tuple[dict[str, list[float]], int | None]:
+  """({side: images/s of each repeat}, jaxcnn's peak memory): `steps` steps a turn, each side in turn with the
+  others idle, the order reversed every other repeat (ABBA)."""
+  order = list(workers)
+  runs, peak = {side: [] for side in order}, None
+  for repeat in range(FLAGS.repeats):
+    for side in order if repeat % 2 == 0 else order[::-1]:
+      result = workers[side].run(steps, SETTLE_SECONDS)
+      runs[side].append(steps * FLAGS.batch_size / result["seconds"])
+      peak = result["peak_memory_bytes"] if side == "jaxcnn" else peak
+  return runs, peak
+
+
+def jaxcnn_record(model: str, ours: dict, runs: list[float], steps: int, peak, load_before: float) -> Record:
+  """The row's jaxcnn side: the median rate, its model FLOPs utilisation where the device's peak is known."""
+  rate = statistics.median(runs)
   mfu = ours["step_flops"] * rate / FLAGS.batch_size / ours["peak_flops"] if ours["peak_flops"] else None
-  record = Record(
+  return Record(
     model,
     FLAGS.batch_size,
     tuple(ours["image_shape"]),
@@ -234,7 +254,7 @@ def measure(model: str) -> Record:
     ours["params"],
     ours["macs"],
     rate,
-    runs["jaxcnn"],
+    runs,
     steps,
     ours["compile_seconds"],
     ours["compile_source"],
@@ -244,33 +264,31 @@ def measure(model: str) -> Record:
     peak,
     (load_before, os.getloadavg()[0]),
   )
-  if "pytorch" in workers:
-    theirs = infos["pytorch"]
-    reason = step.unequal_work(ours, theirs, FLAGS.mode)
-    eager = statistics.median(runs["pytorch"])
+
+
+def with_pytorch(record: Record, infos: dict, runs: dict[str, list[float]]) -> Record:
+  """The row with PyTorch's eager (and compiled) columns; the ratios only where both sides did the same work."""
+  theirs = infos["pytorch"]
+  reason = step.unequal_work(infos["jaxcnn"], theirs, FLAGS.mode)
+  eager = statistics.median(runs["pytorch"])
+  record = dataclasses.replace(
+    record,
+    pytorch=theirs["description"],
+    pytorch_params=theirs["params"],
+    pytorch_macs=theirs["macs"],
+    pytorch_images_per_sec=eager,
+    pytorch_images_per_sec_runs=runs["pytorch"],
+    no_ratio_because=reason,
+    ratio=None if reason else record.images_per_sec / eager,
+  )
+  if "pytorch_compiled" in runs:
+    compiled = statistics.median(runs["pytorch_compiled"])
     record = dataclasses.replace(
       record,
-      pytorch=theirs["description"],
-      pytorch_params=theirs["params"],
-      pytorch_macs=theirs["macs"],
-      pytorch_images_per_sec=eager,
-      pytorch_images_per_sec_runs=runs["pytorch"],
-      no_ratio_because=reason,
-      ratio=None if reason else rate / eager,
+      pytorch_compiled_images_per_sec=compiled,
+      pytorch_compiled_images_per_sec_runs=runs["pytorch_compiled"],
+      compiled_ratio=None if reason else record.images_per_sec / compiled,
     )
-    if "pytorch_compiled" in workers:
-      compiled = statistics.median(runs["pytorch_compiled"])
-      record = dataclasses.replace(
-        record,
-        pytorch_compiled_images_per_sec=compiled,
-        pytorch_compiled_images_per_sec_runs=runs["pytorch_compiled"],
-        compiled_ratio=None if reason else rate / compiled,
-      )
-  if "pytorch" in workers and FLAGS.precision == "float32" and FLAGS.mode == "step":
-    record = self_check(record, steps)
-  if FLAGS.compare and "pytorch" not in workers:
-    record.no_ratio_because = f"PyTorch eager failed: {infos['errors']['pytorch']}"
-  record.pytorch_compiled_error = infos["errors"].get("pytorch_compiled")
   return record
 
 
