@@ -1,17 +1,19 @@
 """The decode-once cache of image folders (jaxcnn/data/cache.py): same batches, no decoding, never stale."""
 
+import json
 import logging
 import os
 import pathlib
 
 import numpy as np
 import pytest
-from conftest import config_of
+from conftest import config_of, run_module
 from data_fixtures import smooth, write_image_folder
 from PIL import Image
 
 from jaxcnn import data
 from jaxcnn.data import augment, cache, pack
+from jaxcnn.data import pipeline as data_pipeline
 
 # Pixel units: mean 0, std 1/255 leaves each batch on the 0..255 scale.
 KW = dict(global_batch=4, seed=3, mean=np.zeros(3, np.float32), std=np.full(3, 1 / 255, np.float32))
@@ -181,3 +183,37 @@ def test_the_start_line_states_place_and_disk_use(tmp_path):
   assert line.startswith(f"data cache: {rows.dir} (8 37x37 rows")
   assert f"{cache.size_text(rows.disk_bytes())} on disk" in line and "0/8 filled" in line
   assert "data cache: off" in data.InputPipeline(_config(root, ""), data.load(_config(root))).describe()[-1]
+
+
+def test_the_hosts_share_of_a_cached_batch_is_the_views_the_device_finishes(tmp_path):
+  """`cached_train_views` (what `python -m jaxcnn.bench.pipeline` times as the host's share) yields the uint8 views
+  each cached batch is made of: the batch is those views, mirrored where the plan flips, normalised (here to 0..255
+  by KW's statistics)."""
+  chain = _chain("resize_short(37)|center_crop(37)|random_crop(32)|flip_lr")
+  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(5)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(chain))
+  batches = _epoch(split, 1, rows, chain)
+  views = list(data_pipeline.cached_train_views(split, rows, chain, global_batch=4, seed=3, epoch=1))
+  assert len(views) == len(batches) == 2
+  kinds = []
+  for images, batch_views in zip(batches, views):
+    assert batch_views.dtype == np.uint8 and batch_views.shape == (4, 1, 32, 32, 3)
+    for image, view in zip(images, batch_views[:, 0]):
+      kinds.append("mirrored" if np.allclose(image, view[:, ::-1], atol=1e-3) else "as cut")
+      assert np.allclose(image, view[:, ::-1] if kinds[-1] == "mirrored" else view, atol=1e-3)
+  assert set(kinds) == {"mirrored", "as cut"}, kinds  # both branches checked
+
+
+def test_the_pipeline_bench_measures_a_users_folder(tmp_path):
+  folder = _jpeg_folder(tmp_path / "f", [(40, 60), (70, 45), (50, 50), (64, 90)] * 4)
+  out = tmp_path / "pipeline.json"
+  args = ("--config=alexnet", f"--config.data_dir={folder}", "--config.batch_size=4", "--config.image_size=32")
+  result = run_module("jaxcnn.bench.pipeline", *args, "--batches=2", "--step_batches=1", f"--json={out}")
+  assert result.returncode == 0, result.stderr[-2000:]
+  measured = json.loads(out.read_text())
+  for rate in ("first_pass_images_per_sec", "cached_images_per_sec", "cached_host_images_per_sec"):
+    assert measured[rate] > 0, measured
+  assert measured["cores"] >= 1 and measured["cache_head"] == "resize_short(37)|center_crop(37)", measured
+  # 32 images less the validation share, a 37x37x3 row each (and the fill marks and the note)
+  assert measured["train_step_images_per_sec"] > 0 and measured["cache_bytes"] >= 28 * 37 * 37 * 3, measured
+  assert "the host's share" in result.stdout and "per core" in result.stdout

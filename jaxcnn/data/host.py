@@ -118,9 +118,15 @@ def cut_row(row: np.ndarray, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
   return np.stack(views)
 
 
-def cached_batches(split, indices, plan, mask, chain, mean, std, out_hw, rows) -> Iterator[dict]:
-  """`file_batches` from a `cache.RowCache`: `plan` is the tail's, in the rows' pixels; each view is cut from
-  its row on the host (a slice where no resize is left), mirrored, lit and normalised on the device."""
+def cached_views(split, indices, windows, out_hw, rows) -> Iterator[np.ndarray]:
+  """uint8 [local_batch, views, h, w, 3] per step: each view cut from its row of a `cache.RowCache` on the
+  decoding threads (a slice where no resize is left): what the host hands the device for a cached batch."""
   # Rows not yet filled are decoded (their head stored) on the decoding threads, as `file_batches` decodes files.
-  views = _decoded_views(split, indices, plan.windows, lambda i, windows: cut_row(rows.get(i), windows, out_hw))
+  return _decoded_views(split, indices, windows, lambda i, view_windows: cut_row(rows.get(i), view_windows, out_hw))
+
+
+def cached_batches(split, indices, plan, mask, chain, mean, std, out_hw, rows) -> Iterator[dict]:
+  """`file_batches` from a `cache.RowCache`: `plan` is the tail's, in the rows' pixels; the views
+  (`cached_views`) are mirrored, lit and normalised on the device."""
+  views = cached_views(split, indices, plan.windows, out_hw, rows)
   return _assemble(split, indices, plan, mask, views, _on_device(jax_ops.finish_fn, chain, mean, std))

@@ -205,17 +205,30 @@ def train_batches(
   if row_cache is not None:
     if row_cache.split is not split or pipeline == "tfdata":
       raise ValueError("row_cache must be the cache of this split, with pipeline auto or jax")
-    # The head draws no random numbers: the tail draws what the whole chain would, in the rows' pixels.
-    tail = row_cache.head.tail
-    plan = tail.plan(np.random.default_rng([seed, epoch, 1]), *row_cache.shapes[order].T)
-    indices, plan, _ = _local(order, plan, global_batch, None, start_batch)
-    out_hw = chain.output_size((None, None))
-    return host.cached_batches(split, indices, plan, None, tail, mean, std, out_hw, row_cache)
+    indices, plan, out_hw = _cached_plan(row_cache, chain, order, global_batch, seed, epoch, start_batch)
+    return host.cached_batches(split, indices, plan, None, row_cache.head.tail, mean, std, out_hw, row_cache)
   src_h, src_w = _source_sizes(split, order)
   # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa. The
   # whole epoch is drawn even when it starts at start_batch, so that its batches are the same numbers.
   plan = chain.plan(np.random.default_rng([seed, epoch, 1]), src_h, src_w)
   return _batches(split, order, plan, None, chain, mean, std, global_batch, pipeline, start_batch)
+
+
+def _cached_plan(row_cache, chain, order, global_batch: int, seed: int, epoch: int, start_batch: int):
+  """(this process's rows [steps, local_batch], their tail plan, the output size) of an epoch read from a row
+  cache. The head draws no random numbers: the tail draws what the whole chain would, in the rows' pixels."""
+  plan = row_cache.head.tail.plan(np.random.default_rng([seed, epoch, 1]), *row_cache.shapes[order].T)
+  indices, plan, _ = _local(order, plan, global_batch, None, start_batch)
+  return indices, plan, chain.output_size((None, None))
+
+
+def cached_train_views(split, row_cache, chain, *, global_batch: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+  """The host's part of `train_batches` from a row cache: uint8 views [local_batch, views, h, w, 3] per step,
+  before the device mirrors, lights and normalises them (`python -m jaxcnn.bench.pipeline` times it apart: on a
+  GPU host that part runs on the GPU)."""
+  order = train_order(len(split), global_batch, seed, epoch)
+  indices, plan, out_hw = _cached_plan(row_cache, chain, order, global_batch, seed, epoch, 0)
+  return host.cached_views(split, indices, plan.windows, out_hw, row_cache)
 
 
 def eval_batches(split, *, global_batch: int, mean, std, augment_chain=None, pipeline: str = "auto") -> Iterator[dict]:
@@ -340,6 +353,17 @@ class InputPipeline:
       pipeline=self.config.pipeline,
       start_batch=start_batch,
       row_cache=self.row_cache(),
+    )
+
+  def cached_train_views(self, epoch: int) -> Iterator[np.ndarray]:
+    """The host's part of `train_batches(epoch)` from the folder's row cache (`cached_train_views`)."""
+    return cached_train_views(
+      self.dataset.split("train"),
+      self.row_cache(),
+      self.train_chain,
+      global_batch=self.config.batch_size,
+      seed=self.config.seed,
+      epoch=epoch,
     )
 
   def eval_images_per_step(self, split) -> int:
