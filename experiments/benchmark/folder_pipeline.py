@@ -61,7 +61,9 @@ def run_tfdata(args) -> dict:
 
   config = _config(args.config, args.dir, args.batch)
   config.update(pipeline="tfdata", data_cache="")
-  rate, _ = pipeline._timed(data.InputPipeline(config, data.load(config)).train_batches(0), args.batches)
+  rate, _ = pipeline._timed(
+    pipeline.images_of(data.InputPipeline(config, data.load(config)).train_batches(0)), args.batches
+  )
   return {"tfdata_images_per_sec": rate, "cores": cores()}
 
 

@@ -87,19 +87,25 @@ def cores() -> int:
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _timed(batches, limit: int) -> tuple[float, int]:
-  """(images/s, batches timed) over up to `limit` batches after the first."""
-  iterator = iter(batches)
+def _timed(images, limit: int) -> tuple[float, int]:
+  """(images/s, batches timed) over up to `limit` arrays of `images` ([batch, ...] each: a batch's images, or the
+  host's views of them) after the first."""
+  iterator = iter(images)
   first = next(iterator, None)
   if first is None:
     return float("nan"), 0
-  jax.block_until_ready(first["image"])
-  images, start = 0, time.perf_counter()
+  jax.block_until_ready(first)
+  count, start = 0, time.perf_counter()
   for batch in itertools.islice(iterator, limit):
-    jax.block_until_ready(batch["image"])
-    images += len(batch["label"])
+    jax.block_until_ready(batch)
+    count += len(batch)
   seconds = time.perf_counter() - start
-  return (images / seconds if images else float("nan")), images // max(len(first["label"]), 1)
+  return (count / seconds if count else float("nan")), count // max(len(first), 1)
+
+
+def images_of(batches):
+  """The image arrays of `batches` (what `_timed` times)."""
+  return (batch["image"] for batch in batches)
 
 
 def measure_folder(config, batches: int, step_batches: int) -> dict:
@@ -115,14 +121,13 @@ def measure_folder(config, batches: int, step_batches: int) -> dict:
     for line in pipeline.describe():
       print(line, flush=True)
     rows = pipeline.row_cache()
-    first_pass, first_batches = _timed(pipeline.train_batches(0), batches)
+    first_pass, first_batches = _timed(images_of(pipeline.train_batches(0)), batches)
     if rows is not None:
       pack.fill(rows)  # the rows epoch 0 left out (its incomplete last batch)
-    cached, cached_batches = _timed(pipeline.train_batches(1), batches) if rows else (float("nan"), 0)
+    cached, cached_batches = _timed(images_of(pipeline.train_batches(1)), batches) if rows else (float("nan"), 0)
     # The host's share of a cached batch (rows cut to uint8 views); the device's mirroring, lighting and
     # normalisation, which the rate above includes, run on the accelerator of a GPU host.
-    host_views = ({"image": views, "label": views} for views in pipeline.cached_train_views(1)) if rows else ()
-    cached_host, _ = _timed(host_views, batches) if rows else (float("nan"), 0)
+    cached_host, _ = _timed(pipeline.cached_train_views(1), batches) if rows else (float("nan"), 0)
     result = {
       "config": config.get("name", "") or config.model,
       "data_dir": str(config.data_dir),
