@@ -66,7 +66,9 @@ def _final_record(workdir) -> dict:
 
 @pytest.mark.slow
 def test_a_second_launch_on_a_busy_workdir_exits_at_once_and_the_first_run_is_unharmed(tmp_path, tiny_args):
-  args = [*tiny_args, "--config.num_epochs=3"]
+  # Long enough that the first run still holds the workdir when the second has started (a second process takes a
+  # few seconds to import; three tiny epochs from a warm compilation cache ended before it once).
+  args = [*tiny_args, "--config.num_epochs=15"]
   workdir = tmp_path / "run"
   first = run_jaxcnn(f"--workdir={workdir}", *args, devices=FAKE_DEVICES, background=True)
   lock_file = workdir / workdir_lock.LOCK_NAME
