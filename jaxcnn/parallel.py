@@ -78,10 +78,9 @@ class Pmap:
     """This process's [local_batch, ...] as [local_devices, per_device, ...], one slice per device, placed as
     `batch_spec` says whether the batch comes from the host or from the device that augmented it (so that a step
     compiled for the spec takes every batch)."""
-    sharding = self._sharding
-    return {
-      k: jax.device_put(v.reshape(jax.local_device_count(), -1, *v.shape[1:]), sharding) for k, v in batch.items()
-    }
+    count = jax.local_device_count()
+    # One device_put of the whole dict: a call per array cost ~45 us more per step (4 arrays, 2-core CPU).
+    return jax.device_put({k: v.reshape(count, -1, *v.shape[1:]) for k, v in batch.items()}, self._sharding)
 
   def batch_spec(self, local_batch: dict) -> dict:
     """What `put_batch` makes of a batch of these (shape, dtype) pairs, as ShapeDtypeStructs: a step compiles for it

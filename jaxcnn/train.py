@@ -54,11 +54,19 @@ class TrainState(train_state.TrainState):
     )
 
 
-def create_train_state(config, model, image_shape, tx, variables=None) -> TrainState:
-  """A fresh state: `model` initialised from `config.seed`, or holding given `variables` (imported weights)."""
+# XLA's backend optimisation level for the one program that creates a state. Its random initialisers unroll into
+# long straight-line code that LLVM's default level spends seconds on (LeNet-5 2.0 s, ResNet-50 7.3 s on a 2-core
+# CPU) for a program that runs once; level 1 compiles it in 0.7 s / 4.8 s to the same bits
+# (tests/test_train.py::test_a_fresh_state_is_the_same_at_the_fast_compiling_level).
+STATE_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def fresh_state(config, model, image_shape, tx, variables=None) -> TrainState:
+  """A fresh state: `model` initialised from `config.seed`, or holding given `variables` (imported weights).
+  Traceable: `create_train_state` compiles it, `jax.eval_shape` of it is a restore's template."""
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   if variables is None:
-    variables = jax.jit(model.init, static_argnames="train")(init_rng, jnp.zeros((1, *image_shape)), train=False)
+    variables = model.init(init_rng, jnp.zeros((1, *image_shape)), train=False)
   params = variables["params"]
   state = TrainState.create(
     apply_fn=model.apply,
@@ -69,6 +77,13 @@ def create_train_state(config, model, image_shape, tx, variables=None) -> TrainS
     ema_params=params if config.ema_decay else {},
   )
   return state.replace(step=jnp.zeros((), jnp.int32))  # an array, so that checkpoints hold it like every leaf
+
+
+def create_train_state(config, model, image_shape, tx, variables=None) -> TrainState:
+  """`fresh_state`, made by one compiled program (keys, initialisers, optimizer state): run eagerly, each
+  operation compiles a program of its own, ~25 ms apiece on a CPU, dozens of them for the optimizer's zeros."""
+  make = functools.partial(fresh_state, config, model, image_shape, tx)
+  return jax.jit(make, compiler_options=STATE_COMPILER_OPTIONS)(variables)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,8 +265,12 @@ class Run:
     return list(dict.fromkeys(names))
 
   def new_state(self) -> TrainState:
-    """A freshly initialised train state, on the host."""
+    """A fresh state of this run's model, seed and optimizer (`create_train_state`)."""
     return create_train_state(self.config, self.model, self.input.image_shape, self._tx)
+
+  def make_state(self) -> TrainState:
+    """What `new_state` compiles, traceable: `jax.eval_shape(run.make_state)` gives its shapes, computing nothing."""
+    return fresh_state(self.config, self.model, self.input.image_shape, self._tx)
 
   @functools.cached_property
   def eval_step(self):
@@ -341,9 +360,9 @@ class Run:
 
   def restore(self, step: int | None = None) -> tuple[TrainState, dict]:
     """(state on the host, metadata) of a checkpoint (the latest by default), refusing one of another model,
-    dataset or jaxcnn version; restored into the shapes of `new_state`, which is never run."""
+    dataset or jaxcnn version; restored into the shapes of `make_state`, which is never run."""
     check = functools.partial(checkpoint.check_run_meta, config=self.config, num_classes=self.dataset.num_classes)
-    return self.checkpointer.restore(checkpoint.restore_template(self.new_state), step, check)
+    return self.checkpointer.restore(checkpoint.restore_template(self.make_state), step, check)
 
 
 # Config fields that do not enter the compiled train step (as the batch carries the learning rate: see train_step),
@@ -472,7 +491,7 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
           return record
         state, host_state, record = _end_epoch(run, state, epoch, host_sums, seconds, controls, watchdog)
         metrics_log.write(record)
-        tensorboard.scalars(record["step"], record | {"weight_norm": float(optax.tree.norm(host_state.params))})
+        tensorboard.scalars(record["step"], record | {"weight_norm": _weight_norm(host_state.params)})
         if reporting.is_reporter():
           print(reporting.epoch_line(record), flush=True)
         best = config.checkpoint_best_metric
@@ -489,6 +508,12 @@ def _train_and_evaluate(config, workdir: pathlib.Path, epochs_per_run: int | Non
     tensorboard.close()
   reporting.plot_curves(workdir)
   return record
+
+
+def _weight_norm(params) -> float:
+  """The L2 norm of host-side weights, in NumPy: optax's would compile a program per leaf shape at the first epoch's
+  end (~1.2 s for LeNet-5's ten leaves on a 2-core CPU)."""
+  return float(np.sqrt(sum(np.sum(np.square(leaf, dtype=np.float64)) for leaf in jax.tree.leaves(params))))
 
 
 def _print_start(run: Run, host_state: TrainState, start_epoch: int) -> None:

@@ -278,6 +278,10 @@ def test_time_to_accuracy_pytorch_twin_against_the_real_job_in_alternating_round
   # The job's one point comes after train and eval: the eval's accuracy, written by jaxcnn.main.
   assert [e["epoch"] for e in results["jaxcnn"]["epochs"]] == [1]
   assert "eval" in result.stderr and "top-1" in result.stderr
+  # Each round's job starts from an empty compilation cache of its own, which its eval process then reads, as a
+  # first-time user's train and eval do.
+  assert result.stderr.count("train step: compiled (compilation cache /") == 2, result.stderr[-3000:]
+  assert result.stderr.count("test eval step: loaded from the compilation cache /") == 2, result.stderr[-3000:]
   for side in ("jaxcnn", "pytorch"):
     check_reached_the_target(results[side])
     rounds = results[side]["round_seconds_to_target"]

@@ -426,7 +426,7 @@ def lowered_train_step(config, workdir, rate_in_batch: bool = True) -> str:
     batch.pop("learning_rate")
   count, sharding = jax.local_device_count(), run.strategy._sharding  # as Pmap.put_state places the state
   state = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct((count, *x.shape), x.dtype, sharding=sharding), jax.eval_shape(run.new_state)
+    lambda x: jax.ShapeDtypeStruct((count, *x.shape), x.dtype, sharding=sharding), jax.eval_shape(run.make_state)
   )
   return step.lower(state, batch).as_text()
 

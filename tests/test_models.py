@@ -384,7 +384,7 @@ def test_forward_and_backward_on_8_devices(name, release_compiled):
   )
   if name not in COMPILED:
     model = models.create(name, num_classes=10)
-    state = jax.eval_shape(lambda: train.create_train_state(config, model, MNIST, tx))
+    state = jax.eval_shape(lambda: train.fresh_state(config, model, MNIST, tx))
     new_state, sums = jax.eval_shape(step, state, batch)
     assert sums["loss"].shape == ()
     grads = new_state.opt_state[0].trace

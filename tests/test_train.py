@@ -3,7 +3,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import single_device_steps, train_steps
+from conftest import config_of, single_device_steps, train_steps
 
 from jaxcnn import checkpoint, data, evaluate, models, optim, parallel, train
 
@@ -164,3 +164,21 @@ def test_a_stop_request_at_an_epochs_last_batch_saves_that_epochs_end(tiny_confi
   assert checkpointer.steps() == [7]
   checkpointer.close()
   assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+# One model of each kind of initialiser the zoo uses: LeCun normal, the 1998 uniform fan-in, AlexNet's N(0, 0.01) with
+# its constant biases, He normal (variance scaling, VGG's and GoogLeNet's kind too), BatchNorm's ones and zeros.
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_1998", "mlp", "alexnet", "resnet20"])
+def test_a_fresh_state_is_the_same_at_the_fast_compiling_level(name, monkeypatch):
+  config = config_of(ema_decay=0.999)  # the moving average's copy is part of the state too
+  model = models.create(name, num_classes=10)
+  side = model.smallest_input()
+  shape = (side, side, 1 if name.startswith("lenet") else 3)
+  tx = optim.create(config, steps_per_epoch=10)
+  fast = train.create_train_state(config, model, shape, tx)
+  monkeypatch.setattr(train, "STATE_COMPILER_OPTIONS", {})  # XLA's default level
+  default = train.create_train_state(config, model, shape, tx)
+  assert jax.tree.structure(fast) == jax.tree.structure(default)
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert np.asarray(fast.step).dtype == np.int32 and int(fast.step) == 0

@@ -22,7 +22,9 @@ target. Each epoch's record is passed on as soon as the loop writes it to metric
 times the real job instead, as README command 1 (launch/quickstart.sh) runs it after its install check:
 `python -m jaxcnn.main --config=NAME --workdir=W` (with the same `--config.FIELD=VALUE` overrides), then
 `--mode=eval` from its checkpoint, each a process of its own; its one point is the whole config's training
-and the eval's test top-1 accuracy, at the end of the eval process.
+and the eval's test top-1 accuracy, at the end of the eval process. Without `--compilation_cache_dir` each
+round of the job starts with an empty compilation cache of its own, as a first-time user's run does (the eval
+process loads the eval step the training compiled); with it, that cache ("" = none).
 
 `--twin_recipe=plain` trains the PyTorch side as a plain loop instead of jaxcnn's recipe: `PLAIN_TWIN`
 (SGD with momentum 0.9 and weight decay 5e-4 at a constant learning rate of 0.05, batch 128, the whole
@@ -209,18 +211,20 @@ def jaxcnn_job_until(spec: dict, emit) -> None:
   """Trains spec's config as README command 1 does (train, then eval from the checkpoint, each a process of
   its own); emit(num_epochs, the eval's test accuracy) once the eval process has ended."""
   flags = [f"--config={spec['config']}"] + [f"--config.{k}={v}" for k, v in spec["overrides"].items()]
-  if spec["compilation_cache_dir"] is not None:
-    flags.append(f"--compilation_cache_dir={spec['compilation_cache_dir']}")
   flags.append("--fast_forms" if spec["fast_forms"] else "--nofast_forms")
-  with tempfile.TemporaryDirectory() as workdir:
+  with tempfile.TemporaryDirectory() as root:
+    workdir, cache = pathlib.Path(root, "workdir"), spec["compilation_cache_dir"]
+    # Without --compilation_cache_dir, a first-time user's cache: empty, then filled by the training process and
+    # read by the eval process (the default directory would carry whatever earlier runs left there).
+    flags.append(f"--compilation_cache_dir={pathlib.Path(root, 'cache') if cache is None else cache}")
     for mode in ("train", "eval"):
       subprocess.run(
         [sys.executable, "-m", "jaxcnn.main", f"--workdir={workdir}", f"--mode={mode}", *flags],
         stdout=sys.stderr,  # the worker's stdout is the protocol's channel
         check=True,
       )
-    results = json.loads(pathlib.Path(workdir, "eval_results.json").read_text())
-    emit(json.loads(pathlib.Path(workdir, "config.json").read_text())["num_epochs"], results["top1_accuracy"])
+    results = json.loads((workdir / "eval_results.json").read_text())
+    emit(json.loads((workdir / "config.json").read_text())["num_epochs"], results["top1_accuracy"])
 
 
 def pytorch_until(spec: dict, emit) -> None:
