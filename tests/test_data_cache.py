@@ -12,7 +12,7 @@ from data_fixtures import smooth, write_image_folder
 from PIL import Image
 
 from jaxcnn import data
-from jaxcnn.data import augment, cache, pack
+from jaxcnn.data import augment, cache, folder, pack
 from jaxcnn.data import pipeline as data_pipeline
 
 # Pixel units: mean 0, std 1/255 leaves each batch on the 0..255 scale.
@@ -107,6 +107,18 @@ def test_cached_epoch_within_tolerance_where_the_head_resamples(tmp_path):
     assert difference.mean() < 3.0 and np.percentile(difference, 99) < 12, (difference.mean(), difference.max())
 
 
+@pytest.mark.parametrize("low, high", [(150, 190), (300, 380)])
+def test_a_head_that_shrinks_a_jpeg_several_times_stays_within_the_tolerance(tmp_path, low, high):
+  # Windows 4-10x the head's 37 px: the uncached path resamples the full decode as well (a head decoded at a
+  # reduced DCT scale, 1/4 or 1/8, was 6-14 units apart on average).
+  rng = np.random.default_rng(1)
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(low, high, 2)) for _ in range(4)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+  for a, b in zip(_epoch(split, 0), _epoch(split, 0, rows), strict=True):
+    difference = np.abs(a - b)
+    assert difference.mean() < 3.0 and np.percentile(difference, 99) < 12, (difference.mean(), difference.max())
+
+
 def test_resume_from_the_cache_decodes_nothing_and_is_bitwise(tmp_path, counted_decodes):
   rng = np.random.default_rng(2)
   split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(40, 70, 2)) for _ in range(8)]))
@@ -185,15 +197,12 @@ def test_the_start_line_states_place_and_disk_use(tmp_path):
   assert "data cache: off" in data.InputPipeline(_config(root, ""), data.load(_config(root))).describe()[-1]
 
 
-def test_the_hosts_share_of_a_cached_batch_is_the_views_the_device_finishes(tmp_path):
-  """`cached_train_views` (what `python -m jaxcnn.bench.pipeline` times as the host's share) yields the uint8 views
-  each cached batch is made of: the batch is those views, mirrored where the plan flips, normalised (here to 0..255
-  by KW's statistics)."""
-  chain = _chain("resize_short(37)|center_crop(37)|random_crop(32)|flip_lr")
-  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(5)]))
-  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(chain))
-  batches = _epoch(split, 1, rows, chain)
-  views = list(data_pipeline.cached_train_views(split, rows, chain, global_batch=4, seed=3, epoch=1))
+CROP_AND_FLIP = "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr"
+
+
+def _assert_finished_from(batches, views) -> None:
+  """Each batch (normalised to 0..255 by KW's statistics) is its uint8 views [batch, 1, 32, 32, 3], each mirrored
+  where the plan flips it or as cut (within float rounding); both kinds occur."""
   assert len(views) == len(batches) == 2
   kinds = []
   for images, batch_views in zip(batches, views):
@@ -204,6 +213,85 @@ def test_the_hosts_share_of_a_cached_batch_is_the_views_the_device_finishes(tmp_
   assert set(kinds) == {"mirrored", "as cut"}, kinds  # both branches checked
 
 
+def _views(split, rows, chain, epoch):
+  return list(data_pipeline.cached_train_views(split, rows, chain, global_batch=4, seed=3, epoch=epoch))
+
+
+def test_the_hosts_share_of_a_cached_batch_is_the_views_the_device_finishes(tmp_path):
+  """`cached_train_views` (what `python -m jaxcnn.bench.pipeline` times as the host's share) yields the uint8 views
+  each cached batch is made of: the batch is those views, mirrored where the plan flips, normalised (here to 0..255
+  by KW's statistics)."""
+  chain = _chain(CROP_AND_FLIP)
+  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(5)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(chain))
+  _assert_finished_from(_epoch(split, 1, rows, chain), _views(split, rows, chain, 1))
+
+
+def test_a_first_pass_decodes_each_file_once_and_cuts_the_uncached_views(tmp_path, counted_decodes):
+  """The host's share of a first pass (`cached_train_views` of epoch 0 on a fresh cache, the bench's
+  `first_pass_host_images_per_sec`): each file of the epoch is decoded once, its head stored and its views cut from
+  that row; where the head is exact (shorter sides 37: it only crops) they are bitwise the views the uncached
+  path finishes into its batches, and reading the stored rows back gives the same views without a decode."""
+  chain = _chain(CROP_AND_FLIP)
+  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(5)]))
+  uncached = _epoch(split, 0, chain=chain)
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(chain))
+  counted_decodes.clear()
+  first_pass = _views(split, rows, chain, 0)
+  read = set(split.paths[data_pipeline.train_order(len(split), 4, 3, 0)])
+  assert sorted(counted_decodes) == sorted(read) and rows.decodes == len(read) == 8  # once each
+  assert rows.filled.sum() == 8
+  _assert_finished_from(uncached, first_pass)
+  counted_decodes.clear()
+  for again, view in zip(_views(split, rows, chain, 0), first_pass, strict=True):
+    np.testing.assert_array_equal(again, view)
+  assert counted_decodes == []
+
+
+def test_a_first_pass_where_the_head_resamples_stores_the_rows_its_views_came_from(tmp_path):
+  """Sources of 60-90 px (the head resizes; against the uncached path see the resampling tolerance above): the
+  first pass's views are bitwise those cut later from the stored rows, and the device finishes them into the
+  batches of epoch 0."""
+  chain = _chain(CROP_AND_FLIP)
+  rng = np.random.default_rng(4)
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(60, 90, 2)) for _ in range(4)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(chain))
+  first_pass = _views(split, rows, chain, 0)
+  assert rows.decodes == 8 and rows.filled.all()
+  for again, view in zip(_views(split, rows, chain, 0), first_pass, strict=True):
+    np.testing.assert_array_equal(again, view)
+  assert rows.decodes == 8
+  _assert_finished_from(_epoch(split, 0, rows, chain), first_pass)  # the batches a first epoch trains on
+
+
+def _edge_padded_cut(image: Image.Image, window, out_hw) -> np.ndarray:
+  """What `folder.cut_image` computed for every resized window before its one-crop frame: the window (zeros
+  outside the image) edge-padded by one pixel in NumPy, then Pillow's bilinear EXTENT transform."""
+  top, left, height, width = window
+  view = np.asarray(image.crop((left, top, left + width, top + height)))
+  framed = Image.fromarray(np.pad(view, ((1, 1), (1, 1), (0, 0)), mode="edge"))
+  extent = (1, 1, 1 + width, 1 + height)
+  return np.asarray(framed.transform(out_hw[::-1], Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
+
+
+def test_cutting_a_window_in_one_crop_gives_the_edge_padded_bits(tmp_path):
+  """`folder.cut_image` frames a shrinking window with the pixels around it (one crop of the decoded image, no
+  array copies): bitwise the edge-padded window's result, since no sample weighs the frame; windows that grow
+  keep the padding. Windows inside, across the border, keeping one side, shrinking and growing."""
+  path = _jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"
+  image = folder.open_rgb(str(path))
+  rng = np.random.default_rng(5)
+  kinds = set()
+  for _ in range(300):
+    out_hw = tuple(int(v) for v in rng.integers(8, 64, 2))
+    size = rng.integers(1, 130, 2) if rng.random() < 0.7 else np.array(out_hw) + rng.integers(0, 3, 2)
+    window = (int(rng.integers(-20, 90)), int(rng.integers(-20, 120)), int(size[0]), int(size[1]))
+    kinds.add("shrinks" if window[2] >= out_hw[0] and window[3] >= out_hw[1] else "grows")
+    cut = folder.cut_image(image, np.array([window]), out_hw)[0]
+    np.testing.assert_array_equal(cut, _edge_padded_cut(image, window, out_hw), err_msg=f"{window} -> {out_hw}")
+  assert kinds == {"shrinks", "grows"}
+
+
 def test_the_pipeline_bench_measures_a_users_folder(tmp_path):
   folder = _jpeg_folder(tmp_path / "f", [(40, 60), (70, 45), (50, 50), (64, 90)] * 4)
   out = tmp_path / "pipeline.json"
@@ -211,9 +299,11 @@ def test_the_pipeline_bench_measures_a_users_folder(tmp_path):
   result = run_module("jaxcnn.bench.pipeline", *args, "--batches=2", "--step_batches=1", f"--json={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   measured = json.loads(out.read_text())
-  for rate in ("first_pass_images_per_sec", "cached_images_per_sec", "cached_host_images_per_sec"):
+  rates = ("first_pass_images_per_sec", "first_pass_host_images_per_sec", "cached_images_per_sec")
+  for rate in (*rates, "cached_host_images_per_sec"):
     assert measured[rate] > 0, measured
   assert measured["cores"] >= 1 and measured["cache_head"] == "resize_short(37)|center_crop(37)", measured
   # 32 images less the validation share, a 37x37x3 row each (and the fill marks and the note)
   assert measured["train_step_images_per_sec"] > 0 and measured["cache_bytes"] >= 28 * 37 * 37 * 3, measured
-  assert "the host's share" in result.stdout and "per core" in result.stdout
+  assert "first pass, the host's share" in result.stdout and "cached, the host's share" in result.stdout
+  assert "per core" in result.stdout

@@ -128,7 +128,7 @@ def test_every_reader_of_image_files_decodes_them_alike(tmp_path):
       np.testing.assert_array_equal(tf_ops._pil_decode(f.read()), pixels, err_msg=path)
     np.testing.assert_array_equal(stats._read_rgb(path), pixels, err_msg=path)
     np.testing.assert_array_equal(host.cut_views(path, window, (20, 24))[0], pixels, err_msg=path)
-    np.testing.assert_array_equal(cache.head_row(path, window[0], (20, 24), (20, 24)), pixels, err_msg=path)
+    np.testing.assert_array_equal(cache.head_row(path, window[0], (20, 24)), pixels, err_msg=path)
     np.testing.assert_array_equal(images.read_resized([path], (20, 24, 3))[0], pixels, err_msg=path)
     with Image.open(path) as image:
       if image.mode == "I;16":  # scaled to 8 bits as TensorFlow's decoders scale it, not clipped at 255

@@ -3,13 +3,16 @@
   python experiments/benchmark/folder_pipeline.py make DIR [--num=2000]
   python experiments/benchmark/folder_pipeline.py jaxcnn DIR --config=alexnet [--batch=128] [--batches=15]
   python experiments/benchmark/folder_pipeline.py tfdata DIR --config=alexnet
-  python experiments/benchmark/folder_pipeline.py torch DIR [--workers=CORES]
+  python experiments/benchmark/folder_pipeline.py torch DIR [--workers=CORES] [--crop=224] [--torch_output=uint8]
 
 `make`: a Kaggle-like folder (two classes, JPEGs of 320-500 px per side, quality 75, smooth content that compresses
-like photographs). `jaxcnn`: `python -m jaxcnn.bench.pipeline`'s first pass and cached rates (no train step).
-`tfdata`: jaxcnn's tf.data pipeline for the same config (no cache). `torch`: a PyTorch DataLoader doing AlexNet's
-crops and flips with PIL (Resize(256), CenterCrop(256), RandomCrop(224), RandomHorizontalFlip, to float,
-normalise) on as many worker processes as cores. Rates: images/s over the batches after the first.
+like photographs). `jaxcnn`: `python -m jaxcnn.bench.pipeline`'s first pass, the host's share of it, and cached
+rates (no train step). `tfdata`: jaxcnn's tf.data pipeline for the same config (no cache). `torch`: a PyTorch
+DataLoader doing AlexNet's first-pass work with PIL, as torchvision's transforms do it (Resize(256): shorter side
+256, antialiased bilinear; CenterCrop(256); RandomCrop(--crop); RandomHorizontalFlip; to a uint8 CHW tensor as
+PILToTensor, or with --torch_output=float to float normalised as ToTensor + Normalize) on as many worker processes
+as cores, batches collated in the workers. uint8 is the like-for-like of jaxcnn's host share (uint8 views; the
+mirror, lighting and normalisation run on the device). Rates: images/s over the batches after the first.
 """
 
 import argparse
@@ -51,7 +54,14 @@ def run_jaxcnn(args) -> dict:
   from jaxcnn.bench import pipeline
 
   result = pipeline.measure_folder(_config(args.config, args.dir, args.batch), args.batches, 0)
-  keys = ("first_pass_images_per_sec", "cached_images_per_sec", "cached_host_images_per_sec", "cores", "cache_head")
+  keys = (
+    "first_pass_images_per_sec",
+    "first_pass_host_images_per_sec",
+    "cached_images_per_sec",
+    "cached_host_images_per_sec",
+    "cores",
+    "cache_head",
+  )
   return {k: result[k] for k in keys}
 
 
@@ -68,12 +78,15 @@ def run_tfdata(args) -> dict:
 
 
 def _torch_rate(args) -> dict:
-  """A DataLoader over the folder: PIL decode, Resize(256) (shorter side, bilinear), CenterCrop(256),
-  RandomCrop(224), RandomHorizontalFlip, float CHW normalised; torchvision is not needed (PIL ops by hand)."""
+  """A DataLoader over the folder: PIL decode, Resize(256) (shorter side, antialiased bilinear), CenterCrop(256),
+  RandomCrop(args.crop), RandomHorizontalFlip, a uint8 (or float normalised) CHW tensor; the PIL calls
+  torchvision's transforms make on a PIL image, by hand (sizes and offsets as torchvision 0.29's functional.py
+  computes them), so torchvision is not needed."""
   import torch
   from PIL import Image
 
   paths = sorted(str(p) for p in pathlib.Path(args.dir).rglob("*.jpg"))
+  crop = args.crop
   mean = np.float32([0.485, 0.456, 0.406]) * 255
   std = np.float32([0.229, 0.224, 0.225]) * 255
 
@@ -86,15 +99,18 @@ def _torch_rate(args) -> dict:
       with Image.open(paths[i]) as image:
         image = image.convert("RGB")
         w, h = image.size
-        scale = 256 / min(w, h)
-        image = image.resize((round(w * scale), round(h * scale)), Image.BILINEAR)
+        # _compute_resized_output_size: the longer side int(256 * long / short), truncated.
+        size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+        image = image.resize(size, Image.BILINEAR)
         w, h = image.size
-        left, top = (w - 256) // 2, (h - 256) // 2
+        left, top = int(round((w - 256) / 2.0)), int(round((h - 256) / 2.0))  # center_crop's offsets
         image = image.crop((left, top, left + 256, top + 256))
-        y, x = (int(v) for v in rng.integers(0, 33, 2))
-        image = image.crop((x, y, x + 224, y + 224))
+        y, x = (int(v) for v in rng.integers(0, 256 - crop + 1, 2))
+        image = image.crop((x, y, x + crop, y + crop))
         if rng.random() < 0.5:
           image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+      if args.torch_output == "uint8":
+        return torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy()), i % 2
       pixels = (np.asarray(image, np.float32) - mean) / std
       return torch.from_numpy(pixels.transpose(2, 0, 1).copy()), i % 2
 
@@ -107,7 +123,8 @@ def _torch_rate(args) -> dict:
   images, start = 0, time.perf_counter()
   for images_batch, _ in itertools.islice(iterator, args.batches):
     images += len(images_batch)
-  return {"torch_images_per_sec": images / (time.perf_counter() - start), "torch_workers": workers, "cores": cores()}
+  rate = images / (time.perf_counter() - start)
+  return {"torch_images_per_sec": rate, "torch_workers": workers, "torch_output": args.torch_output, "cores": cores()}
 
 
 def main() -> None:
@@ -119,6 +136,8 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=128)
   parser.add_argument("--batches", type=int, default=14)
   parser.add_argument("--workers", type=int, default=-1)
+  parser.add_argument("--crop", type=int, default=224, help="torch: RandomCrop's size (AlexNet config: 224)")
+  parser.add_argument("--torch_output", choices=("uint8", "float"), default="uint8")
   args = parser.parse_args()
   if args.mode == "make":
     make(pathlib.Path(args.dir), args.num)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Image-folder pipelines side by side on a Kaggle-like folder: jaxcnn's first pass and cached rows
-# (AlexNet, ResNet-50 and VGG-16 chains), jaxcnn's tf.data, and a PyTorch DataLoader with PIL doing AlexNet's
-# crops and flips on as many worker processes as cores. Alternating repeats, one process per measurement, the
-# median of each printed at the end. Run with nothing else on the machine.
+# Image-folder pipelines side by side on a Kaggle-like folder: jaxcnn's first pass, the host's share of it
+# (decode, head stored, views cut to uint8: what a GPU host's cores do) and cached rows (AlexNet, ResNet-50 and
+# VGG-16 chains), jaxcnn's tf.data, and a PyTorch DataLoader with PIL doing AlexNet's first-pass work (decode,
+# Resize 256, CenterCrop 256, RandomCrop 224, flip, to a uint8 tensor batch) on as many worker processes as
+# cores. Alternating repeats, one process per measurement, the median of each printed at the end, and AlexNet's
+# first-pass host share over the DataLoader's rate. Run with nothing else on the machine.
 #
 #   experiments/benchmark/folder_pipeline.sh [NUM_IMAGES=2000] [REPEATS=3] [BATCH=128] [CONFIGS="alexnet resnet50 vgg16"]
 set -euo pipefail
@@ -48,5 +50,9 @@ for line in open(sys.argv[1]):
 print(f"\nmedians over repeats ({cores} cores): images/s (per core)")
 for (config, kind), values in sorted(rows.items()):
   m = statistics.median(values)
-  print(f"{config:10s} {kind:12s} {m:9.0f} ({m / cores:7.0f} per core)   runs: {', '.join(f'{v:.0f}' for v in values)}")
+  print(f"{config:10s} {kind:16s} {m:9.0f} ({m / cores:7.0f} per core)   runs: {', '.join(f'{v:.0f}' for v in values)}")
+host, torch = rows.get(("alexnet", "first_pass_host")), rows.get(("alexnet", "torch"))
+if host and torch:
+  ratio = statistics.median(host) / statistics.median(torch)
+  print(f"alexnet first pass, the host's share / PyTorch DataLoader ({cores} workers): {ratio:.2f}x")
 PY

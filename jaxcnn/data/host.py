@@ -69,7 +69,7 @@ def _decoders() -> concurrent.futures.ThreadPoolExecutor:
 
 def cut_views(path: str, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
   """uint8 [views, h, w, 3]: each (top, left, height, width) window of the image file, resized to out_hw."""
-  return folder.cut_image(Image.fromarray(folder.decode_rgb(path)), windows, out_hw)
+  return folder.cut_image(folder.open_rgb(path), windows, out_hw)  # as decoded: no array copies
 
 
 def _decoded_views(split, indices, windows, cut) -> Iterator[np.ndarray]:

@@ -24,12 +24,11 @@ FLAGS = flags.FLAGS
 
 
 def _fill_rows(data_path, flags_path, nbytes, count, jobs) -> int:
-  """Worker process: decode and store rows [(i, path, window, shape, source size, start, stop)]; returns how
-  many."""
+  """Worker process: decode and store rows [(i, path, window, shape, start, stop)]; returns how many."""
   data = np.memmap(data_path, np.uint8, "r+", shape=(max(nbytes, 1),))
   filled = np.memmap(flags_path, np.uint8, "r+", shape=(count,))
-  for i, path, window, shape, source_hw, start, stop in jobs:
-    data[start:stop] = cache.head_row(path, window, shape, source_hw).reshape(-1)
+  for i, path, window, shape, start, stop in jobs:
+    data[start:stop] = cache.head_row(path, window, shape).reshape(-1)
     filled[i] = 1
   data.flush()
   filled.flush()
@@ -48,7 +47,6 @@ def fill(rows: "cache.RowCache", workers: int | None = None, processes: bool = F
         rows.paths[i],
         rows.windows[i],
         tuple(rows.shapes[i]),
-        tuple(rows.split.sizes[i]),
         int(rows.offsets[i]),
         int(rows.offsets[i + 1]),
       )
