@@ -274,22 +274,45 @@ def _edge_padded_cut(image: Image.Image, window, out_hw) -> np.ndarray:
   return np.asarray(framed.transform(out_hw[::-1], Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
 
 
-def test_cutting_a_window_in_one_crop_gives_the_edge_padded_bits(tmp_path):
-  """`folder.cut_image` frames a shrinking window with the pixels around it (one crop of the decoded image, no
-  array copies): bitwise the edge-padded window's result, since no sample weighs the frame; windows that grow
-  keep the padding. Windows inside, across the border, keeping one side, shrinking and growing."""
-  path = _jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"
-  image = folder.open_rgb(str(path))
-  rng = np.random.default_rng(5)
-  kinds = set()
-  for _ in range(300):
+def _random_windows(count: int, seed: int):
+  """(window, out_hw) pairs over a 90x120 image: inside, across the border, keeping one side, shrinking, growing."""
+  rng = np.random.default_rng(seed)
+  for _ in range(count):
     out_hw = tuple(int(v) for v in rng.integers(8, 64, 2))
     size = rng.integers(1, 130, 2) if rng.random() < 0.7 else np.array(out_hw) + rng.integers(0, 3, 2)
-    window = (int(rng.integers(-20, 90)), int(rng.integers(-20, 120)), int(size[0]), int(size[1]))
+    yield (int(rng.integers(-20, 90)), int(rng.integers(-20, 120)), int(size[0]), int(size[1])), out_hw
+
+
+def test_cutting_a_window_in_one_crop_gives_the_edge_padded_bits(tmp_path, monkeypatch):
+  """Pillow's `folder.cut_image` frames a shrinking window with the pixels around it (one crop of the decoded
+  image, no array copies): bitwise the edge-padded window's result, since no sample weighs the frame; windows
+  that grow keep the padding."""
+  monkeypatch.setenv(folder.RESIZE_ENV, "pillow")
+  image = folder.open_rgb(str(_jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"))
+  kinds = set()
+  for window, out_hw in _random_windows(300, seed=5):
     kinds.add("shrinks" if window[2] >= out_hw[0] and window[3] >= out_hw[1] else "grows")
     cut = folder.cut_image(image, np.array([window]), out_hw)[0]
     np.testing.assert_array_equal(cut, _edge_padded_cut(image, window, out_hw), err_msg=f"{window} -> {out_hw}")
   assert kinds == {"shrinks", "grows"}
+
+
+def test_opencv_and_pillow_cut_windows_within_one_unit(tmp_path, monkeypatch):
+  """The two host resizers (`folder.resizer`) compute one bilinear resize: within one 8-bit unit of each other
+  on every kind of window; the default is OpenCV (a dependency), and its rows are keyed apart from Pillow's."""
+  image = folder.open_rgb(str(_jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"))
+  assert folder.resizer() == "opencv"
+  cuts, keys = {}, {}
+  for name in folder.RESIZERS:
+    monkeypatch.setenv(folder.RESIZE_ENV, name)
+    cuts[name] = [folder.cut_image(image, np.array([w]), hw)[0].astype(int) for w, hw in _random_windows(200, 7)]
+    keys[name] = cache.key_of([str(tmp_path / "f" / "c0" / "0.jpg")], "resize_short(32)")
+  differences = [np.abs(a - b).max() for a, b in zip(cuts["opencv"], cuts["pillow"])]
+  assert max(differences) == 1, max(differences)  # 1, not 0: OpenCV's fixed-point weights do round differently
+  assert keys["opencv"] != keys["pillow"]
+  monkeypatch.setenv(folder.RESIZE_ENV, "lanczos")
+  with pytest.raises(ValueError, match="JAXCNN_HOST_RESIZE must be one of opencv, pillow, got 'lanczos'"):
+    folder.cut_image(image, np.array([[0, 0, 50, 50]]), (20, 20))
 
 
 def test_the_pipeline_bench_measures_a_users_folder(tmp_path):

@@ -15,7 +15,8 @@ the tail draws the numbers the whole chain drew (AlexNet: the same crop offsets 
 Layout (`<cache dir>/<folder>-<split>-<hash>/<key>.*`): `.u8` all rows back to back (uint8 H x W x 3, offsets
 and shapes follow from the files' header sizes, so the file is allocated whole and rows are filled in any
 order), `.filled` one byte per row (set after its pixels are written), `.json` what it holds. The key hashes
-the head's op string, Pillow's version and every file's (path, size, modification time): a changed, added or
+the head's op string, Pillow's version, the host's resizer (`folder.resizer_version`) and every file's
+(path, size, modification time): a changed, added or
 removed file makes another key, and the stale files are deleted when the new ones are made.
 
 The first epoch (or `python -m jaxcnn.data.pack`) fills the rows its batches read; later epochs and runs read
@@ -123,7 +124,15 @@ def key_of(paths, head_spec: str) -> str:
 
   with concurrent.futures.ThreadPoolExecutor(16) as pool:
     stats = list(pool.map(_stat, list(paths), chunksize=256))
-  text = json.dumps({"version": VERSION, "head": head_spec, "pillow": PIL.__version__, "files": stats})
+  text = json.dumps(
+    {
+      "version": VERSION,
+      "head": head_spec,
+      "pillow": PIL.__version__,
+      "resizer": folder.resizer_version(),
+      "files": stats,
+    }
+  )
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

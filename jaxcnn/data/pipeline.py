@@ -336,7 +336,9 @@ class InputPipeline:
     mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
     kept = ", as the run started: from its checkpoint" if self.stats_from_run else ""
     lines.append(f"normalisation: mean {mean}, std {std} ({origin}{kept})")
-    row_cache = self.row_cache()
+    row_cache, train = self.row_cache(), dataset.split("train")
+    if isinstance(train, FileSplit) and (row_cache or _backend(config.pipeline, train) == "jax"):  # host.py cuts
+      lines.append(f"host resize: {folder.resizer_version()} (bilinear, half-pixel centres; ${folder.RESIZE_ENV})")
     note = row_cache.describe() if row_cache else self._cache_note
     return lines + ([note] if note else [])
 
