@@ -239,14 +239,19 @@ def cut_image(image: Image.Image, windows: np.ndarray, out_hw: tuple) -> np.ndar
   """uint8 [views, h, w, 3]: each (top, left, height, width) window of an RGB image, resized to out_hw
   (`resizer()`'s bilinear)."""
   height, width = out_hw
-  views, use_opencv = [], resizer() == "opencv"
+  views, use_opencv, pixels = [], resizer() == "opencv", None
   for top, left, window_h, window_w in windows.tolist():
     if (window_h, window_w) == (height, width):
       views.append(np.asarray(image.crop((left, top, left + window_w, top + window_h))))  # zeros outside
       continue
     if use_opencv:
+      inside = top >= 0 and left >= 0 and top + window_h <= image.height and left + window_w <= image.width
+      if inside:  # a slice of the image's array: half the CPU of Pillow's crop and its copy (a 375-px head)
+        pixels = np.asarray(image) if pixels is None else pixels
+        view = pixels[top : top + window_h, left : left + window_w]
+      else:
+        view = np.asarray(image.crop((left, top, left + window_w, top + window_h)))  # zeros outside the image
       # cv2.resize's INTER_LINEAR samples at half-pixel centres and repeats the window's edge pixels beyond it.
-      view = np.asarray(image.crop((left, top, left + window_w, top + window_h)))  # zeros outside the image
       views.append(cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR))
       continue
     # Bilinear samples at half-pixel centres, the window framed by one pixel whose samples near its border
