@@ -2,9 +2,11 @@
 events and, at the end, PNG plots of the training curves."""
 
 import concurrent.futures
+import contextlib
 import json
 import pathlib
 import sys
+import threading
 import time
 
 import jax
@@ -69,8 +71,9 @@ def epoch_line(record: dict) -> str:
   return " | ".join(parts)
 
 
-def _summary_writer_class():
-  """tensorboardX's SummaryWriter, imported without PyTorch where PyTorch is installed but not yet imported.
+def _tensorboardx():
+  """tensorboardX's event writer and summary builders, imported without PyTorch where PyTorch is installed but not
+  yet imported.
 
   tensorboardX imports torch at module level only to accept torch tensors (tensorboardX/writer.py); the
   writer is given NumPy arrays and Python numbers here, and importing torch would add seconds to every
@@ -80,47 +83,88 @@ def _summary_writer_class():
   if blocked:
     sys.modules["torch"] = None  # makes `import torch` raise ImportError, which tensorboardX catches
   try:
-    from tensorboardX import SummaryWriter
+    from tensorboardX import event_file_writer, summary
+    from tensorboardX.proto import event_pb2
   finally:
     if blocked:
       del sys.modules["torch"]
-  return SummaryWriter
+  return event_file_writer.EventsWriter, summary, event_pb2.Event
 
 
 class TensorBoard:
   """TensorBoard event files in WORKDIR/tensorboard (process 0 only), through tensorboardX.
 
-  tensorboardX is a dependency, but a machine without it (a bare GPU image) still trains: the run
-  warns once and writes no events.
+  Events are written in the calling thread (the main thread's scalars once an epoch, the report thread's images)
+  and flushed after each call, not through tensorboardX's SummaryWriter: its writer thread dies at the first failed
+  write (a full disk) and every later event then waits forever on its bounded queue, which stalled whole runs.
+  Here a failed write costs one warning and the events after it; metrics.jsonl and the checkpoints go on (and
+  report the disk themselves). tensorboardX is a dependency, but a machine without it (a bare GPU image) still
+  trains: the run warns once and writes no events.
   """
 
   def __init__(self, workdir: pathlib.Path):
-    self.writer = None
+    self.directory = pathlib.Path(workdir) / "tensorboard"
+    self._events = None
+    self._lock = threading.Lock()
     if not is_reporter():
       return
     try:
-      SummaryWriter = _summary_writer_class()
+      EventsWriter, self._summary, self._event = _tensorboardx()
     except ImportError:
       logging.warning("tensorboardX is not installed: no TensorBoard events (metrics.jsonl is still written)")
       return
-    self.writer = SummaryWriter(str(pathlib.Path(workdir) / "tensorboard"))
+    self._guarded(lambda: self._open(EventsWriter))
+
+  def _open(self, EventsWriter) -> None:
+    self.directory.mkdir(parents=True, exist_ok=True)
+    self._events = EventsWriter(str(self.directory / "events"))
 
   def scalars(self, step: int, values: dict) -> None:
-    if self.writer:
-      for key, value in values.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-          self.writer.add_scalar(key, value, step)
+    if self._events is None:
+      return
+    numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    self._write(step, [self._summary.scalar(key, value) for key, value in numbers.items()])
 
   def images(self, step: int, tag: str, images: np.ndarray) -> None:
     """images: float [N, H, W, C] in [0, 1], or views [N, V, H, W, C] (the first view is shown)."""
-    if self.writer:
-      if images.ndim == 5:
-        images = images[:, 0]
-      self.writer.add_images(tag, np.clip(images, 0, 1), step, dataformats="NHWC")
+    if self._events is None:
+      return
+    if images.ndim == 5:
+      images = images[:, 0]
+    self._write(step, [self._summary.image(tag, np.clip(images, 0, 1), dataformats="NHWC")])
+
+  def _write(self, step: int, summaries: list) -> None:
+    def write():
+      if self._events is not None:  # None: an earlier write failed (or another thread's did since the caller looked)
+        for summary in summaries:
+          self._events.write_event(self._event(wall_time=time.time(), step=int(step), summary=summary))
+        self._events.flush()
+
+    self._guarded(write)
+
+  def _guarded(self, write) -> None:
+    """Runs `write`; after a failed write (OSError) there are no more events this run, one warning says so."""
+    with self._lock:
+      try:
+        write()
+      except OSError as e:
+        logging.warning(
+          "cannot write TensorBoard events in %s (%s): none after this in this run (metrics.jsonl is still written)",
+          self.directory,
+          e,
+        )
+        events, self._events = self._events, None
+        if events is not None:
+          with contextlib.suppress(OSError):  # what it still buffers cannot be written either
+            events.close()
 
   def close(self) -> None:
-    if self.writer:
-      self.writer.close()
+    def close():
+      events, self._events = self._events, None
+      if events is not None:
+        events.close()
+
+    self._guarded(close)
 
 
 def pyplot():

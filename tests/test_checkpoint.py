@@ -6,7 +6,9 @@ import logging
 import pathlib
 import re
 import signal
+import struct
 import subprocess
+import threading
 import time
 
 import jax
@@ -15,7 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 from conftest import ERROR_LINE_BOUND, FAKE_DEVICES, run_jaxcnn
 
-from jaxcnn import checkpoint, evaluate, inference, train
+from jaxcnn import checkpoint, evaluate, inference, reporting, train
 
 
 def _cli(workdir, tiny_args, *extra, **options):
@@ -267,6 +269,46 @@ def small_filesystem(tmp_path):
     pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
   yield mount
   subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _events_in(directory: pathlib.Path) -> list:
+  """Every event of the TensorBoard files in `directory`, read back as TensorBoard reads them (TFRecord frames)."""
+  from tensorboardX.proto import event_pb2
+
+  events = []
+  for path in sorted(directory.glob("events.out.tfevents.*")):
+    data, at = path.read_bytes(), 0
+    while at < len(data):
+      (length,) = struct.unpack("<Q", data[at : at + 8])
+      events.append(event_pb2.Event.FromString(data[at + 12 : at + 12 + length]))
+      at += 12 + length + 4
+  return events
+
+
+def test_tensorboard_events_read_back_and_a_full_disk_ends_them_with_one_warning(small_filesystem, caplog):
+  tensorboard = reporting.TensorBoard(small_filesystem / "run")
+  tensorboard.scalars(7, {"train_loss": 0.5, "epoch": 1, "finished": True, "dataset": "fashion_mnist"})
+  tensorboard.images(7, "input_batch", np.random.default_rng(0).random((2, 3, 8, 8, 3)))
+  written = [(e.step, v.tag, v.simple_value) for e in _events_in(tensorboard.directory) for v in e.summary.value]
+  assert written == [(7, "train_loss", 0.5), (7, "epoch", 1.0), (7, "input_batch", 0.0)]  # numbers only, flushed
+  with open(small_filesystem / "filler", "wb") as filler, pytest.raises(OSError, match="No space left"):
+    while True:
+      filler.write(b"\0" * 65536)
+      filler.flush()
+
+  def keep_writing():  # tensorboardX's SummaryWriter blocked here for good once its writer thread had died
+    for step in range(50):
+      tensorboard.scalars(step, {f"metric_{i}": float(i) for i in range(20)})
+      reporting.in_background(tensorboard.images, step, "input_batch", np.zeros((2, 8, 8, 3)))
+    reporting.wait_for_background()
+    tensorboard.close()
+
+  writer = threading.Thread(target=keep_writing, daemon=True)
+  writer.start()
+  writer.join(timeout=60)
+  assert not writer.is_alive(), "writing TensorBoard events to a full disk stalled"
+  warnings = [r.getMessage() for r in caplog.records if "TensorBoard events" in r.getMessage()]
+  assert len(warnings) == 1 and "No space left on device" in warnings[0], warnings
 
 
 @pytest.mark.slow
