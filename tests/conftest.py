@@ -5,6 +5,7 @@ import os
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
@@ -158,6 +159,20 @@ def run_module(module: str, *args: str, **options):
 
 
 # Shared by the tests that build configs and train small models in process.
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: pathlib.Path, size: str):
+  """A tmpfs of `size` (e.g. "900k") mounted at `path` for a test that fills a disk (root only: the test is skipped
+  where the mount fails); unmounted after it."""
+  path.mkdir()
+  made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+  if made.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+  try:
+    yield path
+  finally:
+    subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def config_of(*updates: dict, name: str = "lenet5", **fields):

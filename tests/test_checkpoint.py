@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import ERROR_LINE_BOUND, FAKE_DEVICES, run_jaxcnn
+from conftest import ERROR_LINE_BOUND, FAKE_DEVICES, mounted_tmpfs, run_jaxcnn
 
 from jaxcnn import checkpoint, evaluate, inference, reporting, train
 
@@ -262,13 +262,8 @@ def test_a_checkpoint_is_only_restored_as_the_network_it_was_trained_as(tiny_con
 @pytest.fixture
 def small_filesystem(tmp_path):
   """A 900 KiB tmpfs (root only): room for one LeNet-5 checkpoint, not two."""
-  mount = tmp_path / "small"
-  mount.mkdir()
-  made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(mount)], capture_output=True)
-  if made.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
-  yield mount
-  subprocess.run(["umount", "-l", str(mount)], check=False)
+  with mounted_tmpfs(tmp_path / "small", "900k") as mount:
+    yield mount
 
 
 def _events_in(directory: pathlib.Path) -> list:

@@ -4,10 +4,11 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
-from conftest import config_of, run_module
+from conftest import config_of, mounted_tmpfs, run_module
 from data_fixtures import smooth, write_image_folder
 from PIL import Image
 
@@ -133,7 +134,7 @@ def test_resume_from_the_cache_decodes_nothing_and_is_bitwise(tmp_path, counted_
     np.testing.assert_array_equal(a, b)
   # A second run opens the same rows (same key, same place) and decodes nothing either.
   again = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
-  assert again.data_path == rows.data_path
+  assert again.store.path == rows.store.path
   np.testing.assert_array_equal(_epoch(split, 1, again, start_batch=2)[0], whole[2])
   assert counted_decodes == []
 
@@ -172,7 +173,7 @@ def test_an_unwritable_cache_warns_and_reads_the_files(tmp_path, caplog):
   with caplog.at_level(logging.WARNING):
     assert pipeline.row_cache() is None
   assert any("data cache not used" in r.getMessage() for r in caplog.records)
-  assert "data cache: unavailable" in pipeline.describe()[-1]
+  assert "data cache (train): unavailable" in pipeline.describe()[-1]
   np.testing.assert_array_equal(
     next(iter(pipeline.train_batches(0)))["image"],
     next(iter(data.InputPipeline(_config(root, ""), data.load(_config(root))).train_batches(0)))["image"],
@@ -191,10 +192,149 @@ def test_the_start_line_states_place_and_disk_use(tmp_path):
   pipeline = data.InputPipeline(_config(root, tmp_path / "c"), data.load(_config(root)))
   line = pipeline.describe()[-1]
   rows = pipeline.row_cache()
-  assert rows.disk_bytes() >= rows.nbytes == 8 * 37 * 37 * 3
-  assert line.startswith(f"data cache: {rows.dir} (8 37x37 rows")
+  assert rows.disk_bytes() >= rows.store.nbytes == 8 * 37 * 37 * 3
+  assert line.startswith(f"data cache (train): {rows.dir} (8 37x37 rows")
   assert f"{cache.size_text(rows.disk_bytes())} on disk" in line and "0/8 filled" in line
   assert "data cache: off" in data.InputPipeline(_config(root, ""), data.load(_config(root))).describe()[-1]
+
+
+def _file_opens(calls: list) -> list:
+  """The image files among `counted_decodes`' opens (JPEG rows open their bytes, not a file)."""
+  return [fp for fp in calls if isinstance(fp, (str, os.PathLike))]
+
+
+def test_jpeg_rows_give_every_epoch_the_pixels_of_the_first_and_resume_bitwise(tmp_path, counted_decodes):
+  """Re-encoded rows (FFCV's format): the first pass trains on its rows' decoded JPEGs, so a later pass over the
+  same epoch (a resume) is bitwise the first; against the uncached path they stay within a quality-90 JPEG's
+  loss; a resume decodes no image file."""
+  rng = np.random.default_rng(4)
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(37, 70, 2)) for _ in range(8)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()), row_format="jpeg")
+  assert rows.store.name == "jpeg" and rows.store.path.suffix == ".jpegs"
+  counted_decodes.clear()  # the folder's scan read every header
+  first_pass = _epoch(split, 0, rows)
+  assert len(_file_opens(counted_decodes)) == 16 and rows.filled.all()  # each file once (an epoch reads all 16)
+  counted_decodes.clear()
+  again = _epoch(split, 0, rows)
+  resumed = _epoch(split, 0, rows, start_batch=2)
+  assert _file_opens(counted_decodes) == [] and len(counted_decodes) == 16 + 8  # only the rows' JPEGs
+  for a, b in zip(first_pass, again, strict=True):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(first_pass[2:], resumed, strict=True):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(_epoch(split, 0), first_pass, strict=True):  # quality 90 with 4:2:0 chroma: ~2-3 units more
+    difference = np.abs(a - b)
+    assert difference.mean() < 5.0 and np.percentile(difference, 99) < 20, (difference.mean(), difference.max())
+  offsets, lengths = rows.store.index[:, 0], rows.store.index[:, 1]
+  order = np.argsort(offsets)  # appended from the decoding threads: whole, one after another, nothing between
+  assert (lengths > 0).all() and offsets[order[0]] == 0
+  np.testing.assert_array_equal(offsets[order[1:]], (offsets + lengths)[order[:-1]])
+  assert rows.store.path.stat().st_size == lengths.sum() < 0.5 * 16 * 37 * 37 * 3
+  reopened = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()), row_format="auto")
+  assert reopened.store.name == "jpeg"  # "auto" takes the rows already made
+  np.testing.assert_array_equal(reopened.get(3), rows.get(3))
+
+
+def _start_lines(root, cache_dir, caplog, **fields):
+  config = _config(root, cache_dir)
+  config.update(fields)
+  pipeline = data.InputPipeline(config, data.load(config))
+  with caplog.at_level(logging.WARNING):
+    return pipeline.row_cache(), pipeline.describe()[-1]
+
+
+def test_auto_stores_jpeg_rows_where_raw_rows_do_not_fit_and_says_so(tmp_path, caplog):
+  root = _jpeg_folder(tmp_path / "f", [(37, 40 + k) for k in range(4)])
+  (tmp_path / "c").mkdir()
+  free = shutil.disk_usage(tmp_path / "c").free
+  raw = 8 * 37 * 37 * 3
+  rows, line = _start_lines(root, tmp_path / "c", caplog, data_cache_max_disk_fraction=raw / 2 / free)
+  assert rows.store.name == "jpeg", line
+  assert (
+    f"{rows.dir} (8 37x37 rows as JPEG q90 (raw rows would take 32.9 kB, over data_cache_max_disk_fraction=" in line
+  )
+  rows, line = _start_lines(root, tmp_path / "c2", caplog, data_cache_format="raw")
+  assert rows.store.name == "raw" and "JPEG" not in line
+  # Neither fits, or the format asked for does not: a warning names it, and the files are read.
+  for fields, named in (
+    ({"data_cache_max_disk_fraction": raw / 20 / free}, "its JPEG q90 rows would take about 3.3 kB"),
+    ({"data_cache_max_disk_fraction": raw / 2 / free, "data_cache_format": "raw"}, "its raw rows would take about"),
+  ):
+    caplog.clear()
+    rows, line = _start_lines(root, tmp_path / "c3", caplog, **fields)
+    warnings = [r.getMessage() for r in caplog.records if "data cache not used" in r.getMessage()]
+    assert rows is None and len(warnings) == 1 and named in warnings[0], warnings
+  with pytest.raises(ValueError, match="data_cache_format must be one of auto, raw, jpeg, got 'png'"):
+    _start_lines(root, tmp_path / "c4", caplog, data_cache_format="png")
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path):
+  """A 32 KiB tmpfs (root only): eight pages."""
+  with mounted_tmpfs(tmp_path / "tiny", "32k") as mount:
+    yield mount
+
+
+def test_a_disk_filling_under_jpeg_rows_warns_once_and_the_epoch_goes_on(
+  tmp_path, tiny_filesystem, caplog, counted_decodes
+):
+  # Noise compresses badly: the rows outgrow their estimate (a tenth of raw) and the disk's 5 pages left for them.
+  root = write_image_folder(tmp_path / "f", ("c0", "c1"), ("",), sizes=[(120, 120)] * 12, strays=(), quality=95)
+  split = _split(root)
+  rows = cache.RowCache(tiny_filesystem, split, cache.head_of(_chain()), max_disk_fraction=1.0, row_format="jpeg")
+  with caplog.at_level(logging.WARNING):
+    cached = _epoch(split, 0, rows)
+  warnings = [r.getMessage() for r in caplog.records if "cannot store more rows" in r.getMessage()]
+  assert len(warnings) == 1 and "No space left on device" in warnings[0], warnings
+  stored = int(rows.filled.sum())
+  assert 0 < stored < len(split) and len(cached) == 6
+  counted_decodes.clear()
+  assert len(_epoch(split, 1, rows)) == 6
+  assert len(_file_opens(counted_decodes)) == len(split) - stored  # the rows not stored: read from their files
+
+
+def test_pack_fills_jpeg_rows_from_worker_processes(tmp_path):
+  rng = np.random.default_rng(5)
+  split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(37, 70, 2)) for _ in range(12)]))
+  by_threads = cache.RowCache(tmp_path / "a", split, cache.head_of(_chain()), row_format="jpeg")
+  by_processes = cache.RowCache(tmp_path / "b", split, cache.head_of(_chain()), row_format="jpeg")
+  assert pack.fill(by_threads, workers=2)[0] == pack.fill(by_processes, workers=2, processes=True)[0] == 24
+  assert by_processes.filled.all() and by_processes.decodes == 24
+  for i in range(24):  # the same rows, whichever process appended them where
+    np.testing.assert_array_equal(by_processes.get(i), by_threads.get(i))
+
+
+def test_eval_splits_are_cached_under_the_eval_chains_head_and_give_the_uncached_batches(tmp_path, counted_decodes):
+  """Validation (every epoch, raw and EMA weights) and test splits of a folder read their eval chain's head
+  (AlexNet's ten crops: the image with its shorter side resized) from rows as training does: the same batches and
+  masks (bitwise: shorter sides of 37, so the head resamples nothing), no image file opened after the first pass."""
+  root = write_image_folder(
+    tmp_path / "f", ("c0", "c1"), ("train", "test"), sizes=[(37, 37 + 5 * k) for k in range(5)], pixels=smooth,
+    files=[(".jpg", "RGB", "JPEG")], strays=(),
+  )  # fmt: skip
+  config = _config(root, tmp_path / "c")
+  config.update(eval_augment="ten_crop", validation_size=4)
+  pipeline = data.InputPipeline(config, data.load(config))
+  uncached_config = config.copy_and_resolve_references()
+  uncached_config.data_cache = ""
+  uncached = data.InputPipeline(uncached_config, data.load(uncached_config))
+  lines = [line for line in pipeline.describe() if line.startswith("data cache (")]
+  assert sorted(line.split(")")[0][len("data cache (") :] for line in lines) == ["test", "train", "validation"]
+  assert pipeline.row_cache("test").head.spec == "resize_short(37)", lines
+  for name in ("validation", "test"):
+    counted_decodes.clear()
+    first = list(pipeline.eval_batches(name, 4))
+    assert len(_file_opens(counted_decodes)) == len(pipeline.dataset.split(name))
+    counted_decodes.clear()
+    again = list(pipeline.eval_batches(name, 4))
+    assert _file_opens(counted_decodes) == [], name
+    expected = list(uncached.eval_batches(name, 4))
+    assert len(first) == len(again) == len(expected) == -(-len(pipeline.dataset.split(name)) // 4)
+    for batches in (first, again):
+      for a, b in zip(batches, expected, strict=True):
+        assert a["image"].shape[1] == 10  # the ten crops
+        for key in ("image", "label", "mask"):
+          np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"{name} {key}")
 
 
 CROP_AND_FLIP = "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr"
@@ -264,11 +404,11 @@ def test_a_first_pass_where_the_head_resamples_stores_the_rows_its_views_came_fr
   _assert_finished_from(_epoch(split, 0, rows, chain), first_pass)  # the batches a first epoch trains on
 
 
-def _edge_padded_cut(image: Image.Image, window, out_hw) -> np.ndarray:
+def _edge_padded_cut(pixels: np.ndarray, window, out_hw) -> np.ndarray:
   """What `folder.cut_image` computed for every resized window before its one-crop frame: the window (zeros
   outside the image) edge-padded by one pixel in NumPy, then Pillow's bilinear EXTENT transform."""
   top, left, height, width = window
-  view = np.asarray(image.crop((left, top, left + width, top + height)))
+  view = np.asarray(Image.fromarray(pixels).crop((left, top, left + width, top + height)))  # zeros outside
   framed = Image.fromarray(np.pad(view, ((1, 1), (1, 1), (0, 0)), mode="edge"))
   extent = (1, 1, 1 + width, 1 + height)
   return np.asarray(framed.transform(out_hw[::-1], Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
@@ -284,11 +424,11 @@ def _random_windows(count: int, seed: int):
 
 
 def test_cutting_a_window_in_one_crop_gives_the_edge_padded_bits(tmp_path, monkeypatch):
-  """Pillow's `folder.cut_image` frames a shrinking window with the pixels around it (one crop of the decoded
-  image, no array copies): bitwise the edge-padded window's result, since no sample weighs the frame; windows
+  """Pillow's `folder.cut_image` frames a shrinking window with the pixels around it (one slice of the decoded
+  image): bitwise the edge-padded window's result, since no sample weighs the frame; windows
   that grow keep the padding."""
   monkeypatch.setenv(folder.RESIZE_ENV, "pillow")
-  image = folder.open_rgb(str(_jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"))
+  image = folder.decode_rgb(str(_jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"))
   kinds = set()
   for window, out_hw in _random_windows(300, seed=5):
     kinds.add("shrinks" if window[2] >= out_hw[0] and window[3] >= out_hw[1] else "grows")
@@ -300,13 +440,13 @@ def test_cutting_a_window_in_one_crop_gives_the_edge_padded_bits(tmp_path, monke
 def test_opencv_and_pillow_cut_windows_within_one_unit(tmp_path, monkeypatch):
   """The two host resizers (`folder.resizer`) compute one bilinear resize: within one 8-bit unit of each other
   on every kind of window; the default is OpenCV (a dependency), and its rows are keyed apart from Pillow's."""
-  image = folder.open_rgb(str(_jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"))
+  image = folder.decode_rgb(str(_jpeg_folder(tmp_path / "f", [(90, 120)]) / "c0" / "0.jpg"))
   assert folder.resizer() == "opencv"
   cuts, keys = {}, {}
   for name in folder.RESIZERS:
     monkeypatch.setenv(folder.RESIZE_ENV, name)
     cuts[name] = [folder.cut_image(image, np.array([w]), hw)[0].astype(int) for w, hw in _random_windows(200, 7)]
-    keys[name] = cache.key_of([str(tmp_path / "f" / "c0" / "0.jpg")], "resize_short(32)")
+    keys[name] = cache.key_of(cache.file_stats([str(tmp_path / "f" / "c0" / "0.jpg")]), "resize_short(32)", "raw")
   differences = [np.abs(a - b).max() for a, b in zip(cuts["opencv"], cuts["pillow"])]
   assert max(differences) == 1, max(differences)  # 1, not 0: OpenCV's fixed-point weights do round differently
   assert keys["opencv"] != keys["pillow"]

@@ -14,7 +14,7 @@ from data_fixtures import MIXED, write_cifar_binary, write_cifar_python, write_i
 from PIL import Image
 
 from jaxcnn import data, inference, models, optim, parallel, train
-from jaxcnn.data import cache, folder, host, images, stats, tf_ops
+from jaxcnn.data import cache, folder, images, stats, tf_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,7 +127,7 @@ def test_every_reader_of_image_files_decodes_them_alike(tmp_path):
     with open(path, "rb") as f:
       np.testing.assert_array_equal(tf_ops._pil_decode(f.read()), pixels, err_msg=path)
     np.testing.assert_array_equal(stats._read_rgb(path), pixels, err_msg=path)
-    np.testing.assert_array_equal(host.cut_views(path, window, (20, 24))[0], pixels, err_msg=path)
+    np.testing.assert_array_equal(folder.cut_file(path, window, (20, 24))[0], pixels, err_msg=path)
     np.testing.assert_array_equal(cache.head_row(path, window[0], (20, 24)), pixels, err_msg=path)
     np.testing.assert_array_equal(images.read_resized([path], (20, 24, 3))[0], pixels, err_msg=path)
     with Image.open(path) as image:

@@ -431,7 +431,7 @@ def test_alexnet_on_a_cats_and_dogs_folder(tmp_path, pets):
   assert re.search(r"^packed \d+ rows", packed.stdout, re.MULTILINE), packed.stdout
   assert "256x256 rows" in packed.stdout and "complete: no file is decoded" in packed.stdout, packed.stdout
   result = run_readme(PETS_ALEXNET, tmp_path, {"PETS": pets}, num_epochs=1, batch_size=8)
-  cache_line = start_line(result.stdout, "data cache")
+  cache_line = start_line(result.stdout, "data cache (train)")
   assert "256x256 rows" in cache_line and "complete: no file is decoded" in cache_line, cache_line
   workdir = tmp_path / "runs/pets_alexnet"
   assert_trained(

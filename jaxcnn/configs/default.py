@@ -22,6 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   # "auto" ($JAXCNN_CACHE_DIR/data, else ~/.cache/jaxcnn/data), a directory, or "" (off); pipeline auto or jax.
   c.data_cache = "auto"
   c.data_cache_max_disk_fraction = 0.5  # refuse rows that would take more than this fraction of the free disk
+  c.data_cache_format = "auto"  # "raw" uint8 rows, "jpeg" (quality 90, ~1/10 of the disk), "auto": raw where they fit
   # Augmentation chains (jaxcnn/data/augment.py): ops joined by "|", e.g. "pad(4)|random_crop(32)|flip_lr",
   # or a paper's preset: alexnet, vgg, googlenet, resnet, resnet_cifar (train); center, ten_crop, ... (eval). A
   # preset fits any source (jaxcnn/data/recipe.py); a chain written out applies exactly as written.

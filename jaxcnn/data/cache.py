@@ -12,40 +12,52 @@ a chain into that head and the random tail:
 The tail is planned on the rows' sizes from the same (seed, epoch) stream: head ops draw no random numbers, so
 the tail draws the numbers the whole chain drew (AlexNet: the same crop offsets and flips).
 
-Layout (`<cache dir>/<folder>-<split>-<hash>/<key>.*`): `.u8` all rows back to back (uint8 H x W x 3, offsets
-and shapes follow from the files' header sizes, so the file is allocated whole and rows are filled in any
-order), `.filled` one byte per row (set after its pixels are written), `.json` what it holds. The key hashes
-the head's op string, Pillow's version, the host's resizer (`folder.resizer_version`) and every file's
-(path, size, modification time): a changed, added or
-removed file makes another key, and the stale files are deleted when the new ones are made.
+Layout (`<cache dir>/<folder>-<split>-<hash>/<key>.*`): `.filled` one byte per row (set after its pixels are
+written), `.json` what it holds, and the rows in one of two formats (`data_cache_format`):
+- raw (`.u8`): all rows back to back as uint8 H x W x 3; offsets and shapes follow from the files' header sizes,
+  so the file is allocated whole (posix_fallocate: a full disk fails at creation rather than as SIGBUS later) and
+  rows are filled in any order. Reading a row decodes nothing.
+- JPEG (`.jpegs` and `.index`, each row's offset and length): every head re-encoded at quality 90, appended as it
+  is filled; FFCV's answer where raw rows do not fit (ImageNet at 256 px: ~250 GB raw, ~22 GB as JPEGs). Reading
+  a row decodes its small JPEG; the first pass hands on the decoded JPEG too, so every epoch sees the same pixels.
+"auto" takes raw rows where they fit in `data_cache_max_disk_fraction` of the free disk, else JPEG rows where
+their estimate (a tenth of raw) fits, and says which. The key hashes the format, the head's op string, Pillow's
+version, the host's resizer (`folder.resizer_version`) and every file's (path, size, modification time): a
+changed, added or removed file makes another key, and the stale files are deleted when the new ones are made.
 
 The first epoch (or `python -m jaxcnn.data.pack`) fills the rows its batches read; later epochs and runs read
-them (a memory map: the page cache serves repeated reads). A cache that cannot be made or written (read-only
-place, no space: the file is allocated with posix_fallocate, so a full disk fails here rather than as SIGBUS
-later) costs a warning and the uncached path. Rows above `data_cache_max_disk_fraction` of the free disk are
-refused with a warning (re-encoded JPEGs at the head's size, FFCV's answer for ImageNet, are not written yet).
+them (the page cache serves repeated reads). A cache that cannot be made (read-only place, no space) costs a
+warning and the uncached path; a write that fails later (a disk filling under JPEG rows) costs a warning, and
+the rows not yet stored are decoded from their files each epoch.
 """
 
 import copy
 import dataclasses
 import errno
+import fcntl
 import hashlib
+import io
 import json
 import math
 import os
 import pathlib
 import shutil
+import threading
 import time
 import weakref
 
 import numpy as np
 import PIL
 from absl import logging
+from PIL import Image
 
 from jaxcnn.data import augment, folder
 
-VERSION = 2  # 2: heads decoded at full scale (1 decoded a JPEG shrinking 2x or more at a reduced DCT scale)
+VERSION = 3  # 3: the row format keyed; 2: heads decoded at full scale (1: at a reduced DCT scale, shrinking 2x+)
 ENV = "JAXCNN_CACHE_DIR"
+FORMATS = ("auto", "raw", "jpeg")
+JPEG_QUALITY = 90  # FFCV's for ImageNet
+JPEG_ESTIMATE = 0.1  # JPEG rows' bytes per raw byte assumed when choosing (FFCV's ImageNet at q90: 22 of 250 GB)
 _HEAD_OPS = (augment.Resize, augment.ResizeShort, augment.CenterCrop)
 
 
@@ -119,148 +131,296 @@ def _stat(path: str) -> tuple:
   return (path, st.st_size, st.st_mtime_ns)
 
 
-def key_of(paths, head_spec: str) -> str:
+def file_stats(paths) -> list:
+  """[(path, size, mtime_ns)] of every file, read on 16 threads (what a key says of the files)."""
   import concurrent.futures
 
   with concurrent.futures.ThreadPoolExecutor(16) as pool:
-    stats = list(pool.map(_stat, list(paths), chunksize=256))
-  text = json.dumps(
-    {
-      "version": VERSION,
-      "head": head_spec,
-      "pillow": PIL.__version__,
-      "resizer": folder.resizer_version(),
-      "files": stats,
-    }
-  )
+    return list(pool.map(_stat, list(paths), chunksize=256))
+
+
+def key_of(stats: list, head_spec: str, row_format: str) -> str:
+  fields = {"version": VERSION, "format": row_format, "head": head_spec, "pillow": PIL.__version__}
+  text = json.dumps(fields | {"resizer": folder.resizer_version(), "files": stats})
   return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def head_row(path: str, window, out_hw: tuple) -> np.ndarray:
-  """uint8 [h, w, 3]: the file's head window resized to out_hw, as host.cut_views cuts it, from the file decoded
-  at full scale.
+  """uint8 [h, w, 3]: the file's head window resized to out_hw, cut as the uncached loader cuts its views.
 
-  Not decoded at a reduced DCT scale (Pillow's draft, VERSION 1 for windows at least twice the output): against
-  the uncached path, smooth 150-380 px JPEGs headed to 37 px were 6-14 units apart on average (99th percentile
-  29-54) at 1/4 and 1/8 scale, and up to 14 at the 99th percentile at 1/2, over the tolerance
+  Decoded at full scale, not at a reduced DCT scale (Pillow's draft, VERSION 1 for windows at least twice the
+  output): against the uncached path, smooth 150-380 px JPEGs headed to 37 px were 6-14 units apart on average
+  (99th percentile 29-54) at 1/4 and 1/8 scale, and up to 14 at the 99th percentile at 1/2, over the tolerance
   tests/test_data_cache.py states (mean 3, 99th percentile 12); full-scale heads stay at 1.2-1.9 (5-7)."""
-  image = folder.open_rgb(path)  # cut as Pillow decoded it: no array copy in between
-  return folder.cut_image(image, np.array([[int(v) for v in window]]), out_hw)[0]
+  return folder.cut_file(path, np.array([[int(v) for v in window]]), out_hw)[0]
+
+
+class RawRows:
+  """Rows back to back as uint8 H x W x 3 at offsets the rows' sizes fix."""
+
+  name, suffixes = "raw", (".u8",)
+
+  def __init__(self, base: pathlib.Path, shapes: np.ndarray):
+    self.path, self.shapes = base.with_suffix(".u8"), shapes
+    sizes = shapes[:, 0].astype(np.int64) * shapes[:, 1] * 3
+    self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+    self.nbytes = int(self.offsets[-1])
+    self.data, self._writer = None, None
+
+  def estimate(self) -> int:
+    return self.nbytes
+
+  def describe(self) -> str:
+    return "raw"
+
+  def create(self, suffix: str) -> list[pathlib.Path]:
+    """Writes the empty rows beside their final names (+suffix); returns the files made, in order."""
+    tmp = self.path.with_name(self.path.name + suffix)
+    with open(tmp, "wb") as f:
+      try:
+        os.posix_fallocate(f.fileno(), 0, max(self.nbytes, 1))  # a full disk fails now, not as SIGBUS later
+      except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+          raise
+        f.truncate(max(self.nbytes, 1))
+    return [tmp]
+
+  def open(self, writable: bool) -> None:
+    self.data = np.memmap(self.path, np.uint8, "r+" if writable else "r", shape=(max(self.nbytes, 1),))
+    self._writer = os.open(self.path, os.O_RDWR) if writable else None
+
+  def read(self, i: int) -> np.ndarray:
+    h, w = self.shapes[i]
+    return self.data[self.offsets[i] : self.offsets[i + 1]].reshape(h, w, 3)
+
+  def write(self, i: int, pixels: np.ndarray) -> np.ndarray:
+    """Stores row i with pwrite into the page cache the memory map reads: about half the time of an assignment
+    through the map, which faults every page of a fresh file in first (a 256x256 row on a 2-core VM: 0.2-0.5
+    against 0.9-1.2 ms in memory the VM had not used yet, 0.03 against 0.06 ms otherwise)."""
+    _pwrite_all(self._writer, np.ascontiguousarray(pixels), int(self.offsets[i]), self.path)
+    return pixels
+
+  def flush(self) -> None:
+    self.data.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      os.close(self._writer)
+      self._writer = None
+
+
+class JpegRows:
+  """Rows re-encoded as JPEG (quality JPEG_QUALITY), appended as filled; `.index` holds each row's (offset, length).
+
+  Appends from threads and processes (the pack command's, a multi-process run's) take a thread lock and a POSIX
+  record lock around reading the file's end and writing there: a row's bytes are never interleaved with another's."""
+
+  name, suffixes = "jpeg", (".jpegs", ".index")
+
+  def __init__(self, base: pathlib.Path, shapes: np.ndarray):
+    self.path, self.index_path, self.shapes = base.with_suffix(".jpegs"), base.with_suffix(".index"), shapes
+    self.index, self._fd, self._lock = None, None, threading.Lock()
+
+  def estimate(self) -> int:
+    return int(JPEG_ESTIMATE * np.sum(self.shapes[:, 0].astype(np.int64) * self.shapes[:, 1] * 3))
+
+  def describe(self) -> str:
+    return f"JPEG q{JPEG_QUALITY}"
+
+  def create(self, suffix: str) -> list[pathlib.Path]:
+    data_tmp, index_tmp = (p.with_name(p.name + suffix) for p in (self.path, self.index_path))
+    data_tmp.write_bytes(b"")
+    with open(index_tmp, "wb") as f:
+      f.truncate(len(self.shapes) * 16)
+    return [data_tmp, index_tmp]
+
+  def open(self, writable: bool) -> None:
+    self.index = np.memmap(self.index_path, np.int64, "r+" if writable else "r", shape=(len(self.shapes), 2))
+    self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+
+  def read(self, i: int) -> np.ndarray:
+    offset, length = (int(v) for v in self.index[i])
+    return folder.decode_rgb(os.pread(self._fd, length, offset))
+
+  def write(self, i: int, pixels: np.ndarray) -> np.ndarray:
+    """Stores row i; returns the pixels its JPEG decodes to (what every later read of the row gives)."""
+    encoded = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(encoded, "JPEG", quality=JPEG_QUALITY)
+    encoded = encoded.getvalue()
+    with self._lock:
+      fcntl.lockf(self._fd, fcntl.LOCK_EX)
+      try:
+        offset = os.fstat(self._fd).st_size
+        _pwrite_all(self._fd, encoded, offset, self.path)
+      finally:
+        fcntl.lockf(self._fd, fcntl.LOCK_UN)
+    self.index[i] = (offset, len(encoded))
+    return folder.decode_rgb(encoded)
+
+  def flush(self) -> None:
+    self.index.flush()
+
+  def close(self) -> None:
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
+
+
+def _pwrite_all(fd: int, data, offset: int, path: pathlib.Path) -> None:
+  """Writes all of `data` at `offset`; a short write (a disk filling up) is continued, so that the kernel's own
+  error (ENOSPC, EDQUOT, ...) is the one raised."""
+  view, done = memoryview(data).cast("B"), 0
+  while done < len(view):
+    written = os.pwrite(fd, view[done:], offset + done)
+    if written == 0:
+      raise OSError(errno.EIO, f"no byte of {len(view) - done} written at {offset + done}", str(path))
+    done += written
 
 
 class RowCache:
-  """The rows of one split under one head: `row(i)`, `filled[i]`, `fill(i)` (decode and store)."""
+  """The rows of one split under one head: `get(i)` (a stored row, or the file decoded and its head stored),
+  `filled[i]`, `fill(i)`; `store` holds them (RawRows or JpegRows)."""
 
-  def __init__(self, root: pathlib.Path, split, head: Head, max_disk_fraction: float = 0.5, name: str = "train"):
-    self.split, self.head, self.paths = split, head, split.paths
+  def __init__(
+    self,
+    root: pathlib.Path,
+    split,
+    head: Head,
+    max_disk_fraction: float = 0.5,
+    name: str = "train",
+    row_format: str = "auto",
+  ):
+    if row_format not in FORMATS:
+      raise ValueError(f"data_cache_format must be one of {', '.join(FORMATS)}, got {row_format!r}")
+    self.split, self.head, self.paths, self.name = split, head, split.paths, name
     self.windows, self.shapes = head.layout(split.sizes[:, 0], split.sizes[:, 1])
-    sizes = self.shapes[:, 0].astype(np.int64) * self.shapes[:, 1] * 3
-    self.offsets = np.concatenate([[0], np.cumsum(sizes)])
-    self.nbytes = int(self.offsets[-1])
-    self.decodes = 0
+    self.decodes, self.store_error, self._store_lock = 0, None, threading.Lock()
     source = pathlib.Path(os.path.commonpath([str(p) for p in (split.paths[0], split.paths[-1])]))
     place = hashlib.sha256(f"{source.resolve()}|{name}|{head.spec}".encode()).hexdigest()[:12]
     self.dir = root / f"{source.name or 'root'}-{name}-{place}"
-    self.key = key_of(split.paths, head.spec)
-    base = self.dir / self.key
-    self.data_path, self.flags_path, self.meta_path = (base.with_suffix(s) for s in (".u8", ".filled", ".json"))
+    stats = file_stats(split.paths)
     try:
-      if not (self.data_path.exists() and self.flags_path.exists()):
-        self._create(max_disk_fraction)
-      self.filled = np.memmap(self.flags_path, np.uint8, "r+" if self._writable() else "r", shape=(len(split),))
+      self.store, self.why = self._choose(stats, row_format, max_disk_fraction)
+      self.key = self.store.path.stem
+      self.flags_path, self.meta_path = (self.dir / f"{self.key}{s}" for s in (".filled", ".json"))
+      if not self._files_exist():
+        self._create()
+      writable = all(os.access(p, os.W_OK) for p in self._paths())
+      self.filled = np.memmap(self.flags_path, np.uint8, "r+" if writable else "r", shape=(len(split),))
       complete = bool(self.filled.all())
-      if not complete and not self._writable():
+      if not complete and not writable:
         raise Unavailable(f"{self.dir} is not writable and the cache is incomplete")
-      mode = "r" if complete or not self._writable() else "r+"
-      self.data = np.memmap(self.data_path, np.uint8, mode, shape=(max(self.nbytes, 1),))
-      self._writer = os.open(self.data_path, os.O_RDWR) if mode == "r+" else None
+      self.writable = writable and not complete
+      self.store.open(self.writable)
     except OSError as e:
       raise Unavailable(f"{self.dir}: {e.strerror or e}") from None
-    if self._writer is not None:
-      weakref.finalize(self, os.close, self._writer)
+    weakref.finalize(self, self.store.close)
 
-  def _writable(self) -> bool:
-    return os.access(self.data_path, os.W_OK) and os.access(self.flags_path, os.W_OK)
-
-  def _create(self, max_disk_fraction: float) -> None:
+  def _choose(self, stats: list, row_format: str, max_disk_fraction: float):
+    """(rows, why that format): the rows already made in a format the setting allows, else the setting's format,
+    under "auto" raw rows where they fit, else JPEG rows; Unavailable when the chosen rows would not fit."""
+    raw, jpeg = (kind(self.dir / key_of(stats, self.head.spec, kind.name), self.shapes) for kind in (RawRows, JpegRows))
+    allowed = [rows for rows in (raw, jpeg) if row_format in ("auto", rows.name)]
+    for rows in allowed:
+      if self._files_exist(rows):
+        return rows, ""
     self.dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(self.dir).free
-    if self.nbytes > max_disk_fraction * free:
-      raise Unavailable(
-        f"its rows would take {self.nbytes / 1e9:.1f} GB, over data_cache_max_disk_fraction="
-        f"{max_disk_fraction} of the {free / 1e9:.1f} GB free at {self.dir} (storing re-encoded JPEGs at the "
-        "head's size instead is not implemented yet)"
-      )
+    over = f"over data_cache_max_disk_fraction={max_disk_fraction:g} of the {size_text(free)} free"
+    for rows in allowed:
+      if rows.estimate() <= max_disk_fraction * free:
+        if row_format != "auto":
+          return rows, f"data_cache_format={row_format}"
+        return rows, "" if rows is raw else f"raw rows would take {size_text(raw.nbytes)}, {over}"
+    rows = allowed[-1]
+    raise Unavailable(f"its {rows.describe()} rows would take about {size_text(rows.estimate())}, {over} at {self.dir}")
+
+  def _paths(self, rows=None) -> list[pathlib.Path]:
+    rows = rows or self.store
+    base = rows.path.with_suffix("")
+    return [base.with_suffix(s) for s in rows.suffixes] + [base.with_suffix(".filled")]
+
+  def _files_exist(self, rows=None) -> bool:
+    return all(p.exists() for p in self._paths(rows))
+
+  def _create(self) -> None:
+    self.dir.mkdir(parents=True, exist_ok=True)
     for stale in self.dir.iterdir():  # another key's rows: files changed since they were written
       if stale.name.split(".")[0] != self.key:
         stale.unlink(missing_ok=True)
     suffix = f".tmp{os.getpid()}"
-    data_tmp, flags_tmp = (p.with_name(p.name + suffix) for p in (self.data_path, self.flags_path))
+    made = []
     try:
-      with open(data_tmp, "wb") as f:
-        try:
-          os.posix_fallocate(f.fileno(), 0, max(self.nbytes, 1))  # a full disk fails now, not as SIGBUS later
-        except OSError as e:
-          if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-            raise
-          f.truncate(max(self.nbytes, 1))
-      with open(flags_tmp, "wb") as f:
-        f.write(bytes(len(self.split)))
+      made += self.store.create(suffix)
+      flags_tmp = self.flags_path.with_name(self.flags_path.name + suffix)
+      made.append(flags_tmp)
+      flags_tmp.write_bytes(bytes(len(self.split)))
       meta = {
         "version": VERSION,
         "head": self.head.spec,
         "rows": len(self.split),
-        "bytes": self.nbytes,
-        "format": "raw uint8 HxWx3",
+        "format": self.store.describe(),
         "fixed_size": self.head.fixed,
         "first_file": str(self.split.paths[0]),
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
       }
       self.meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-      os.replace(data_tmp, self.data_path)
-      os.replace(flags_tmp, self.flags_path)
+      for tmp in made:  # the flags last: a reader finds whole files or none
+        os.replace(tmp, tmp.with_name(tmp.name[: -len(suffix)]))
     finally:
-      for tmp in (data_tmp, flags_tmp):
+      for tmp in made:
         tmp.unlink(missing_ok=True)
 
   def row(self, i: int) -> np.ndarray:
-    h, w = self.shapes[i]
-    return self.data[self.offsets[i] : self.offsets[i + 1]].reshape(h, w, 3)
+    return self.store.read(i)
 
   def fill(self, i: int) -> np.ndarray:
-    """Decodes row i's file, stores its head and returns it (a file that fails to decode raises)."""
+    """Decodes row i's file, stores its head and returns it as stored (a file that fails to decode raises)."""
     pixels = head_row(self.paths[i], self.windows[i], tuple(self.shapes[i]))
     self.decodes += 1
-    if self._writer is not None:
-      self._store(i, pixels)
+    if self.writable and self.store_error is None:
+      try:
+        pixels = self.store.write(i, pixels)
+      except OSError as e:
+        self._stop_storing(e)
+        return pixels
       self.filled[i] = 1
     return pixels
 
-  def _store(self, i: int, pixels: np.ndarray) -> None:
-    """Writes row i's pixels with pwrite into the page cache the memory map reads: about half the time of an
-    assignment through the map, which faults every page of a fresh file in first (a 256x256 row on a 2-core VM:
-    0.2-0.5 against 0.9-1.2 ms in memory the VM had not used yet, 0.03 against 0.06 ms otherwise)."""
-    written = os.pwrite(self._writer, np.ascontiguousarray(pixels), int(self.offsets[i]))
-    if written != pixels.nbytes:
-      raise OSError(errno.EIO, f"wrote {written} of row {i}'s {pixels.nbytes} bytes to {self.data_path}")
+  def _stop_storing(self, error: OSError) -> None:
+    """After a failed write (a full disk): one warning; rows not yet stored are decoded from their files."""
+    with self._store_lock:
+      if self.store_error is None:
+        self.store_error = error
+        logging.warning(
+          "data cache: cannot store more rows in %s (%s): rows not yet stored are decoded from their files",
+          self.dir,
+          error.strerror or error,
+        )
 
   def get(self, i: int) -> np.ndarray:
     return self.row(i) if self.filled[i] else self.fill(i)
 
+  def flush(self) -> None:
+    self.store.flush()
+    self.filled.flush()
+
   def disk_bytes(self) -> int:
-    return sum(os.stat(p).st_blocks * 512 for p in (self.data_path, self.flags_path) if p.exists())
+    return sum(os.stat(p).st_blocks * 512 for p in self._paths() if p.exists())
 
   def describe(self) -> str:
     filled = int(np.count_nonzero(self.filled))
     rows = f"{'x'.join(map(str, self.head.fixed))} rows" if self.head.fixed else "rows of varying size"
+    if self.store.name == "jpeg":
+      rows += f" as JPEG q{JPEG_QUALITY}" + (f" ({self.why})" if self.why else "")
     state = (
       "complete: no file is decoded"
       if filled == len(self.split)
       else f"{filled:,}/{len(self.split):,} filled, the rest as batches first read them"
     )
     return (
-      f"data cache: {self.dir} ({len(self.split):,} {rows}, head {self.head.spec or 'the decoded source'!r}, "
-      f"{size_text(self.disk_bytes())} on disk; {state})"
+      f"data cache ({self.name}): {self.dir} ({len(self.split):,} {rows}, "
+      f"head {self.head.spec or 'the decoded source'!r}, {size_text(self.disk_bytes())} on disk; {state})"
     )
 
 
@@ -271,14 +431,16 @@ def size_text(n: int) -> str:
   return f"{n} bytes"
 
 
-def open_cache(setting: str, split, chain: augment.Chain, max_disk_fraction: float = 0.5, name: str = "train"):
+def open_cache(
+  setting: str, split, chain: augment.Chain, max_disk_fraction: float = 0.5, name: str = "train", row_format="auto"
+):
   """The RowCache of `split` under `chain`'s head at `directory(setting)`, or None (off, or unavailable: then a
   warning says why and the files are read as without a cache)."""
   root = directory(setting)
   if root is None or not len(split):
     return None
   try:
-    return RowCache(root, split, head_of(chain), max_disk_fraction, name)
+    return RowCache(root, split, head_of(chain), max_disk_fraction, name, row_format)
   except Unavailable as e:
     logging.warning("data cache not used, reading the image files every epoch: %s", e)
     return None

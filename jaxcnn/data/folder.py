@@ -235,42 +235,55 @@ def resizer_version() -> str:
   return f"opencv {cv2.__version__}" if name == "opencv" else f"pillow {Image.__version__}"
 
 
-def cut_image(image: Image.Image, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
-  """uint8 [views, h, w, 3]: each (top, left, height, width) window of an RGB image, resized to out_hw
-  (`resizer()`'s bilinear)."""
+def cut_file(path: str, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
+  """uint8 [views, h, w, 3]: `cut_image` of an image file decoded at full scale (every host cut of a file: the
+  uncached loader's views and the decode-once cache's heads)."""
+  return cut_image(decode_rgb(path), windows, out_hw)
+
+
+def cut_image(pixels: np.ndarray, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
+  """uint8 [views, h, w, 3]: each (top, left, height, width) window of RGB pixels [H, W, 3], resized to out_hw
+  (`resizer()`'s bilinear; zeros outside the image). A window inside the image at the output size is a slice."""
   height, width = out_hw
-  views, use_opencv, pixels = [], resizer() == "opencv", None
+  views, use_opencv = [], resizer() == "opencv"
   for top, left, window_h, window_w in windows.tolist():
     if (window_h, window_w) == (height, width):
-      views.append(np.asarray(image.crop((left, top, left + window_w, top + window_h))))  # zeros outside
-      continue
-    if use_opencv:
-      inside = top >= 0 and left >= 0 and top + window_h <= image.height and left + window_w <= image.width
-      if inside:  # a slice of the image's array: half the CPU of Pillow's crop and its copy (a 375-px head)
-        pixels = np.asarray(image) if pixels is None else pixels
-        view = pixels[top : top + window_h, left : left + window_w]
-      else:
-        view = np.asarray(image.crop((left, top, left + window_w, top + window_h)))  # zeros outside the image
+      views.append(_window(pixels, top, left, window_h, window_w))
+    elif use_opencv:
       # cv2.resize's INTER_LINEAR samples at half-pixel centres and repeats the window's edge pixels beyond it.
+      view = _window(pixels, top, left, window_h, window_w)
       views.append(cv2.resize(view, (width, height), interpolation=cv2.INTER_LINEAR))
-      continue
-    # Bilinear samples at half-pixel centres, the window framed by one pixel whose samples near its border
-    # take the border's values (as tf.image.resize and jax_ops clamp), not a blend with Pillow's fill colour.
-    framed = _framed(image, top, left, window_h, window_w, shrinks=window_h >= height and window_w >= width)
-    extent = (1, 1, 1 + window_w, 1 + window_h)
-    views.append(
-      np.asarray(framed.transform((width, height), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
-    )
+    else:
+      # Bilinear samples at half-pixel centres, the window framed by one pixel whose samples near its border
+      # take the border's values (as tf.image.resize and jax_ops clamp), not a blend with Pillow's fill colour.
+      framed = _framed(pixels, top, left, window_h, window_w, shrinks=window_h >= height and window_w >= width)
+      extent = (1, 1, 1 + window_w, 1 + window_h)
+      views.append(
+        np.asarray(framed.transform((width, height), Image.Transform.EXTENT, extent, Image.Resampling.BILINEAR))
+      )
   return np.stack(views)
 
 
-def _framed(image: Image.Image, top: int, left: int, window_h: int, window_w: int, shrinks: bool) -> Image.Image:
+def _window(pixels: np.ndarray, top: int, left: int, window_h: int, window_w: int) -> np.ndarray:
+  """pixels[top:top + window_h, left:left + window_w]: a view where the window lies inside, else a copy with zeros
+  where it does not."""
+  image_h, image_w = pixels.shape[:2]
+  if top >= 0 and left >= 0 and top + window_h <= image_h and left + window_w <= image_w:
+    return pixels[top : top + window_h, left : left + window_w]
+  view = np.zeros((window_h, window_w, pixels.shape[2]), pixels.dtype)
+  y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + window_h, image_h), min(left + window_w, image_w)
+  if y1 > y0 and x1 > x0:
+    view[y0 - top : y1 - top, x0 - left : x1 - left] = pixels[y0:y1, x0:x1]
+  return view
+
+
+def _framed(pixels: np.ndarray, top: int, left: int, window_h: int, window_w: int, shrinks: bool) -> Image.Image:
   """The window with a one-pixel frame of its edge pixels repeated. Where the window shrinks in both directions
   (or keeps a side), no bilinear sample gives the frame a non-zero weight (the outermost samples lie at least
   half a pixel inside the window; Pillow's Geometry.c BILINEAR is `a + (b - a) * d`, exact for d = 0): then the
-  frame is whatever surrounds the window in the image, cut in one crop, with the same transform, hence the same
-  bits, as the edge-padded copy (tests/test_data_cache.py checks both ways agree)."""
+  frame is whatever surrounds the window in the image, with the same transform, hence the same bits, as the
+  edge-padded copy (tests/test_data_cache.py checks both ways agree)."""
   if shrinks:
-    return image.crop((left - 1, top - 1, left + window_w + 1, top + window_h + 1))
-  view = np.asarray(image.crop((left, top, left + window_w, top + window_h)))  # zeros outside the image
+    return Image.fromarray(np.ascontiguousarray(_window(pixels, top - 1, left - 1, window_h + 2, window_w + 2)))
+  view = _window(pixels, top, left, window_h, window_w)
   return Image.fromarray(np.pad(view, ((1, 1), (1, 1), (0, 0)), mode="edge"))

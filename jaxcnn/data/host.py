@@ -9,11 +9,11 @@ program of its own to dispatch and no device-to-device copy when the strategy sp
 devices.
 
 Image files (folders): images differ in size, so the host cuts each view's window and resizes it to the
-model's input (Pillow: decoding and resampling release the GIL, so a thread per core decodes in parallel,
-the next batch while the current one trains); the device then mirrors, lights and normalises them. The
-window's pixels are sampled bilinearly at half-pixel centres with zeros outside the image, as tf.data and
-the in-memory path do (`Image.transform` with an extent: no antialiasing when shrinking, as in
-`tf.image.resize`); the decoders differ in a few units of JPEG chroma.
+model's input (`folder.cut_file`: Pillow decodes, OpenCV resizes, both releasing the GIL, so a thread per core
+works in parallel, the next batch while the current one trains); the device then mirrors, lights and normalises
+them. The window's pixels are sampled bilinearly at half-pixel centres with zeros outside the image, as tf.data
+and the in-memory path do (no antialiasing when shrinking, as in `tf.image.resize`); the decoders differ in a
+few units of JPEG chroma.
 """
 
 import concurrent.futures
@@ -23,7 +23,6 @@ from collections.abc import Iterator
 
 import jax
 import numpy as np
-from PIL import Image
 
 from jaxcnn.data import folder, jax_ops
 
@@ -67,11 +66,6 @@ def _decoders() -> concurrent.futures.ThreadPoolExecutor:
   return concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="jaxcnn-decode")
 
 
-def cut_views(path: str, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
-  """uint8 [views, h, w, 3]: each (top, left, height, width) window of the image file, resized to out_hw."""
-  return folder.cut_image(folder.open_rgb(path), windows, out_hw)  # as decoded: no array copies
-
-
 def _decoded_views(split, indices, windows, cut) -> Iterator[np.ndarray]:
   """uint8 [local_batch, views, h, w, 3] per step, `cut(i, windows)` giving example i's views, the next step's
   examples decoding while the current one is used; a file that fails to decode stops it with an error naming it."""
@@ -95,34 +89,20 @@ def _decoded_views(split, indices, windows, cut) -> Iterator[np.ndarray]:
 
 def file_batches(split, indices, plan, mask, chain, mean, std, out_hw) -> Iterator[dict]:
   """[local_batch, ...] batches of a FileSplit for rows `indices` [steps, local_batch]: each view cut and resized
-  on the host (`cut_views`), mirrored, lit and normalised on the device."""
-  views = _decoded_views(split, indices, plan.windows, lambda i, windows: cut_views(split.paths[i], windows, out_hw))
+  on the host (`folder.cut_file`), mirrored, lit and normalised on the device."""
+  views = _decoded_views(
+    split, indices, plan.windows, lambda i, windows: folder.cut_file(split.paths[i], windows, out_hw)
+  )
   return _assemble(split, indices, plan, mask, views, _on_device(jax_ops.finish_fn, chain, mean, std))
-
-
-def cut_row(row: np.ndarray, windows: np.ndarray, out_hw: tuple) -> np.ndarray:
-  """`cut_image` of a cached uint8 row [H, W, 3]: a window inside the row at the output size is a plain slice."""
-  height, width = out_hw
-  rows_h, rows_w = row.shape[:2]
-  views = []
-  for top, left, window_h, window_w in windows.tolist():
-    inside = top >= 0 and left >= 0 and top + window_h <= rows_h and left + window_w <= rows_w
-    if inside and (window_h, window_w) == (height, width):
-      views.append(row[top : top + height, left : left + width])
-    else:
-      views.append(
-        folder.cut_image(
-          Image.fromarray(np.ascontiguousarray(row)), np.array([[top, left, window_h, window_w]]), out_hw
-        )[0]
-      )
-  return np.stack(views)
 
 
 def cached_views(split, indices, windows, out_hw, rows) -> Iterator[np.ndarray]:
   """uint8 [local_batch, views, h, w, 3] per step: each view cut from its row of a `cache.RowCache` on the
   decoding threads (a slice where no resize is left): what the host hands the device for a cached batch."""
   # Rows not yet filled are decoded (their head stored) on the decoding threads, as `file_batches` decodes files.
-  return _decoded_views(split, indices, windows, lambda i, view_windows: cut_row(rows.get(i), view_windows, out_hw))
+  return _decoded_views(
+    split, indices, windows, lambda i, view_windows: folder.cut_image(rows.get(i), view_windows, out_hw)
+  )
 
 
 def cached_batches(split, indices, plan, mask, chain, mean, std, out_hw, rows) -> Iterator[dict]:

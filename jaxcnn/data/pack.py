@@ -4,8 +4,8 @@
 
 Any config field may be overridden as in training (`--config.image_size=227`, `--config.data_cache=/ssd/c`).
 The rows filled are exactly those training would fill (the same head, key and place). Decoding runs on
-`--workers` threads (Pillow releases the GIL while decoding and resizing) or, with `--processes`, on worker
-processes that write their rows straight into the memory-mapped file.
+`--workers` threads (Pillow and OpenCV release the GIL while decoding and resizing) or, with `--processes`, on
+forked worker processes that store their rows into the same files.
 """
 
 import concurrent.futures
@@ -23,46 +23,37 @@ from jaxcnn.data import cache
 FLAGS = flags.FLAGS
 
 
-def _fill_rows(data_path, flags_path, nbytes, count, jobs) -> int:
-  """Worker process: decode and store rows [(i, path, window, shape, start, stop)]; returns how many."""
-  data = np.memmap(data_path, np.uint8, "r+", shape=(max(nbytes, 1),))
-  filled = np.memmap(flags_path, np.uint8, "r+", shape=(count,))
-  for i, path, window, shape, start, stop in jobs:
-    data[start:stop] = cache.head_row(path, window, shape).reshape(-1)
-    filled[i] = 1
-  data.flush()
-  filled.flush()
-  return len(jobs)
+_FORKED_ROWS = None  # the RowCache a forked worker process fills (its memory maps and files inherited)
+
+
+def _fill_in_worker(indices: list[int]) -> int:
+  for i in indices:
+    _FORKED_ROWS.fill(i)
+  _FORKED_ROWS.flush()
+  return len(indices)
 
 
 def fill(rows: "cache.RowCache", workers: int | None = None, processes: bool = False) -> tuple[int, float]:
-  """Fills every row not yet filled; returns (rows decoded, seconds)."""
+  """Fills every row not yet filled (`RowCache.fill`, on threads or forked processes); returns (rows decoded,
+  seconds)."""
+  global _FORKED_ROWS
   workers = workers or os.cpu_count() or 1
-  todo = np.flatnonzero(rows.filled == 0)
+  todo = np.flatnonzero(rows.filled == 0).tolist()
   start = time.perf_counter()
-  if processes and len(todo):
-    jobs = [
-      (
-        int(i),
-        rows.paths[i],
-        rows.windows[i],
-        tuple(rows.shapes[i]),
-        int(rows.offsets[i]),
-        int(rows.offsets[i + 1]),
-      )
-      for i in todo
-    ]
-    chunks = [jobs[k :: workers * 4] for k in range(workers * 4)]
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-      args = (str(rows.data_path), str(rows.flags_path), rows.nbytes, len(rows.paths))
-      sum(pool.map(_fill_rows, *zip(*[(*args, chunk) for chunk in chunks if chunk])))
-    rows.decodes += len(todo)
-  elif len(todo):
+  if processes and todo:
+    if "fork" not in multiprocessing.get_all_start_methods():
+      raise ValueError("--processes needs fork() (Linux); use threads (leave --processes out)")
+    _FORKED_ROWS = rows
+    try:
+      context = multiprocessing.get_context("fork")
+      with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+        rows.decodes += sum(pool.map(_fill_in_worker, [todo[k :: workers * 4] for k in range(workers * 4)]))
+    finally:
+      _FORKED_ROWS = None
+  elif todo:
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-      list(pool.map(rows.fill, todo.tolist(), chunksize=16))
-  rows.data.flush()
-  rows.filled.flush()
+      list(pool.map(rows.fill, todo, chunksize=16))
+  rows.flush()
   return len(todo), time.perf_counter() - start
 
 
@@ -87,12 +78,12 @@ def main(argv):
     )
   try:
     rows, pipeline = open_for_config(config)
+    if rows is None:
+      sys.exit(f"jaxcnn.data.pack: error: {pipeline.describe()[-1]}")
+    print(rows.describe(), flush=True)
+    decoded, seconds = fill(rows, FLAGS.workers, FLAGS.processes)
   except (ValueError, OSError) as e:
     sys.exit(f"jaxcnn.data.pack: error: {' '.join(str(e).split())[:250]}")
-  if rows is None:
-    sys.exit(f"jaxcnn.data.pack: error: {pipeline.describe()[-1]}")
-  print(rows.describe(), flush=True)
-  decoded, seconds = fill(rows, FLAGS.workers, FLAGS.processes)
   rate = f"{decoded / seconds:,.0f} images/s" if decoded else "nothing to decode"
   print(f"packed {decoded:,} rows in {seconds:.1f}s ({rate}, {FLAGS.workers or os.cpu_count()} workers)")
   print(rows.describe())

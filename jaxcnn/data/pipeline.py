@@ -203,9 +203,9 @@ def train_batches(
     )
   order = train_order(len(split), global_batch, seed, epoch)
   if row_cache is not None:
-    if row_cache.split is not split or pipeline == "tfdata":
-      raise ValueError("row_cache must be the cache of this split, with pipeline auto or jax")
-    indices, plan, out_hw = _cached_plan(row_cache, chain, order, global_batch, seed, epoch, start_batch)
+    _check_cache(row_cache, split, pipeline)
+    rng = np.random.default_rng([seed, epoch, 1])
+    indices, plan, _, out_hw = _cached_plan(row_cache, chain, order, global_batch, rng, start_batch=start_batch)
     return host.cached_batches(split, indices, plan, None, row_cache.head.tail, mean, std, out_hw, row_cache)
   src_h, src_w = _source_sizes(split, order)
   # A second stream from (seed, epoch): the augmentations do not change the order, and vice versa. The
@@ -214,12 +214,18 @@ def train_batches(
   return _batches(split, order, plan, None, chain, mean, std, global_batch, pipeline, start_batch)
 
 
-def _cached_plan(row_cache, chain, order, global_batch: int, seed: int, epoch: int, start_batch: int):
-  """(this process's rows [steps, local_batch], their tail plan, the output size) of an epoch read from a row
-  cache. The head draws no random numbers: the tail draws what the whole chain would, in the rows' pixels."""
-  plan = row_cache.head.tail.plan(np.random.default_rng([seed, epoch, 1]), *row_cache.shapes[order].T)
-  indices, plan, _ = _local(order, plan, global_batch, None, start_batch)
-  return indices, plan, chain.output_size((None, None))
+def _check_cache(row_cache, split, pipeline: str) -> None:
+  if row_cache.split is not split or pipeline == "tfdata":
+    raise ValueError("row_cache must be the cache of this split, with pipeline auto or jax")
+
+
+def _cached_plan(row_cache, chain, order, global_batch: int, rng, mask=None, start_batch: int = 0):
+  """(this process's rows [steps, local_batch], their tail plan, mask, the output size) of a pass over `order` read
+  from a row cache. The head draws no random numbers: the tail draws from `rng` what the whole chain would, in the
+  rows' pixels."""
+  plan = row_cache.head.tail.plan(rng, *row_cache.shapes[order].T)
+  indices, plan, mask = _local(order, plan, global_batch, mask, start_batch)
+  return indices, plan, mask, chain.output_size((None, None))
 
 
 def cached_train_views(split, row_cache, chain, *, global_batch: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
@@ -227,12 +233,24 @@ def cached_train_views(split, row_cache, chain, *, global_batch: int, seed: int,
   before the device mirrors, lights and normalises them (`python -m jaxcnn.bench.pipeline` times it apart: on a
   GPU host that part runs on the GPU)."""
   order = train_order(len(split), global_batch, seed, epoch)
-  indices, plan, out_hw = _cached_plan(row_cache, chain, order, global_batch, seed, epoch, 0)
+  indices, plan, _, out_hw = _cached_plan(
+    row_cache, chain, order, global_batch, np.random.default_rng([seed, epoch, 1])
+  )
   return host.cached_views(split, indices, plan.windows, out_hw, row_cache)
 
 
-def eval_batches(split, *, global_batch: int, mean, std, augment_chain=None, pipeline: str = "auto") -> Iterator[dict]:
-  """Every example exactly once, in order; the last batch is padded and its padding masked out."""
+def eval_batches(
+  split,
+  *,
+  global_batch: int,
+  mean,
+  std,
+  augment_chain=None,
+  pipeline: str = "auto",
+  row_cache: "cache.RowCache | None" = None,
+) -> Iterator[dict]:
+  """Every example exactly once, in order; the last batch is padded and its padding masked out. `row_cache` (the
+  split's `cache.RowCache` under this chain): as in `train_batches`."""
   chain = augment_chain or augment.Chain("", train=False)
   if isinstance(split, TfdsSplit):
     return tfds_stream.batches(split, chain, mean, std, local_batch_size(global_batch))
@@ -240,6 +258,10 @@ def eval_batches(split, *, global_batch: int, mean, std, augment_chain=None, pip
   padded = np.arange(steps * global_batch)
   mask = padded < len(split)
   order = np.where(mask, padded, 0)
+  if row_cache is not None:
+    _check_cache(row_cache, split, pipeline)
+    indices, plan, mask, out_hw = _cached_plan(row_cache, chain, order, global_batch, np.random.default_rng(0), mask)
+    return host.cached_batches(split, indices, plan, mask, row_cache.head.tail, mean, std, out_hw, row_cache)
   src_h, src_w = _source_sizes(split, order)
   plan = chain.plan(np.random.default_rng(0), src_h, src_w)
   return _batches(split, order, plan, mask, chain, mean, std, global_batch, pipeline)
@@ -273,25 +295,34 @@ class InputPipeline:
     self.image_shape = (*train_hw, channels)
     for name, split in dataset.splits.items():
       self._check_fits(name, split)
-    self._row_cache, self._cache_note = None, None
+    self._row_caches, self._cache_note = {}, None
 
-  def row_cache(self) -> "cache.RowCache | None":
-    """The training split's decode-once cache (image folders; opened, and made if missing, at the first call),
-    or None: not a folder, pipeline=tfdata, data_cache off, or unavailable (a warning said why)."""
+  def row_cache(self, name: str = "train") -> "cache.RowCache | None":
+    """The decode-once cache of the image-folder split `name` under its chain (the train chain's head for
+    "train", the eval chain's for the others; opened, and made if missing, at the first call), or None: not a
+    folder, pipeline=tfdata, data_cache off, or unavailable (a warning said why)."""
+    split, config = self.dataset.splits.get(name), self.config
     if self._cache_note is None:
-      split, config = self.dataset.splits.get("train"), self.config
       setting = config.get("data_cache", "auto")
-      if not isinstance(split, FileSplit):
-        self._cache_note = ""
-      elif config.get("pipeline", "auto") == "tfdata":
+      if config.get("pipeline", "auto") == "tfdata":
         self._cache_note = "data cache: not used with pipeline=tfdata (files decoded every epoch)"
       elif cache.directory(setting) is None:
         self._cache_note = f"data cache: off (data_cache={setting!r}; files decoded every epoch)"
       else:
-        fraction = config.get("data_cache_max_disk_fraction", 0.5)
-        self._row_cache = cache.open_cache(setting, split, self.train_chain, fraction)
-        self._cache_note = "" if self._row_cache else "data cache: unavailable (see the warning above)"
-    return self._row_cache
+        self._cache_note = ""
+    if not isinstance(split, FileSplit) or self._cache_note:
+      return None
+    if name not in self._row_caches:
+      config, chain = self.config, self.train_chain if name == "train" else self.eval_chain
+      self._row_caches[name] = cache.open_cache(
+        config.get("data_cache", "auto"),
+        split,
+        chain,
+        config.get("data_cache_max_disk_fraction", 0.5),
+        name,
+        config.get("data_cache_format", "auto"),
+      )
+    return self._row_caches[name]
 
   def _check_fits(self, name: str, split) -> None:
     """Plans every example of a split once, so that a chain its images cannot take fails before training."""
@@ -336,11 +367,20 @@ class InputPipeline:
     mean, std = ([round(float(x), 4) for x in v] for v in (self.mean, self.std))
     kept = ", as the run started: from its checkpoint" if self.stats_from_run else ""
     lines.append(f"normalisation: mean {mean}, std {std} ({origin}{kept})")
-    row_cache, train = self.row_cache(), dataset.split("train")
-    if isinstance(train, FileSplit) and (row_cache or _backend(config.pipeline, train) == "jax"):  # host.py cuts
+    return lines + self._describe_files()
+
+  def _describe_files(self) -> list[str]:
+    """The lines of an image folder's host work: the resizer, and each split's decode-once cache (or why none)."""
+    names = [name for name, split in self.dataset.splits.items() if isinstance(split, FileSplit) and len(split)]
+    caches = {name: self.row_cache(name) for name in names}
+    train, lines = self.dataset.splits.get("train"), []
+    if isinstance(train, FileSplit) and (caches["train"] or _backend(self.config.pipeline, train) == "jax"):
       lines.append(f"host resize: {folder.resizer_version()} (bilinear, half-pixel centres; ${folder.RESIZE_ENV})")
-    note = row_cache.describe() if row_cache else self._cache_note
-    return lines + ([note] if note else [])
+    if names and self._cache_note:  # off, or tfdata
+      return [*lines, self._cache_note]
+    for name, rows in caches.items():
+      lines.append(rows.describe() if rows else f"data cache ({name}): unavailable (see the warning above)")
+    return lines
 
   def train_batches(self, epoch: int, start_batch: int = 0) -> Iterator[dict]:
     """Epoch `epoch`'s batches from batch `start_batch` on (a run resumed mid-epoch)."""
@@ -387,9 +427,11 @@ class InputPipeline:
   def eval_batches(self, split, images_per_step: int | None = None) -> Iterator[dict]:
     """Every example of `split` (a name or a split) once, `images_per_step` images per global batch (by default
     `eval_images_per_step`'s); the memory plan may give fewer."""
+    name = split if isinstance(split, str) else next((k for k, v in self.dataset.splits.items() if v is split), None)
     split = self.dataset.split(split) if isinstance(split, str) else split
     return eval_batches(
       split,
+      row_cache=self.row_cache(name) if name and name != "train" else None,
       global_batch=images_per_step or self.eval_images_per_step(split),
       mean=self.mean,
       std=self.std,
