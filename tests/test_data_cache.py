@@ -64,15 +64,16 @@ def _epoch(split, epoch, row_cache=None, chain=None, start_batch=0):
 
 @pytest.fixture
 def counted_decodes(monkeypatch):
-  """How many image files were opened since the fixture started."""
+  """What `folder.decode_rgb` (every decode of the host loader and the cache: OpenCV's or Pillow's) was given
+  since the fixture started: paths, or a JPEG row's bytes."""
   calls = []
-  real_open = Image.open
+  real_decode = folder.decode_rgb
 
-  def counting_open(fp, *args, **kwargs):
-    calls.append(fp)
-    return real_open(fp, *args, **kwargs)
+  def counting_decode(source, *args, **kwargs):
+    calls.append(source)
+    return real_decode(source, *args, **kwargs)
 
-  monkeypatch.setattr(Image, "open", counting_open)
+  monkeypatch.setattr(folder, "decode_rgb", counting_decode)
   return calls
 
 
@@ -199,7 +200,7 @@ def test_the_start_line_states_place_and_disk_use(tmp_path):
 
 
 def _file_opens(calls: list) -> list:
-  """The image files among `counted_decodes`' opens (JPEG rows open their bytes, not a file)."""
+  """The image files among `counted_decodes`' calls (JPEG rows decode their bytes, not a file)."""
   return [fp for fp in calls if isinstance(fp, (str, os.PathLike))]
 
 
@@ -211,7 +212,6 @@ def test_jpeg_rows_give_every_epoch_the_pixels_of_the_first_and_resume_bitwise(t
   split = _split(_jpeg_folder(tmp_path / "f", [tuple(rng.integers(37, 70, 2)) for _ in range(8)]))
   rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()), row_format="jpeg")
   assert rows.store.name == "jpeg" and rows.store.path.suffix == ".jpegs"
-  counted_decodes.clear()  # the folder's scan read every header
   first_pass = _epoch(split, 0, rows)
   assert len(_file_opens(counted_decodes)) == 16 and rows.filled.all()  # each file once (an epoch reads all 16)
   counted_decodes.clear()

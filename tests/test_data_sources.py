@@ -115,6 +115,37 @@ def test_image_folder_train_batches_from_jpeg_with_alexnet_preset(tmp_path):
   assert views["image"].shape == (16, 10, 48, 48, 3) and views["mask"].all()
 
 
+def test_opencv_decodes_jpegs_bitwise_as_pillow_and_leaves_the_rest_to_it(tmp_path, monkeypatch):
+  """`folder.decode_rgb` with OpenCV (the default where cv2 imports) gives Pillow's pixels bitwise for every kind
+  of JPEG a folder holds (4:2:0, 4:4:4, progressive, greyscale, an EXIF rotation tag, which neither applies) and
+  hands CMYK JPEGs, PNGs and BMPs to Pillow."""
+  rng = np.random.default_rng(0)
+  pixels = rng.integers(0, 256, (37, 53, 3), np.uint8)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # "rotate 90 degrees": TensorFlow and Pillow ignore it, so must OpenCV
+  variants = {
+    "420.jpg": dict(quality=75),
+    "444.jpg": dict(quality=95, subsampling=0),
+    "progressive.jpg": dict(quality=80, progressive=True),
+    "exif.jpg": dict(quality=85, exif=exif.tobytes()),
+  }
+  for name, options in variants.items():
+    Image.fromarray(pixels).save(tmp_path / name, "JPEG", **options)
+  Image.fromarray(pixels).convert("L").save(tmp_path / "grey.jpg", "JPEG")
+  Image.fromarray(pixels).convert("CMYK").save(tmp_path / "cmyk.jpg", "JPEG")
+  Image.fromarray(pixels).save(tmp_path / "rgb.png")
+  kinds = {"420.jpg": 3, "444.jpg": 3, "progressive.jpg": 3, "exif.jpg": 3, "grey.jpg": 1, "cmyk.jpg": 4, "rgb.png": 0}
+  for name, components in kinds.items():
+    path = str(tmp_path / name)
+    assert folder._jpeg_components(np.fromfile(path, np.uint8)) == components, name
+    monkeypatch.setenv(folder.RESIZE_ENV, "pillow")
+    by_pillow = folder.decode_rgb(path)
+    monkeypatch.setenv(folder.RESIZE_ENV, "opencv")
+    np.testing.assert_array_equal(folder.decode_rgb(path), by_pillow, err_msg=name)
+    np.testing.assert_array_equal(folder.decode_rgb((tmp_path / name).read_bytes()), by_pillow, err_msg=name)
+    assert by_pillow.shape == (37, 53, 3), name
+
+
 def test_every_reader_of_image_files_decodes_them_alike(tmp_path):
   """Statistics, the host loader, the decode-once cache, tf.data's Pillow fallback and predict all read a file
   through `folder.decode_rgb`: the same pixels, whatever the mode."""

@@ -174,8 +174,44 @@ def _kept(directory: pathlib.Path, paths, labels, headers: dict, bad: dict, clas
 
 
 def decode_rgb(source, draft: tuple[int, int] | None = None) -> np.ndarray:
-  """uint8 [H, W, 3] of an image file (a path, or its bytes): `open_rgb`'s pixels as an array."""
+  """uint8 [H, W, 3] of an image file (a path, or its bytes): `open_rgb`'s pixels as an array.
+
+  With OpenCV (`resizer()`), a JPEG of one or three components is decoded by `cv2.imdecode` straight into the
+  array, no EXIF rotation: the same libjpeg-turbo arithmetic as Pillow's, bitwise (tests/test_data_sources.py), a
+  quarter less CPU than Pillow's decode and its copy into an array (a 400-px JPEG: 0.9 against 1.2 ms, 2-core
+  VM). Anything else (CMYK JPEGs, PNG, BMP, or `draft`) is Pillow's."""
+  if draft is None and resizer() == "opencv":
+    data = np.frombuffer(source, np.uint8) if isinstance(source, bytes) else np.fromfile(source, np.uint8)
+    if _jpeg_components(data) in (1, 3):
+      pixels = cv2.imdecode(data, _CV2_RGB_FLAGS)
+      if pixels is not None:
+        return pixels if _CV2_RGB else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
   return np.asarray(open_rgb(source, draft))
+
+
+_CV2_RGB = cv2 is not None and hasattr(cv2, "IMREAD_COLOR_RGB")  # OpenCV >= 4.10; BGR and a conversion before
+_CV2_RGB_FLAGS = (
+  (cv2.IMREAD_COLOR_RGB if _CV2_RGB else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION if cv2 is not None else 0
+)
+_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # SOF0..SOF15
+
+
+def _jpeg_components(data: np.ndarray) -> int:
+  """The number of colour components a JPEG's frame header declares (0: not a JPEG, or no frame header found)."""
+  if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
+    return 0
+  at = 2
+  while at + 9 < len(data):
+    if data[at] != 0xFF:
+      return 0
+    marker = int(data[at + 1])
+    if marker in _JPEG_FRAMES:
+      return int(data[at + 9])
+    if marker == 0xFF:  # fill byte
+      at += 1
+      continue
+    at += 2 + (int(data[at + 2]) << 8 | int(data[at + 3]))
+  return 0
 
 
 def open_rgb(source, draft: tuple[int, int] | None = None) -> Image.Image:
@@ -217,8 +253,9 @@ RESIZE_ENV = "JAXCNN_HOST_RESIZE"
 
 
 def resizer() -> str:
-  """Which library resizes windows on the host: $JAXCNN_HOST_RESIZE ("opencv" or "pillow"), else OpenCV where
-  `cv2` imports (opencv-python-headless, a dependency), else Pillow. Both compute the same half-pixel-centre
+  """Which library resizes windows (and decodes plain JPEGs: `decode_rgb`) on the host: $JAXCNN_HOST_RESIZE
+  ("opencv" or "pillow"), else OpenCV where `cv2` imports (opencv-python-headless, a dependency), else Pillow.
+  Both decode JPEGs to the same bits and compute the same half-pixel-centre
   bilinear resize (tf.image.resize's, no antialiasing) and agree within one 8-bit unit (OpenCV weighs in 11-bit
   fixed point); a 375-px JPEG's 256-px head took 2.4 ms of CPU with Pillow, 0.5 ms with OpenCV (2-core VM)."""
   name = os.environ.get(RESIZE_ENV, "").strip().lower() or ("opencv" if cv2 is not None else "pillow")

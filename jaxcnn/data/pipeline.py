@@ -375,7 +375,8 @@ class InputPipeline:
     caches = {name: self.row_cache(name) for name in names}
     train, lines = self.dataset.splits.get("train"), []
     if isinstance(train, FileSplit) and (caches["train"] or _backend(self.config.pipeline, train) == "jax"):
-      lines.append(f"host resize: {folder.resizer_version()} (bilinear, half-pixel centres; ${folder.RESIZE_ENV})")
+      line = f"{folder.resizer_version()} (JPEG decoding, bilinear resize at half-pixel centres; ${folder.RESIZE_ENV})"
+      lines.append(f"host images: {line}")
     if names and self._cache_note:  # off, or tfdata
       return [*lines, self._cache_note]
     for name, rows in caches.items():
