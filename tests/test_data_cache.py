@@ -446,7 +446,7 @@ def test_opencv_and_pillow_cut_windows_within_one_unit(tmp_path, monkeypatch):
   for name in folder.RESIZERS:
     monkeypatch.setenv(folder.RESIZE_ENV, name)
     cuts[name] = [folder.cut_image(image, np.array([w]), hw)[0].astype(int) for w, hw in _random_windows(200, 7)]
-    keys[name] = cache.key_of(cache.file_stats([str(tmp_path / "f" / "c0" / "0.jpg")]), "resize_short(32)", "raw")
+    keys[name] = cache.key_of(cache.files_digest([str(tmp_path / "f" / "c0" / "0.jpg")]), "resize_short(32)", "raw")
   differences = [np.abs(a - b).max() for a, b in zip(cuts["opencv"], cuts["pillow"])]
   assert max(differences) == 1, max(differences)  # 1, not 0: OpenCV's fixed-point weights do round differently
   assert keys["opencv"] != keys["pillow"]

@@ -131,18 +131,26 @@ def _stat(path: str) -> tuple:
   return (path, st.st_size, st.st_mtime_ns)
 
 
-def file_stats(paths) -> list:
-  """[(path, size, mtime_ns)] of every file, read on 16 threads (what a key says of the files)."""
+def files_digest(paths) -> str:
+  """A hash of every file's (path, size, mtime_ns), read on 16 threads: what a key says of the files, computed once
+  per split (ImageNet's 1.28M files take seconds) whichever row formats are keyed from it."""
   import concurrent.futures
 
   with concurrent.futures.ThreadPoolExecutor(16) as pool:
-    return list(pool.map(_stat, list(paths), chunksize=256))
+    stats = list(pool.map(_stat, list(paths), chunksize=256))
+  return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
 
-def key_of(stats: list, head_spec: str, row_format: str) -> str:
+def key_of(files: str, head_spec: str, row_format: str) -> str:
+  """The rows' key: `files` (`files_digest`), the head, the format and the decoding and resizing libraries."""
   fields = {"version": VERSION, "format": row_format, "head": head_spec, "pillow": PIL.__version__}
-  text = json.dumps(fields | {"resizer": folder.resizer_version(), "files": stats})
+  text = json.dumps(fields | {"resizer": folder.resizer_version(), "files": files})
   return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _raw_bytes(shapes: np.ndarray) -> np.ndarray:
+  """Bytes of each uint8 H x W x 3 row of `shapes` [N, 2]."""
+  return shapes[:, 0].astype(np.int64) * shapes[:, 1] * 3
 
 
 def head_row(path: str, window, out_hw: tuple) -> np.ndarray:
@@ -162,8 +170,7 @@ class RawRows:
 
   def __init__(self, base: pathlib.Path, shapes: np.ndarray):
     self.path, self.shapes = base.with_suffix(".u8"), shapes
-    sizes = shapes[:, 0].astype(np.int64) * shapes[:, 1] * 3
-    self.offsets = np.concatenate([[0], np.cumsum(sizes)])
+    self.offsets = np.concatenate([[0], np.cumsum(_raw_bytes(shapes))])
     self.nbytes = int(self.offsets[-1])
     self.data, self._writer = None, None
 
@@ -222,7 +229,7 @@ class JpegRows:
     self.index, self._fd, self._lock = None, None, threading.Lock()
 
   def estimate(self) -> int:
-    return int(JPEG_ESTIMATE * np.sum(self.shapes[:, 0].astype(np.int64) * self.shapes[:, 1] * 3))
+    return int(JPEG_ESTIMATE * np.sum(_raw_bytes(self.shapes)))
 
   def describe(self) -> str:
     return f"JPEG q{JPEG_QUALITY}"
@@ -298,9 +305,9 @@ class RowCache:
     source = pathlib.Path(os.path.commonpath([str(p) for p in (split.paths[0], split.paths[-1])]))
     place = hashlib.sha256(f"{source.resolve()}|{name}|{head.spec}".encode()).hexdigest()[:12]
     self.dir = root / f"{source.name or 'root'}-{name}-{place}"
-    stats = file_stats(split.paths)
+    files = files_digest(split.paths)
     try:
-      self.store, self.why = self._choose(stats, row_format, max_disk_fraction)
+      self.store, self.why = self._choose(files, row_format, max_disk_fraction)
       self.key = self.store.path.stem
       self.flags_path, self.meta_path = (self.dir / f"{self.key}{s}" for s in (".filled", ".json"))
       if not self._files_exist():
@@ -316,10 +323,10 @@ class RowCache:
       raise Unavailable(f"{self.dir}: {e.strerror or e}") from None
     weakref.finalize(self, self.store.close)
 
-  def _choose(self, stats: list, row_format: str, max_disk_fraction: float):
+  def _choose(self, files: str, row_format: str, max_disk_fraction: float):
     """(rows, why that format): the rows already made in a format the setting allows, else the setting's format,
     under "auto" raw rows where they fit, else JPEG rows; Unavailable when the chosen rows would not fit."""
-    raw, jpeg = (kind(self.dir / key_of(stats, self.head.spec, kind.name), self.shapes) for kind in (RawRows, JpegRows))
+    raw, jpeg = (kind(self.dir / key_of(files, self.head.spec, kind.name), self.shapes) for kind in (RawRows, JpegRows))
     allowed = [rows for rows in (raw, jpeg) if row_format in ("auto", rows.name)]
     for rows in allowed:
       if self._files_exist(rows):
