@@ -45,8 +45,8 @@ def _split(root):
   return data.load(_config(root)).splits["train"]
 
 
-def _chain(spec="alexnet"):
-  return augment.Chain(spec, train=True, image_size=32)
+def _chain(spec="alexnet", image_size=32):
+  return augment.Chain(spec, train=True, image_size=image_size)
 
 
 def _epoch(split, epoch, row_cache=None, chain=None, start_batch=0):
@@ -86,12 +86,16 @@ def test_heads_of_the_paper_chains():
   assert cache.head_of(_chain("flip_lr")).spec == ""  # the decoded source
 
 
-def test_cached_epochs_equal_uncached_bitwise_where_the_head_is_exact(tmp_path):
-  # Shorter side 37 = the head's resize: the head only crops, so no pixel is resampled on either path.
-  split = _split(_jpeg_folder(tmp_path / "f", [(37, 37 + 3 * k) for k in range(5)]))
-  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(_chain()))
+# Rows of 37x37 (4 kB: one write) and the paper's 256x256 (196 kB: written in cache.WRITE_PIECE pieces).
+@pytest.mark.parametrize("image_size", [32, 224])
+def test_cached_epochs_equal_uncached_bitwise_where_the_head_is_exact(tmp_path, image_size):
+  # Shorter side = the head's resize (37, 256): the head only crops, so no pixel is resampled on either path.
+  chain = _chain(image_size=image_size)
+  short = cache.head_of(chain).fixed[0]
+  split = _split(_jpeg_folder(tmp_path / "f", [(short, short + 3 * k) for k in range(5)]))
+  rows = cache.RowCache(tmp_path / "c", split, cache.head_of(chain))
   for epoch in (0, 1):  # epoch 0 fills the rows it reads, epoch 1 reads them (and fills the rest)
-    uncached, cached = _epoch(split, epoch), _epoch(split, epoch, rows)
+    uncached, cached = _epoch(split, epoch, chain=chain), _epoch(split, epoch, rows, chain=chain)
     assert len(cached) == len(uncached) == 2
     for a, b in zip(uncached, cached):
       np.testing.assert_array_equal(a, b)
