@@ -5,8 +5,14 @@
 #      PyTorch eager and torch.compile (`python -m jaxcnn.bench --compare=pytorch`, fair protocol);
 #   2. the TF-free input pipeline's images/s on the machine's cores: a JPEG folder at 227 (AlexNet's chain)
 #      and CIFAR in memory, beside the steps they feed (`python -m jaxcnn.bench.pipeline`);
-#   3. GoogLeNet's start-up: init, lowering and compiling its train step.
-# Every figure is printed and written under $OUT (default ./gpu_out): copy them into BUILD_NOTES.md.
+#   3. GoogLeNet's start-up: init, lowering and compiling its train step;
+#   4. a Kaggle-like JPEG folder on the machine's cores (`folder`): AlexNet's and ResNet-50's pipelines, first pass
+#      and cached, beside their train steps (`python -m jaxcnn.bench.pipeline --config=...`), `pack` on processes
+#      and on threads, and each trained end to end from the folder for 3 epochs (epoch 1 decodes, 2-3 read the
+#      cache): the fraction of the step's rate the pipeline sustains.
+# PARTS picks some ("steps pipeline startup folder" by default); each part is bounded, the whole stays under 10
+# minutes (PARTS=folder alone about 4). Every figure is printed and written under $OUT (default ./gpu_out): copy
+# them into BUILD_NOTES.md.
 #
 # jaxcnn needs two packages such images lack; fetch their wheels here first (the folder travels with `carry`):
 #   echo /.whl/ >> .git/info/exclude
@@ -25,10 +31,13 @@ export PYTHONUNBUFFERED=1
 python=${JAXCNN_PYTHON:-python3}
 if [ "${SMALL:-0}" = 1 ]; then  # the dry run: small images, few steps, float32 (the bench measures PyTorch's
   # bf16 autocast on a GPU only), LeNet-5's start-up for GoogLeNet's
-  batch=8 repeats=1 steps=2 jpegs=16 batches=2 bound=900 input=(--image_size=64) precision=float32 startup=lenet5
+  batch=8 repeats=1 steps=2 jpegs=48 batches=2 bound=900 input=(--image_size=64) precision=float32 startup=lenet5
+  sized=(--config.image_size=64)
 else
   batch=256 repeats=3 steps=0 jpegs=3000 batches=20 bound=200 input=() precision=bfloat16 startup=googlenet
+  sized=()
 fi
+want() { [[ " ${PARTS:-steps pipeline startup folder} " == *" $1 "* ]]; }
 part() {  # part NAME SECONDS COMMAND...: runs COMMAND for at most SECONDS, its output also in $out/NAME.log
   local name=$1 seconds=$2
   shift 2
@@ -42,9 +51,29 @@ part() {  # part NAME SECONDS COMMAND...: runs COMMAND for at most SECONDS, its 
   | tee -a "$out/machine.txt"
 bench=("$python" -m jaxcnn.bench --precision="$precision" --batch_size="$batch" --devices=1 --compare=pytorch
   --repeats="$repeats" --steps="$steps" "${input[@]}")
-part resnet50_v1_5 "$bound" "${bench[@]}" --models=resnet50 --model_options=stride_in_3x3=True \
-  --json="$out/resnet50_v1_5.json"
-part vgg16_alexnet "$bound" "${bench[@]}" --models=vgg16,alexnet --json="$out/vgg16_alexnet.json"
-part pipeline "$bound" "$python" -m jaxcnn.bench.pipeline --num_jpegs="$jpegs" --batch_size="$batch" \
-  --batches="$batches"
-part startup "$bound" "$python" experiments/benchmark/compile_breakdown.py --models="$startup" --batch_size="$batch"
+if want steps; then
+  part resnet50_v1_5 "$bound" "${bench[@]}" --models=resnet50 --model_options=stride_in_3x3=True \
+    --json="$out/resnet50_v1_5.json"
+  part vgg16_alexnet "$bound" "${bench[@]}" --models=vgg16,alexnet --json="$out/vgg16_alexnet.json"
+fi
+want pipeline && part pipeline "$bound" "$python" -m jaxcnn.bench.pipeline --num_jpegs="$jpegs" \
+  --batch_size="$batch" --batches="$batches"
+want startup && part startup "$bound" "$python" experiments/benchmark/compile_breakdown.py --models="$startup" \
+  --batch_size="$batch"
+if want folder; then
+  scratch=$(mktemp -d /tmp/jaxcnn-gpu-folder-XXXX)  # the JPEGs and caches stay off $OUT (it comes back)
+  folder=("--config.dataset=image_folder" "--config.data_dir=$scratch/jpegs" "--config.batch_size=$batch" "${sized[@]}")
+  part make_folder 120 "$python" experiments/benchmark/folder_pipeline.py make "$scratch/jpegs" --num="$jpegs"
+  for config in alexnet resnet50; do
+    part "folder_$config" "$bound" "$python" -m jaxcnn.bench.pipeline --config="$config" "${folder[@]}" \
+      --config.validation_size=0 --batches="$batches" --json="$out/folder_$config.json"
+    part "e2e_$config" "$bound" "$python" -m jaxcnn.main --config="$config" "${folder[@]}" --config.num_epochs=3 \
+      "--config.data_cache=$scratch/cache_$config" "--workdir=$scratch/e2e_$config"
+    cp "$scratch/e2e_$config/metrics.jsonl" "$out/e2e_$config.metrics.jsonl" 2>/dev/null
+  done
+  for how in --processes --noprocesses; do
+    part "pack$how" 120 "$python" -m jaxcnn.data.pack --config=alexnet "${folder[@]}" --config.validation_size=0 \
+      "--config.data_cache=$scratch/pack$how" "$how"
+  done
+  rm -rf "$scratch"
+fi
