@@ -3,13 +3,15 @@
   python experiments/benchmark/folder_pipeline.py make DIR [--num=2000]
   python experiments/benchmark/folder_pipeline.py jaxcnn DIR --config=alexnet [--batch=128] [--batches=15]
   python experiments/benchmark/folder_pipeline.py tfdata DIR --config=alexnet
-  python experiments/benchmark/folder_pipeline.py torch DIR [--workers=CORES] [--crop=224] [--torch_output=uint8]
+  python experiments/benchmark/folder_pipeline.py torch DIR [--config=alexnet] [--workers=CORES] [--crop=224]
+    [--torch_output=uint8]
 
 `make`: a Kaggle-like folder (two classes, JPEGs of 320-500 px per side, quality 75, smooth content that compresses
 like photographs). `jaxcnn`: `python -m jaxcnn.bench.pipeline`'s first pass, the host's share of it, and cached
 rates (no train step). `tfdata`: jaxcnn's tf.data pipeline for the same config (no cache). `torch`: a PyTorch
-DataLoader doing AlexNet's first-pass work with PIL, as torchvision's transforms do it (Resize(256): shorter side
-256, antialiased bilinear; CenterCrop(256); RandomCrop(--crop); RandomHorizontalFlip; to a uint8 CHW tensor as
+DataLoader doing the config's first-pass work with PIL, as torchvision's transforms do it (AlexNet: Resize(256):
+shorter side 256, antialiased bilinear, CenterCrop(256); ResNet-50 and VGG-16, scale jittering: Resize(S), S drawn
+from 256-480 and 256-512 as the papers do; then RandomCrop(--crop), RandomHorizontalFlip, to a uint8 CHW tensor as
 PILToTensor, or with --torch_output=float to float normalised as ToTensor + Normalize) on as many worker processes
 as cores, batches collated in the workers. uint8 is the like-for-like of jaxcnn's host share (uint8 views; the
 mirror, lighting and normalisation run on the device). Rates: images/s over the batches after the first.
@@ -24,6 +26,10 @@ import sys
 import time
 
 import numpy as np
+
+# The shorter side the DataLoader resizes to (drawn from [low, high]) and whether it centre-crops it square first:
+# the first-pass work of each config's train preset (`alexnet`, `resnet`, `vgg` in jaxcnn/data/augment.py).
+TORCH_RECIPES = {"alexnet": (256, 256, True), "resnet50": (256, 480, False), "vgg16": (256, 512, False)}
 
 
 def make(root: pathlib.Path, num: int) -> None:
@@ -87,6 +93,9 @@ def _torch_rate(args) -> dict:
 
   paths = sorted(str(p) for p in pathlib.Path(args.dir).rglob("*.jpg"))
   crop = args.crop
+  if args.config not in TORCH_RECIPES:
+    raise SystemExit(f"torch: --config must be one of {', '.join(TORCH_RECIPES)}, got {args.config!r}")
+  low, high, center = TORCH_RECIPES[args.config]
   mean = np.float32([0.485, 0.456, 0.406]) * 255
   std = np.float32([0.229, 0.224, 0.225]) * 255
 
@@ -99,13 +108,16 @@ def _torch_rate(args) -> dict:
       with Image.open(paths[i]) as image:
         image = image.convert("RGB")
         w, h = image.size
-        # _compute_resized_output_size: the longer side int(256 * long / short), truncated.
-        size = (256, int(256 * h / w)) if w <= h else (int(256 * w / h), 256)
+        short = int(rng.integers(low, high + 1))
+        # _compute_resized_output_size: the longer side int(short * long / short side), truncated.
+        size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
         image = image.resize(size, Image.BILINEAR)
         w, h = image.size
-        left, top = int(round((w - 256) / 2.0)), int(round((h - 256) / 2.0))  # center_crop's offsets
-        image = image.crop((left, top, left + 256, top + 256))
-        y, x = (int(v) for v in rng.integers(0, 256 - crop + 1, 2))
+        if center:
+          left, top = int(round((w - short) / 2.0)), int(round((h - short) / 2.0))  # center_crop's offsets
+          image = image.crop((left, top, left + short, top + short))
+          w = h = short
+        y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
         image = image.crop((x, y, x + crop, y + crop))
         if rng.random() < 0.5:
           image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Image-folder pipelines side by side on a Kaggle-like folder: jaxcnn's first pass, the host's share of it
 # (decode, head stored, views cut to uint8: what a GPU host's cores do) and cached rows (AlexNet, ResNet-50 and
-# VGG-16 chains), jaxcnn's tf.data, and a PyTorch DataLoader with PIL doing AlexNet's first-pass work (decode,
-# Resize 256, CenterCrop 256, RandomCrop 224, flip, to a uint8 tensor batch) on as many worker processes as
-# cores. Alternating repeats, one process per measurement, the median of each printed at the end, and AlexNet's
-# first-pass host share over the DataLoader's rate. Run with nothing else on the machine.
+# VGG-16 chains), jaxcnn's tf.data, and a PyTorch DataLoader with PIL doing each config's first-pass work (decode,
+# AlexNet: Resize 256, CenterCrop 256; ResNet-50, VGG-16: Resize to a shorter side drawn from 256-480, 256-512;
+# then RandomCrop 224, flip, to a uint8 tensor batch) on as many worker processes as cores. Alternating repeats,
+# one process per measurement, the median of each printed at the end, and each config's first-pass host share over
+# its DataLoader's rate. Run with nothing else on the machine.
 #
 #   experiments/benchmark/folder_pipeline.sh [NUM_IMAGES=2000] [REPEATS=3] [BATCH=128] [CONFIGS="alexnet resnet50 vgg16"]
 set -euo pipefail
@@ -31,11 +32,11 @@ for repeat in $(seq "$REPEATS"); do
       $PY experiments/benchmark/folder_pipeline.py tfdata "$WORK/folder" --config="$config" --batch="$BATCH" \
         --batches="$BATCHES" 2>/dev/null | tail -1 | tee -a "$OUT"
     fi
+    if [ "$HAS_TORCH" = 1 ]; then
+      $PY experiments/benchmark/folder_pipeline.py torch "$WORK/folder" --config="$config" --batch="$BATCH" \
+        --batches="$BATCHES" 2>/dev/null | tail -1 | tee -a "$OUT"
+    fi
   done
-  if [ "$HAS_TORCH" = 1 ]; then
-    $PY experiments/benchmark/folder_pipeline.py torch "$WORK/folder" --batch="$BATCH" --batches="$BATCHES" \
-      2>/dev/null | tail -1 | tee -a "$OUT"
-  fi
 done
 $PY - "$OUT" <<'PY'
 import collections, json, statistics, sys
@@ -46,13 +47,14 @@ for line in open(sys.argv[1]):
   cores = r.get("cores", cores)
   for k, v in r.items():
     if k.endswith("images_per_sec"):
-      rows[(r["config"] if r["mode"] != "torch" else "alexnet", k.replace("_images_per_sec", ""))].append(v)
+      rows[(r["config"], k.replace("_images_per_sec", ""))].append(v)
 print(f"\nmedians over repeats ({cores} cores): images/s (per core)")
 for (config, kind), values in sorted(rows.items()):
   m = statistics.median(values)
   print(f"{config:10s} {kind:16s} {m:9.0f} ({m / cores:7.0f} per core)   runs: {', '.join(f'{v:.0f}' for v in values)}")
-host, torch = rows.get(("alexnet", "first_pass_host")), rows.get(("alexnet", "torch"))
-if host and torch:
-  ratio = statistics.median(host) / statistics.median(torch)
-  print(f"alexnet first pass, the host's share / PyTorch DataLoader ({cores} workers): {ratio:.2f}x")
+for config in dict.fromkeys(config for config, _ in rows):
+  host, torch = rows.get((config, "first_pass_host")), rows.get((config, "torch"))
+  if host and torch:
+    ratio = statistics.median(host) / statistics.median(torch)
+    print(f"{config} first pass, the host's share / PyTorch DataLoader ({cores} workers): {ratio:.2f}x")
 PY
