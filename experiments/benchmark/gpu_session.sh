@@ -7,11 +7,11 @@
 #      and CIFAR in memory, beside the steps they feed (`python -m jaxcnn.bench.pipeline`);
 #   3. GoogLeNet's start-up: init, lowering and compiling its train step;
 #   4. a Kaggle-like JPEG folder on the machine's cores (`folder`): AlexNet's and ResNet-50's pipelines, first pass
-#      and cached, beside their train steps (`python -m jaxcnn.bench.pipeline --config=...`), `pack` on processes
-#      and on threads, and each trained end to end from the folder for 3 epochs (epoch 1 decodes, 2-3 read the
-#      cache): the fraction of the step's rate the pipeline sustains.
-# PARTS picks some ("steps pipeline startup folder" by default); each part is bounded, the whole stays under 10
-# minutes (PARTS=folder alone about 4). Every figure is printed and written under $OUT (default ./gpu_out): copy
+#      and cached (`python -m jaxcnn.bench.pipeline --config=...`), `pack` on processes and on threads, and each
+#      trained 3 epochs end to end from the folder (epoch 1 decodes, 2-3 read the cache) and from synthetic
+#      in-memory images of the same count (the loop's rate without decoding): the fraction the pipeline sustains.
+# PARTS picks some ("steps pipeline startup folder" by default); each part is bounded; run PARTS=folder (about 6
+# minutes) in a call of its own, the rest (under 10 minutes) in another. Every figure is printed and written under $OUT (default ./gpu_out): copy
 # them into BUILD_NOTES.md.
 #
 # jaxcnn needs two packages such images lack; fetch their wheels here first (the folder travels with `carry`):
@@ -62,18 +62,26 @@ want startup && part startup "$bound" "$python" experiments/benchmark/compile_br
   --batch_size="$batch"
 if want folder; then
   scratch=$(mktemp -d /tmp/jaxcnn-gpu-folder-XXXX)  # the JPEGs and caches stay off $OUT (it comes back)
-  folder=("--config.dataset=image_folder" "--config.data_dir=$scratch/jpegs" "--config.batch_size=$batch" "${sized[@]}")
+  sizes=("--config.batch_size=$batch" "${sized[@]}")
+  folder=(--config.dataset=image_folder "--config.data_dir=$scratch/jpegs")
   part make_folder 120 "$python" experiments/benchmark/folder_pipeline.py make "$scratch/jpegs" --num="$jpegs"
   for config in alexnet resnet50; do
-    part "folder_$config" "$bound" "$python" -m jaxcnn.bench.pipeline --config="$config" "${folder[@]}" \
-      --config.validation_size=0 --batches="$batches" --json="$out/folder_$config.json"
-    part "e2e_$config" "$bound" "$python" -m jaxcnn.main --config="$config" "${folder[@]}" --config.num_epochs=3 \
-      "--config.data_cache=$scratch/cache_$config" "--workdir=$scratch/e2e_$config"
-    cp "$scratch/e2e_$config/metrics.jsonl" "$out/e2e_$config.metrics.jsonl" 2>/dev/null
+    part "folder_$config" "$bound" "$python" -m jaxcnn.bench.pipeline --config="$config" "${folder[@]}" "${sizes[@]}" \
+      --config.validation_size=0 --batches="$batches" --step_batches=0 --json="$out/folder_$config.json"
+    trained=(-m jaxcnn.main --config="$config" "${sizes[@]}" --config.num_epochs=3
+      "--config.compute_dtype=$precision")
+    part "e2e_$config" "$bound" "$python" "${trained[@]}" "${folder[@]}" "--config.data_cache=$scratch/cache_$config" \
+      "--workdir=$scratch/e2e_$config"
+    part "e2e_synthetic_$config" "$bound" "$python" "${trained[@]}" --config.dataset=synthetic \
+      --config.synthetic.num_classes=2 "--config.synthetic.num_train=$jpegs" "--config.synthetic.image_shape=(256,256,3)" \
+      "--workdir=$scratch/e2e_synthetic_$config"
+    for run in "e2e_$config" "e2e_synthetic_$config"; do
+      cp "$scratch/$run/metrics.jsonl" "$out/$run.metrics.jsonl" 2>/dev/null
+    done
   done
   for how in --processes --noprocesses; do
-    part "pack$how" 120 "$python" -m jaxcnn.data.pack --config=alexnet "${folder[@]}" --config.validation_size=0 \
-      "--config.data_cache=$scratch/pack$how" "$how"
+    part "pack$how" 120 "$python" -m jaxcnn.data.pack --config=alexnet "${folder[@]}" "${sizes[@]}" \
+      --config.validation_size=0 "--config.data_cache=$scratch/pack$how" "$how"
   done
   rm -rf "$scratch"
 fi
