@@ -10,10 +10,12 @@ themselves. One epoch of 3 steps over 8 devices, then validation.
 import datetime
 import math
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
 import pytest
+from absl import flags
 from ml_collections.config_flags import config_flags
 
 from jaxcnn import configs, models, train
@@ -69,6 +71,53 @@ def test_a_family_member_loads_through_the_command_line_flag_parser():
   parser = config_flags.ConfigFileFlagParser(name="config")
   assert parser.parse(configs.path_of("resnet34")).model == "resnet34"
   assert parser.parse(configs.path_of("lenet5")).model == "lenet5"
+
+
+def _parse_command_line(monkeypatch, *arguments):
+  """The config `--config` and its overrides give, through the flag training defines (ml_collections reads the
+  overrides from sys.argv)."""
+  argv = ["jaxcnn", *arguments]
+  monkeypatch.setattr(sys, "argv", argv)
+  flag_values = flags.FlagValues()
+  holder = configs.define_flag(flag_values=flag_values)
+  flag_values(argv)
+  return holder.value
+
+
+def _other_value(default, kind):
+  """A command-line value for an option that differs from its default, or None for options not given as text."""
+  return {bool: lambda: not default, int: lambda: (default or 0) + 1, float: lambda: (default or 0.0) + 0.25}.get(
+    kind, lambda: f"{default}x" if kind is str else None
+  )()
+
+
+# Every option of every registered model, set from the command line on a config that does not set it (most set
+# none: ResNet-50 v1.5 is `--config.model_options.stride_in_3x3=True`, and ml_collections refuses fields a config
+# lacks), including options whose default is None (typed by their annotation).
+@pytest.mark.parametrize("model", models.names())
+def test_every_models_options_can_be_set_from_the_command_line(monkeypatch, model):
+  for key, (default, kind) in models.option_defaults(model).items():
+    value = _other_value(default, kind)
+    if value is None or isinstance(default, tuple):
+      continue
+    config = _parse_command_line(
+      monkeypatch, "--config=lenet5", f"--config.model={model}", f"--config.model_options.{key}={value}"
+    )
+    assert config.model_options[key] == value and type(config.model_options[key]) is kind, (key, config.model_options)
+
+
+def test_an_option_the_model_does_not_take_is_one_error_naming_those_it_does(monkeypatch):
+  with pytest.raises(
+    flags.IllegalFlagValueError, match="model 'resnet50' takes no option 'strid'; its options: .*stride"
+  ):
+    _parse_command_line(monkeypatch, "--config=resnet50", "--config.model_options.strid=True")
+  # An option the config sets already is overridden as any field (LeNet-5's activation).
+  assert (
+    _parse_command_line(monkeypatch, "--config=lenet5", "--config.model_options.activation=tanh").model_options[
+      "activation"
+    ]
+    == "tanh"
+  )
 
 
 def test_an_unknown_name_lists_the_known_ones():

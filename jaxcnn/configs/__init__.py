@@ -11,6 +11,7 @@ import functools
 import importlib
 import importlib.util
 import pathlib
+import sys
 import types
 
 import ml_collections
@@ -72,6 +73,32 @@ def get(name: str) -> ml_collections.ConfigDict:
   return module.get_config(arg) if arg else module.get_config()
 
 
+def declare_model_options(config: ml_collections.ConfigDict, argv: list[str]) -> None:
+  """Adds to config.model_options each option that a `--config.model_options.K=V` in argv names and the config
+  does not set, holding the model's default (`models.option_defaults`; its type parses V): ml_collections
+  overrides only fields a config has, and most configs set none of their model's options (ResNet-50 v1.5 is
+  `--config.model_options.stride_in_3x3=True`). An option the model (`--config.model` where given) does not
+  take is a one-line error naming those it does."""
+  prefix = "--config.model_options."
+  missing = [arg[len(prefix) :].partition("=")[0] for arg in argv if arg.startswith(prefix)]
+  missing = [key for key in dict.fromkeys(missing) if key not in config.get("model_options", {})]
+  if not missing:
+    return
+  from jaxcnn import models
+
+  name = next((arg.partition("=")[2] for arg in reversed(argv) if arg.startswith("--config.model=")), config.model)
+  defaults = models.option_defaults(name)
+  for key in missing:
+    if key not in defaults:
+      raise ValueError(
+        f"--config.model_options.{key}: model {name!r} takes no option {key!r}; its options: {', '.join(defaults)}"
+      )
+  with config.unlocked():
+    for key in missing:
+      default, kind = defaults[key]  # an option that defaults to None still parses as its annotated type
+      config.model_options[key] = default if default is not None else ml_collections.FieldReference(None, kind)
+
+
 def define_flag(default: str = "lenet5", flag_values=None, help_text: str = "Experiment name or config file."):
   """`--config=NAME|FILE` with `--config.FIELD=VALUE` overrides for an absl entry point (training, the data cache's
   pack, the benchmarks): ml_collections' config-file flag, whose file parser also takes a registered name.
@@ -80,7 +107,7 @@ def define_flag(default: str = "lenet5", flag_values=None, help_text: str = "Exp
   from absl import flags
   from ml_collections import config_flags
 
-  flag_values = flag_values or flags.FLAGS
+  flag_values = flags.FLAGS if flag_values is None else flag_values  # an empty FlagValues is falsy
   holder = config_flags.DEFINE_config_file("config", str(path_of(default)), help_text, flag_values=flag_values)
   file_parser = flag_values["config"].parser
 
@@ -89,7 +116,9 @@ def define_flag(default: str = "lenet5", flag_values=None, help_text: str = "Exp
 
     def parse(self, name_or_path):
       self.typed = name_or_path
-      return file_parser.parse(str(path_of(name_or_path)))
+      config = file_parser.parse(str(path_of(name_or_path)))
+      declare_model_options(config, sys.argv)  # the argv ml_collections reads its overrides from
+      return config
 
     def flag_type(self):
       return file_parser.flag_type()

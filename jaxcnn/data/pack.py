@@ -1,13 +1,13 @@
 """Fill an image folder's decode-once cache before training (data/cache.py), instead of during the first epoch.
 
-  python -m jaxcnn.data.pack --config=alexnet --config.data_dir=DIR [--workers=N] [--processes]
+  python -m jaxcnn.data.pack --config=alexnet --config.data_dir=DIR [--workers=N] [--noprocesses]
 
 Any config field may be overridden as in training (`--config.image_size=227`, `--config.data_cache=/ssd/c`).
 The rows filled are exactly those training would fill (the same head, key and place). Decoding runs on
-`--workers` forked worker processes that store their rows into the same files (Linux), or with `--noprocesses`
-(and where fork is not the way to start processes) on threads: on a 2-core VM, 2,000 Kaggle-like JPEGs under
-AlexNet's head, processes filled 1,717-2,269 rows/s and threads 766-1,490, each in a fresh process (threads
-share one allocator and page tables: ~38 more page faults a row).
+`--workers` forked worker processes that store their rows into the same files (on Linux), else (or with
+`--noprocesses`) on threads: on a 2-core VM, 2,000 Kaggle-like JPEGs under AlexNet's head, processes filled
+1,717-2,119 rows/s and threads 1,125-1,456, each in a fresh process (threads share one allocator and page tables:
+~38 more page faults a row).
 """
 
 import concurrent.futures

@@ -5,6 +5,6 @@ Every model takes NHWC images and is called as `module.apply(variables, images, 
 
 # Importing a family registers its models.
 from jaxcnn.models import alexnet, googlenet, lenet, resnet, tutorial, vgg  # noqa: F401
-from jaxcnn.models.registry import create, names, register
+from jaxcnn.models.registry import create, names, option_defaults, register
 
-__all__ = ["create", "names", "register"]
+__all__ = ["create", "names", "option_defaults", "register"]

@@ -5,6 +5,9 @@ A family module registers each variant with `@register("name")` on a function th
 method, the smallest image side it takes, and raises a one-line ValueError naming it on smaller images.
 """
 
+import dataclasses
+import inspect
+import typing
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -42,3 +45,29 @@ def create(name: str, num_classes: int, **options) -> nn.Module:
   except TypeError as e:
     raise ValueError(f"bad options for model {name!r}: {e}") from None
   return model.clone(name=name)
+
+
+def option_defaults(name: str) -> dict[str, tuple[object, type | None]]:
+  """The keyword options `create(name, ...)` takes: (the value the model uses when it is not given, the option's
+  type where its annotation or default names one) for the builder's own keyword parameters and its module's fields
+  that have a default (a field the builder also sets, such as a ResNet's `bottleneck`, is listed; passing it is
+  create's "bad options" error)."""
+  model = create(name, num_classes=2)
+
+  def typed(default, annotation):
+    kinds = [t for t in typing.get_args(annotation) or (annotation,) if isinstance(t, type) and t is not type(None)]
+    return default, type(default) if default is not None else kinds[0] if kinds else None
+
+  options = {
+    field.name: typed(getattr(model, field.name), field.type)
+    for field in dataclasses.fields(model)
+    if field.init
+    and field.name not in ("parent", "name", "num_classes")
+    and (field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING)
+  }
+  for parameter in inspect.signature(_REGISTRY[name]).parameters.values():
+    if parameter.kind is parameter.KEYWORD_ONLY or (
+      parameter.kind is parameter.POSITIONAL_OR_KEYWORD and parameter.default is not parameter.empty
+    ):
+      options[parameter.name] = typed(parameter.default, parameter.annotation)
+  return options
