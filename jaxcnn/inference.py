@@ -67,12 +67,15 @@ def variable_shapes(model, image_shape: tuple) -> dict:
 
 def class_scores(apply_fn, variables: dict, images):
   """Logits for [per_device, H, W, C] images; for [per_device, views, H, W, C] (e.g. AlexNet's ten crops)
-  the log of the views' averaged softmax, so that a cross-entropy of it stays meaningful."""
+  the log of the views' averaged softmax, so that a cross-entropy of it stays meaningful. Taken as a log-mean-exp
+  of the views' log-softmax: the log of the averaged probabilities is -inf (an infinite loss for the whole split)
+  wherever every view puts a class more than ~104 nats below another (float32's exp underflows)."""
   if images.ndim == 4:
     return apply_fn(variables, images, train=False)
   per_device, views = images.shape[:2]
   logits = apply_fn(variables, images.reshape(per_device * views, *images.shape[2:]), train=False)
-  return jnp.log(jax.nn.softmax(logits.astype(jnp.float32)).reshape(per_device, views, -1).mean(axis=1))
+  log_probabilities = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(per_device, views, -1)
+  return jax.nn.logsumexp(log_probabilities, axis=1) - jnp.log(views)
 
 
 def eval_step(apply_fn, variables: dict, batch: dict) -> dict:

@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+import scipy.special
 from conftest import config_of
 from data_fixtures import MIXED, write_cifar_binary, write_cifar_python, write_image_folder, write_tfds
 from PIL import Image
@@ -385,3 +386,30 @@ def test_multi_view_eval_step_averages_the_softmax_over_views(tiny_config):
   expected = -np.log(probs[np.arange(16), labels.reshape(-1)]).sum()
   np.testing.assert_allclose(float(sums["loss"][0]), expected, rtol=1e-5)
   assert float(sums["count"][0]) == 16
+
+
+@pytest.mark.parametrize("views", [2, 10])
+@pytest.mark.parametrize("logit_scale", [1.0, 1e4])
+def test_a_multi_view_loss_is_finite_where_every_view_is_confidently_wrong(tiny_config, views, logit_scale):
+  """The views' averaged softmax, taken to the log, underflowed to -inf where every view put the true class more
+  than ~104 nats below another: one such image made a whole split's validation loss inf. The loss is now the
+  exact log-mean-exp, checked against float64 on logits scaled until those gaps are thousands of nats."""
+  model = models.create("lenet5", num_classes=10)
+  host_state = train.create_train_state(tiny_config, model, (28, 28, 1), optim.create(tiny_config, 10))
+  params = jax.tree_util.tree_map(
+    lambda w: w * logit_scale if w.ndim == 2 and w.shape[-1] == 10 else w, host_state.params
+  )
+  rng = np.random.default_rng(1)
+  images = rng.normal(size=(8, 1, views, 28, 28, 1)).astype(np.float32)
+  labels = rng.integers(0, 10, (8, 1)).astype(np.int32)
+  strategy = parallel.Pmap()
+  p_eval = strategy.compile(functools.partial(inference.eval_step, model.apply), donate_state=False)
+  state = strategy.put_state(host_state.replace(params=params))
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  sums = p_eval(variables, {"image": images, "label": labels, "mask": np.ones((8, 1), bool)})
+  logits = np.asarray(model.apply({"params": params}, images.reshape(-1, 28, 28, 1)), np.float64).reshape(8, views, 10)
+  exact = scipy.special.logsumexp(scipy.special.log_softmax(logits, -1), axis=1) - np.log(views)
+  expected = -exact[np.arange(8), labels[:, 0]].sum()
+  if logit_scale > 1:
+    assert expected > 8 * 200  # the gaps this test is about
+  np.testing.assert_allclose(float(sums["loss"][0]), expected, rtol=1e-4)
