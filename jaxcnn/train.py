@@ -259,10 +259,8 @@ class Run:
 
   @property
   def eval_splits(self) -> list[str]:
-    """The splits this run evaluates: validation after each epoch, and the split --mode=eval reads afterwards."""
-    test = ("test",) if self.config.stop_at_accuracy_split == "test" else ()  # evaluated after every epoch too
-    names = [name for name in ("validation", self.config.eval_split, *test) if name in self.dataset.splits]
-    return list(dict.fromkeys(names))
+    """The splits this run evaluates (`InputPipeline.evaluated_splits`)."""
+    return self.input.evaluated_splits
 
   def new_state(self) -> TrainState:
     """A fresh state of this run's model, seed and optimizer (`create_train_state`)."""

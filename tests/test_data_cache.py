@@ -341,6 +341,32 @@ def test_eval_splits_are_cached_under_the_eval_chains_head_and_give_the_uncached
           np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"{name} {key}")
 
 
+@pytest.mark.parametrize(
+  ("eval_split", "stop_at_accuracy_split", "cached"),
+  [
+    ("validation", "validation", ["train", "validation"]),  # the paper configs' setting
+    ("test", "validation", ["test", "train", "validation"]),  # --mode=eval reads test
+    ("validation", "test", ["test", "train", "validation"]),  # test watched after every epoch
+    ("train", "validation", ["train", "validation"]),  # train under the eval chain: uncached
+  ],
+)
+def test_only_the_splits_a_run_reads_get_a_cache_on_disk(tmp_path, eval_split, stop_at_accuracy_split, cached):
+  """Opening a split's cache allocates all its rows on disk, so a start-up that opened every split's gave a
+  folder's test split gigabytes it is never read into (the paper configs evaluate validation). The start lines and
+  the cache directory hold the splits the run evaluates and nothing else."""
+  root = write_image_folder(
+    tmp_path / "f", ("c0", "c1"), ("train", "test"), sizes=[(37, 37 + 5 * k) for k in range(5)], pixels=smooth,
+    files=[(".jpg", "RGB", "JPEG")], strays=(),
+  )  # fmt: skip
+  config = _config(root, tmp_path / "c")
+  config.update(validation_size=4, eval_split=eval_split, stop_at_accuracy_split=stop_at_accuracy_split)
+  pipeline = data.InputPipeline(config, data.load(config))
+  lines = [line for line in pipeline.describe() if line.startswith("data cache (")]
+  assert sorted(line.split(")")[0][len("data cache (") :] for line in lines) == cached, lines
+  on_disk = {path.name.split("-")[1] for path in (tmp_path / "c").iterdir()}
+  assert sorted(on_disk) == cached, sorted((tmp_path / "c").iterdir())
+
+
 CROP_AND_FLIP = "resize_short(37)|center_crop(37)|random_crop(32)|flip_lr"
 
 

@@ -297,6 +297,14 @@ class InputPipeline:
       self._check_fits(name, split)
     self._row_caches, self._cache_note = {}, None
 
+  @property
+  def evaluated_splits(self) -> list[str]:
+    """The splits a run of this config evaluates: validation after each epoch, and the split --mode=eval reads
+    afterwards (`eval_split`; test is also evaluated after every epoch where `stop_at_accuracy_split` is test)."""
+    test = ("test",) if self.config.get("stop_at_accuracy_split") == "test" else ()
+    names = [name for name in ("validation", self.config.eval_split, *test) if name in self.dataset.splits]
+    return list(dict.fromkeys(names))
+
   def row_cache(self, name: str = "train") -> "cache.RowCache | None":
     """The decode-once cache of the image-folder split `name` under its chain (the train chain's head for
     "train", the eval chain's for the others; opened, and made if missing, at the first call), or None: not a
@@ -370,8 +378,12 @@ class InputPipeline:
     return lines + self._describe_files()
 
   def _describe_files(self) -> list[str]:
-    """The lines of an image folder's host work: the resizer, and each split's decode-once cache (or why none)."""
-    names = [name for name, split in self.dataset.splits.items() if isinstance(split, FileSplit) and len(split)]
+    """The lines of an image folder's host work: the resizer, and the decode-once cache (or why none) of each split
+    the run reads. Opening a cache allocates its rows on disk: a test split the run never evaluates (12,500 test
+    images under AlexNet's 256-px head: ~3 GB) gets none."""
+    read = ["train", *(name for name in self.evaluated_splits if name != "train")]
+    splits = {name: self.dataset.splits.get(name) for name in read}
+    names = [name for name, split in splits.items() if isinstance(split, FileSplit) and len(split)]
     caches = {name: self.row_cache(name) for name in names}
     train, lines = self.dataset.splits.get("train"), []
     if isinstance(train, FileSplit) and (caches["train"] or _backend(self.config.pipeline, train) == "jax"):
