@@ -528,7 +528,12 @@ def _print_start(run: Run, host_state: TrainState, start_epoch: int) -> None:
   num_params = sum(x.size for x in jax.tree.leaves(host_state.params))
   options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
   model_line = f"model: {config.model} ({num_params:,} parameters{'; ' + options if options else ''})"
-  lines = [*run.input.describe(), model_line, *optim.describe(config)]
+  lines = [
+    *run.input.describe(),
+    model_line,
+    *transfer.describe(config, host_state.params, run.dataset.num_classes),
+    *optim.describe(config),
+  ]
   print("\n".join(f"  {line}" for line in lines), flush=True)
 
 
@@ -563,8 +568,7 @@ def _resume_or_initialise(run: Run) -> tuple[TrainState, int, int, dict, dict]:
   if run.checkpointer.latest_step() is None:
     state = run.new_state()
     if config.init_from:
-      state = transfer.transfer_weights(state, config, run.dataset.num_classes)
-      logging.info("Backbone initialised from %s", config.init_from)
+      state = transfer.transfer_weights(state, config, run.dataset.num_classes)  # the start lines say it
     return state, 0, 0, {}, _controls(config, {})
   state, meta = run.restore()
   epoch, batches_done, record = meta["epoch"], meta.get("batches_done", 0), meta["record"]

@@ -45,6 +45,25 @@ def parameter_groups(params, num_classes: int):
   )
 
 
+def describe(config, params, num_classes: int) -> list[str]:
+  """A run's start line on where its backbone comes from and how it trains, and its new head (none without
+  init_from, freeze_backbone or a backbone_lr_multiplier)."""
+  multiplier = config.backbone_lr_multiplier
+  if not (config.init_from or config.freeze_backbone or multiplier != 1.0):
+    return []
+  sizes = {"head": 0, "backbone": 0}
+  for label, leaf in zip(jax.tree.leaves(parameter_groups(params, num_classes)), jax.tree.leaves(params), strict=True):
+    sizes[label] += leaf.size
+  checkpoint_name = f"step {config.init_step}" if config.init_step else "latest checkpoint"
+  source = f"from {config.init_from}'s {checkpoint_name}" if config.init_from else "initialised at random"
+  training = "frozen" if config.freeze_backbone else f"trained at {multiplier:g}x the learning rate"
+  heads = ", ".join("/".join(head) for head in sorted(head_modules(params, num_classes)))
+  return [
+    f"transfer: backbone ({sizes['backbone']:,} parameters) {source}, {training}; "
+    f"new head {heads} ({sizes['head']:,} parameters)"
+  ]
+
+
 def transfer_weights(state, config, num_classes: int):
   """`state` (a train.TrainState) with the backbone's params and BatchNorm statistics from `config.init_from`."""
   source_params, source_stats, meta = checkpoint.read_weights(config.init_from, config.init_step or None)

@@ -397,6 +397,9 @@ def test_a_new_head_on_another_runs_frozen_backbone(default_job, tmp_path, fmnis
     num_classes=5,
     params=61_706 - 84 * 5 - 5,  # the head has 5 outputs instead of 10
   )
+  backbone = 61_706 - 84 * 10 - 10
+  transfer_line = f"transfer: backbone ({backbone:,} parameters) from {w1}'s latest checkpoint, frozen; new head"
+  assert f"{transfer_line} output (425 parameters)" in result.stdout, result.stdout
   results = evaluate(tmp_path, workdir, {"test": kept["test"]})
   assert results["top1_accuracy"] > 0.5, results  # chance is 0.2; W1's backbone tells these classes apart
 
@@ -526,6 +529,11 @@ def test_torchvision_resnet34_with_a_new_head_on_cifar100_at_224(tmp_path):
       num_classes=100,
       params=params,
     )
+    training = "frozen" if command == RESNET34_FROZEN else "trained at 0.1x the learning rate"
+    transfer_line = (
+      rf"backbone \(21,284,672 parameters\) from \S*resnet34_tv's latest checkpoint, {training}; new head fc "
+    )
+    assert re.search(rf"transfer: {transfer_line}\(51,300 parameters\)", result.stdout), result.stdout
     evaluate(tmp_path, workdir, {"test": 20, "validation": 2})
     workdirs.append(workdir)
   assert_compared(run_readme(COMPARE_RESNET34, tmp_path), workdirs, [params, params])

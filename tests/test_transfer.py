@@ -38,6 +38,33 @@ def test_head_modules_are_the_class_outputs_and_aux_heads():
   }
 
 
+@pytest.mark.parametrize(
+  ("fields", "line"),
+  [
+    ({}, None),  # no transfer: no line
+    ({"init_from": "W1"}, "from W1's latest checkpoint, trained at 1x the learning rate"),
+    ({"init_from": "W1", "init_step": 40, "freeze_backbone": True}, "from W1's step 40, frozen"),
+    (
+      {"init_from": "W1", "backbone_lr_multiplier": 0.1},
+      "from W1's latest checkpoint, trained at 0.1x the learning rate",
+    ),
+    ({"freeze_backbone": True}, "initialised at random, frozen"),
+  ],
+)
+def test_the_start_line_says_where_the_backbone_comes_from_and_how_it_trains(fields, line):
+  """Counts with aux heads too: an aux classifier is head, whatever its outputs."""
+  params = {
+    "conv": {"kernel": np.zeros((3, 3, 1, 5)), "bias": np.zeros(5)},
+    "aux1": {"fc": {"kernel": np.zeros((8, 7))}},
+    "classifier": {"kernel": np.zeros((4, 5)), "bias": np.zeros(5)},
+  }
+  described = transfer.describe(config_of(**fields), params, num_classes=5)
+  if line is None:
+    assert described == []
+  else:
+    assert described == [f"transfer: backbone (50 parameters) {line}; new head aux1, classifier (81 parameters)"]
+
+
 def _batches(steps, num_classes, seed):
   rng = np.random.default_rng(seed)
   return [
