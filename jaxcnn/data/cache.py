@@ -62,7 +62,7 @@ _HEAD_OPS = (augment.Resize, augment.ResizeShort, augment.CenterCrop)
 # Raw rows are written 8 KB a call: a whole 256x256 row in one pwrite lets the kernel fill it with large page-cache
 # folios (up to 128 KB), and on a 2-core VM (Linux 6.18, virtio balloon) those cost 0.5-1.2 ms a row where they
 # had not been used lately, against 0.1-0.15 ms in 8 KB pieces; the first pass's host share went from 672-1,521
-# to 1,551-1,851 images/s (AlexNet, 2,000 JPEGs, one process a run, alternating). Where pages cost nothing to get
+# to 1,370-1,765 images/s (AlexNet, 2,000 JPEGs, one process a run, alternating). Where pages cost nothing to get
 # (rewriting rows already in the page cache) the 24 calls cost 0.057 against 0.038 ms a row.
 WRITE_PIECE = 8192
 
